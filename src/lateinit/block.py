@@ -1,0 +1,597 @@
+"""Block: the base of every layer and container.
+
+A Block is a ``torch.nn.Module`` whose parameters may be deferred. Until every parameter
+under it is READY, a Block carries a per-instance ``forward`` (``_first_call``) that
+infers its own parameters' shapes from the inputs (``infer_param_shapes``), creates them,
+and runs the real ``forward``; the outermost such call is one atomic *first pass*: if it
+fails, every parameter it shaped or created goes back to where it was and torch's RNG
+state is restored. Once the Block's whole subtree is READY the per-instance ``forward``
+is deleted, so a READY network runs the class ``forward`` with nothing added.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from . import init as _init
+from .parameter import (
+    LOCK,
+    Journal,
+    Parameter,
+    _Meta,
+    _raw,
+    _set_storage,
+    active_journal,
+    is_deferred,
+    materialize,
+    move_placeholder,
+    set_journal,
+)
+from .shapes import ShapeMismatchError, fmt_shape
+
+__all__ = ["Block", "ParameterDict"]
+
+
+class ParameterDict(dict[str, torch.nn.Parameter]):
+    """An ordered ``dict`` of structural names to parameters, as ``collect_params`` returns.
+
+    Its ``repr`` lists each parameter's name, shape (``-1`` = unknown), dtype and state.
+    """
+
+    def __repr__(self) -> str:
+        rows = [
+            (
+                name,
+                fmt_shape(tuple(p.shape)),
+                str(p.dtype).replace("torch.", ""),
+                p.state if is_deferred(p) else "READY",  # type: ignore[attr-defined]
+            )
+            for name, p in self.items()
+        ]
+        if not rows:
+            return "ParameterDict()"
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = [
+            f"  {n:<{widths[0]}}  {s:<{widths[1]}}  {d:<{widths[2]}}  {st}" for n, s, d, st in rows
+        ]
+        return "ParameterDict(\n" + "\n".join(lines) + "\n)"
+
+    def zero_grad(self) -> None:
+        """Set every parameter's gradient to ``None``."""
+        for p in self.values():
+            p.grad = None
+
+    def requires_grad_(self, requires_grad: bool = True) -> ParameterDict:
+        """Set ``requires_grad`` on every parameter (deferred ones included)."""
+        for p in self.values():
+            p.requires_grad_(requires_grad)
+        return self
+
+
+def _restore_rng(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
+    cpu, cuda = state
+    torch.random.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _save_rng() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.random.get_rng_state(), cuda
+
+
+def _iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _iter_tensors(item)
+    elif isinstance(obj, Mapping):
+        for item in obj.values():
+            yield from _iter_tensors(item)
+
+
+def _has_deferred(module: torch.nn.Module) -> bool:
+    return any(isinstance(p, Parameter) for p in module.parameters())
+
+
+def _locate(block: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    """Find the outermost module being called around ``block`` and ``block``'s path in it.
+
+    Walks the caller frames (error path only) for enclosing modules' ``self``.
+    """
+    callers: list[torch.nn.Module] = []
+    frame = sys._getframe(1)
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        if isinstance(obj, torch.nn.Module) and obj is not block:
+            if not callers or callers[-1] is not obj:
+                callers.append(obj)
+        frame = frame.f_back
+    current, parts = block, []
+    for outer in callers:
+        name = next(
+            (n for n, m in outer.named_modules(remove_duplicate=False) if m is current and n),
+            None,
+        )
+        if name is None:
+            continue
+        parts.insert(0, name)
+        current = outer
+    return current, ".".join(parts)
+
+
+def _layer_label(block: torch.nn.Module, path: str) -> str:
+    kind = type(block).__name__
+    return f"layer {path!r} ({kind})" if path else f"layer {kind} (the network called)"
+
+
+class Block(torch.nn.Module):
+    """Base class of every lateinit layer and container; a ``torch.nn.Module``.
+
+    A subclass declares parameters with unknown dims (``lateinit.Parameter((units, -1))``)
+    and fills them in :meth:`infer_param_shapes` from the input shapes. A Block built only
+    from child layers needs no extra code.
+
+    Example:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> class MLP(nn.Block):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.hidden = nn.Dense(64, activation="relu")
+        ...         self.out = nn.Dense(10)
+        ...     def forward(self, x):
+        ...         return self.out(self.hidden(x))
+        >>> net = MLP()
+        >>> net(torch.rand(2, 5)).shape
+        torch.Size([2, 10])
+        >>> tuple(net.hidden.weight.shape)
+        (64, 5)
+    """
+
+    #: The constructor argument that gives this layer's input size (for messages).
+    _in_size_arg: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._li_meta: dict[str, _Meta] = {}
+        self._arm()
+
+    # -- arming: the per-instance first-call forward ------------------------------------
+    def _arm(self) -> None:
+        if "forward" not in self.__dict__:
+            self.__dict__["forward"] = self._first_call
+
+    def _disarm_tree(self) -> None:
+        for module in self.modules():
+            if isinstance(module, Block) and "forward" in module.__dict__:
+                if not _has_deferred(module):
+                    del module.__dict__["forward"]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if isinstance(value, torch.nn.Module) and "_li_meta" in self.__dict__:
+            self._arm()
+
+    def add_module(self, name: str, module: torch.nn.Module | None) -> None:
+        super().add_module(name, module)
+        self._arm()
+
+    def register_parameter(self, name: str, param: torch.nn.Parameter | None) -> None:
+        super().register_parameter(name, param)
+        if isinstance(param, Parameter):
+            meta = param._li
+            meta.name = meta.name or name
+            meta.owner = meta.owner or type(self).__name__
+            meta.hint = meta.hint or self._in_size_arg
+            self.__dict__.setdefault("_li_meta", {})[name] = meta
+            self._arm()
+
+    def _first_call(self, *args: Any, **kwargs: Any) -> Any:
+        forward = type(self).forward
+        with LOCK:
+            if active_journal() is not None:  # inside an enclosing first pass
+                self._prepare(args, kwargs)
+                return forward(self, *args, **kwargs)
+            if not _has_deferred(self):  # another thread finished the first pass
+                self._disarm_tree()
+                return forward(self, *args, **kwargs)
+            journal, rng = Journal(), _save_rng()
+            set_journal(journal)
+            try:
+                self._name_params()
+                self._prepare(args, kwargs)
+                out = forward(self, *args, **kwargs)
+            except BaseException:
+                journal.rollback()
+                _restore_rng(rng)
+                raise
+            finally:
+                set_journal(None)
+            self._disarm_tree()
+            return out
+
+    # -- per-layer inference ------------------------------------------------------------
+    def infer_param_shapes(self, *inputs: Any, **kwargs: Any) -> None:
+        """Fill the unknown dims of this block's own parameters from its inputs.
+
+        Override in a layer with parameters of unknown shape: read the input shapes and
+        assign ``param.shape = full_shape`` (known dims must agree). Never compute on
+        data. The base does nothing.
+        """
+
+    def _own_deferred(self) -> list[tuple[str, Parameter]]:
+        return [(n, p) for n, p in self._parameters.items() if isinstance(p, Parameter)]
+
+    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Infer, then create, this block's own deferred parameters for these inputs."""
+        own = self._own_deferred()
+        if not own:
+            return
+        if any(not p.is_shaped for _, p in own):
+            if type(self).infer_param_shapes is Block.infer_param_shapes:
+                raise self._missing_hook_error(own)
+            try:
+                self.infer_param_shapes(*args, **kwargs)
+            except ShapeMismatchError as err:
+                raise self._named(err, args) from None
+            unfilled = [f"{n} {fmt_shape(p._li.shape)}" for n, p in own if not p.is_shaped]
+            if unfilled:
+                raise self._missing_hook_error(own, filled_nothing=", ".join(unfilled))
+        tensors = list(_iter_tensors((args, kwargs)))
+        dtype_error = self._dtype_error(tensors)
+        if dtype_error is not None:
+            raise dtype_error
+        device = tensors[0].device if tensors else None
+        for _, p in own:
+            if device is not None and not p._li.device_explicit and _raw(p).device != device:
+                move_placeholder(p, device, None)
+            materialize(p)
+
+    def _missing_hook_error(
+        self, own: list[tuple[str, Parameter]], filled_nothing: str = ""
+    ) -> RuntimeError:
+        root, path = _locate(self)
+        label = _layer_label(self, path)
+        names = ", ".join(f"{n} {fmt_shape(p._li.shape)}" for n, p in own if not p.is_shaped)
+        if filled_nothing:
+            return RuntimeError(
+                f"{label}: infer_param_shapes() left unknown dims in {filled_nothing}. "
+                "Fix: assign every parameter its full shape there (param.shape = (...))."
+            )
+        return RuntimeError(
+            f"{label} has parameters of unknown shape ({names}) but does not define "
+            f"infer_param_shapes(self, *inputs). Fix: define "
+            f"{type(self).__name__}.infer_param_shapes to fill the unknown dims from the "
+            "input shapes (self.weight.shape = (out, x.shape[-1])), or give the parameters "
+            "their full shapes."
+        )
+
+    def _name_params(self) -> None:
+        for name, p in self.named_parameters():
+            if isinstance(p, Parameter):
+                p._li.path = name
+
+    # -- error translation (error path only: nothing runs on the happy path) ------------
+    def _describe_expected(self, param: str, dim: int, size: int) -> str:
+        """Say what input size the layer expects; layers override to name the axis."""
+        return f"its parameter {param!r} needs size {size} on dim {dim}"
+
+    def _named(self, err: ShapeMismatchError, args: tuple[Any, ...]) -> ShapeMismatchError:
+        """Complete a hook's ShapeMismatchError with this layer's path, type and the fix."""
+        if err.layer is not None:
+            return err
+        root, path = _locate(self)
+        label = _layer_label(self, path)
+        shapes = ", ".join(fmt_shape(tuple(t.shape)) for t in _iter_tensors(args))
+        got = f"an input of shape {shapes}" if shapes else "its input"
+        hint = self._in_size_arg
+        if err.expected is not None and err.dim is not None and err.param is not None:
+            local = err.param.rsplit(".", 1)[-1]
+            expected = self._describe_expected(local, err.dim, err.expected[err.dim])
+            sharers = self._sharers(root, local, path)
+            shared = (
+                f" Its {local!r} is shared with {', '.join(repr(s) for s in sharers)}, "
+                "which fixed that size first."
+                if sharers
+                else ""
+            )
+            fix = (
+                "feed inputs of that size"
+                + (f", or build the layer without {hint} so the size is inferred" if hint else "")
+                + "; for inputs of several sizes use one input layer per size in front of "
+                "a shared trunk (share_parameters)"
+            )
+            message = (
+                f"{label} got {got}, but {expected}. Its {local} has shape "
+                f"{fmt_shape(err.expected)}; this input would need {fmt_shape(err.got or ())}."
+                f"{shared} Fix: {fix}."
+            )
+        else:
+            message = f"{label} got {got}: {err.detail}."
+        new = err.with_message(message, path or type(self).__name__)
+        new.__cause__ = err.__cause__
+        return new
+
+    def _sharers(self, root: torch.nn.Module, local: str, path: str) -> list[str]:
+        """Paths of the other layers (or other uses of this one) holding ``local``."""
+        param = self._parameters.get(local)
+        if param is None:
+            return []
+        return [
+            name or type(root).__name__
+            for name, m in root.named_modules(remove_duplicate=False)
+            if name != path and any(q is param for q in m._parameters.values())
+        ]
+
+    def _dtype_error(self, tensors: list[torch.Tensor]) -> TypeError | None:
+        floating = [t for t in tensors if t.is_floating_point()]
+        params = [p for p in self._parameters.values() if p is not None and p.is_floating_point()]
+        if not floating or not params:
+            return None
+        got, want = floating[0].dtype, params[0].dtype
+        if got == want or torch.is_autocast_enabled():
+            return None
+        _, path = _locate(self)
+        short = str(want).replace("torch.", "")
+        return TypeError(
+            f"{_layer_label(self, path)} got a {str(got).replace('torch.', '')} input but its "
+            f"parameters are {short}. Fix: convert the input (x.to(torch.{short})), or create "
+            f"the parameters in {str(got).replace('torch.', '')}: "
+            f"net.initialize(dtype={got}) or net.to({got}) before the first batch."
+        )
+
+    def _explain(self, err: BaseException, *inputs: Any) -> BaseException:
+        """Turn a raw kernel error into a named ShapeMismatchError/TypeError when the
+        inputs disagree with this layer's known sizes or dtype; else return ``err``.
+
+        Layers call it from an ``except`` branch around their kernels, so it costs nothing
+        until something fails.
+        """
+        with LOCK:
+            saved: dict[str, torch.nn.Parameter] = {}
+            try:
+                for name, p in self._parameters.items():
+                    if p is not None and not isinstance(p, Parameter):
+                        meta = _Meta(tuple(p.shape), None, 0)
+                        meta.name = name
+                        probe = Parameter._from_meta(
+                            meta, torch.empty(0, dtype=p.dtype, device="meta"), False
+                        )
+                        saved[name] = p
+                        self._parameters[name] = probe
+                self.infer_param_shapes(*inputs)
+            except ShapeMismatchError as mismatch:
+                named = self._named(mismatch, inputs)
+                named.__cause__ = err
+                return named
+            except Exception:
+                pass
+            finally:
+                self._parameters.update(saved)
+        dtype_error = self._dtype_error(list(_iter_tensors(inputs)))
+        if dtype_error is not None:
+            dtype_error.__cause__ = err
+            return dtype_error
+        return err
+
+    # -- public API -----------------------------------------------------------------------
+    def initialize(
+        self,
+        init: Any = None,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        force_reinit: bool = False,
+    ) -> Block:
+        """Register a default initializer and create every parameter whose shape is known.
+
+        Args:
+            init: the initializer for parameters without one of their own (an
+                :mod:`lateinit.init` initializer, a name such as ``"xavier_uniform"``, or a
+                ``torch.nn.init`` function). A later call before data arrives replaces it.
+            device: where parameters are created (default: the device of the first input).
+            dtype: the floating dtype of the parameters (default: torch's default dtype).
+            force_reinit: re-initialize parameters that are already READY; otherwise each
+                one is left alone with a ``UserWarning``.
+
+        Returns ``self``. Parameters whose shape is still unknown wait for data (or
+        ``infer_shape``), then use the registered initializer.
+
+        Example:
+            >>> import torch
+            >>> from lateinit import nn, init
+            >>> net = nn.Sequential(nn.Dense(4, in_units=3), nn.Dense(2))
+            >>> _ = net.initialize(init.One())
+            >>> net[0].weight.sum().item(), net[1].weight.shape
+            (12.0, torch.Size([2, -1]))
+        """
+        resolved = _init.resolve(init) if init is not None else None
+        dev = torch.device(device) if device is not None else None
+        with LOCK:
+            outer = active_journal() is None
+            journal = Journal() if outer else active_journal()
+            if outer:
+                set_journal(journal)
+            try:
+                for name, p in self.named_parameters():
+                    if isinstance(p, Parameter):
+                        self._initialize_deferred(name, p, resolved, dev, dtype)
+                    else:
+                        self._initialize_ready(name, p, resolved, dev, dtype, force_reinit)
+            except BaseException:
+                if outer:
+                    journal.rollback()
+                raise
+            finally:
+                if outer:
+                    set_journal(None)
+            self._disarm_tree()
+        return self
+
+    @staticmethod
+    def _initialize_deferred(
+        name: str,
+        p: Parameter,
+        init: _init.Initializer | None,
+        device: torch.device | None,
+        dtype: torch.dtype | None,
+    ) -> None:
+        meta = p._li
+        meta.path = name
+        if init is not None:
+            meta.registered = init
+        if device is not None or dtype is not None:
+            move_placeholder(p, device, dtype)
+            meta.device_explicit = meta.device_explicit or device is not None
+        if p.is_shaped:
+            materialize(p)
+
+    def _initialize_ready(
+        self,
+        name: str,
+        p: torch.nn.Parameter,
+        init: _init.Initializer | None,
+        device: torch.device | None,
+        dtype: torch.dtype | None,
+        force_reinit: bool,
+    ) -> None:
+        meta = self._meta_of(name, p)
+        if meta is None and not force_reinit:
+            return  # a plain torch module's parameter: torch initialized it already
+        if not force_reinit:
+            warnings.warn(
+                f"Parameter {name!r} is already initialized; initialize() leaves it as it "
+                "is. Use initialize(..., force_reinit=True) to re-initialize it.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        if meta is None:
+            meta = _Meta(tuple(p.shape), None, int(torch.empty((), dtype=torch.int64).random_()))
+        if init is not None:
+            meta.registered = init
+        target_dtype = dtype if (dtype is not None and p.is_floating_point()) else p.dtype
+        with torch.no_grad():
+            data = torch.empty(tuple(p.shape), dtype=target_dtype, device=device or p.device)
+            if data.device.type != "meta":
+                generator = torch.Generator(device=data.device)
+                generator.manual_seed(meta.seed)
+                meta.effective_init(data, generator=generator, name=name)
+        journal = active_journal()
+        if journal is not None:
+            journal.record_storage(p, p.data, torch.nn.Parameter)
+        _set_storage(p, data, torch.nn.Parameter)
+
+    def _meta_of(self, name: str, p: torch.nn.Parameter) -> _Meta | None:
+        meta = p.__dict__.get("_li")
+        if meta is not None:
+            return meta
+        owner_name, _, attr = name.rpartition(".")
+        owner = self.get_submodule(owner_name) if owner_name else self
+        metas = owner.__dict__.get("_li_meta", {})
+        return metas.get(attr)
+
+    def collect_params(self, select: str | None = None) -> ParameterDict:
+        """An ordered dict of structural names (``"0.weight"``) to parameters.
+
+        Args:
+            select: a regex; only names it matches (``re.match``) are kept.
+
+        Shared parameters appear once. The ``repr`` lists shape (``-1`` = unknown), dtype
+        and state (DECLARED, SHAPED or READY).
+        """
+        pattern = re.compile(select) if select is not None else None
+        out = ParameterDict()
+        for name, p in self.named_parameters():
+            if isinstance(p, Parameter):
+                p._li.path = name
+            if pattern is None or pattern.match(name):
+                out[name] = p
+        return out
+
+    def share_parameters(self, other: torch.nn.Module | Mapping[str, torch.Tensor]) -> Block:
+        """Tie this block's parameters to ``other``'s (a Block or ``collect_params()``)
+        by structural name; returns ``self``.
+
+        Known dims of both sides must agree (unknown dims are filled from either side); a
+        conflict raises ``ShapeMismatchError`` naming both parameters and changes nothing.
+        """
+        theirs = (
+            dict(other.named_parameters()) if isinstance(other, torch.nn.Module) else dict(other)
+        )
+        plan: list[tuple[torch.nn.Module, str, torch.nn.Parameter, tuple[int, ...]]] = []
+        for mod_name, module in self.named_modules(remove_duplicate=False):
+            for attr, mine in module._parameters.items():
+                full = f"{mod_name}.{attr}" if mod_name else attr
+                target = theirs.get(full)
+                if mine is None or target is None or target is mine:
+                    continue
+                merged = _merge_for_sharing(full, mine, target)
+                plan.append((module, attr, target, merged))
+        with LOCK:
+            for module, attr, target, merged in plan:
+                if isinstance(target, Parameter):
+                    target.shape = merged
+                module._parameters[attr] = target
+                if isinstance(target, Parameter) and isinstance(module, Block):
+                    module._li_meta[attr] = target._li
+                    module._arm()
+            if any(isinstance(t, Parameter) for _, _, t, _ in plan):
+                self._arm()
+        return self
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Block:
+        """``.to()``/``.cuda()``/``.half()``...: a deferred parameter keeps its identity and
+        stays deferred, and only changes where (and in which dtype) it will be created."""
+        deferred = self._own_deferred()
+        if not deferred:
+            return super()._apply(fn, recurse)
+        order = list(self._parameters)
+        for name, _ in deferred:
+            del self._parameters[name]
+        try:
+            super()._apply(fn, recurse)
+            for _, p in deferred:
+                converted = fn(p)
+                if converted is not p:
+                    _set_storage(p, _raw(converted), Parameter)
+                    p._li.device_explicit = converted._li.device_explicit
+        finally:
+            current = dict(self._parameters)
+            current.update(deferred)
+            self._parameters.clear()
+            self._parameters.update((name, current[name]) for name in order)
+        return self
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+def _merge_for_sharing(
+    name: str, mine: torch.nn.Parameter, theirs: torch.nn.Parameter
+) -> tuple[int, ...]:
+    a, b = tuple(mine.shape), tuple(theirs.shape)
+    conflict = len(a) != len(b) or any(x != -1 and y != -1 and x != y for x, y in zip(a, b))
+    if conflict:
+        raise ShapeMismatchError(
+            f"cannot share parameter {name!r}: this block's {name} has shape {fmt_shape(a)} "
+            f"but the other block's {name} has shape {fmt_shape(b)}. Fix: give both layers the "
+            "same sizes (or leave the input size unset on one of them so it is inferred).",
+            param=name,
+            expected=b,
+            got=a,
+        )
+    if mine.dtype != theirs.dtype:
+        raise TypeError(
+            f"cannot share parameter {name!r}: dtype {mine.dtype} here vs {theirs.dtype} in "
+            "the other block. Fix: create both in the same dtype."
+        )
+    return tuple(y if y != -1 else x for x, y in zip(a, b))

@@ -1,0 +1,370 @@
+"""Initializers: objects that fill a tensor in place.
+
+Every initializer has one signature, ``init(tensor, *, generator=None, name="")``: it fills
+``tensor`` in place (under ``torch.no_grad()``) drawing random numbers from ``generator``
+and returns it. ``name`` is the parameter's structural name, used by :class:`Mixed`.
+Fans are computed from the tensor's full shape (``(out, in, *kernel)``), as in torch.
+
+Wherever an initializer is accepted, a string (``"zeros"``, ``"xavier_uniform"``, ...) or
+one of torch's in-place ``torch.nn.init.*_`` functions (or any callable taking a tensor)
+is accepted too; :func:`resolve` turns them into an :class:`Initializer`.
+
+Example:
+    >>> import torch
+    >>> from lateinit import init
+    >>> w = torch.empty(3, 4)
+    >>> _ = init.Constant(0.5)(w)
+    >>> float(w.sum())
+    6.0
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = [
+    "Initializer",
+    "Zero",
+    "One",
+    "Constant",
+    "Uniform",
+    "Normal",
+    "TruncNormal",
+    "Xavier",
+    "MSRAPrelu",
+    "Orthogonal",
+    "Mixed",
+    "resolve",
+]
+
+InitLike = "Initializer | str | Callable[..., Any]"
+
+
+def _fans(shape: Sequence[int]) -> tuple[int, int]:
+    """Return ``(fan_in, fan_out)`` of a weight of ``shape`` = ``(out, in, *kernel)``."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+class Initializer:
+    """Base class: fill a tensor in place; subclasses implement ``_fill``."""
+
+    def __call__(
+        self, tensor: torch.Tensor, *, generator: torch.Generator | None = None, name: str = ""
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            self._fill(tensor, generator)
+        return tensor
+
+    def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
+        raise NotImplementedError
+
+    def _args(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._args().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._args() == other._args()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self._args().items()))))
+
+
+class Constant(Initializer):
+    """Fill with ``value``."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
+        tensor.fill_(self.value)
+
+    def _args(self) -> dict[str, Any]:
+        return {"value": self.value}
+
+
+class Zero(Constant):
+    """Fill with zeros."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+    def _args(self) -> dict[str, Any]:
+        return {}
+
+
+class One(Constant):
+    """Fill with ones."""
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
+
+    def _args(self) -> dict[str, Any]:
+        return {}
+
+
+class Uniform(Initializer):
+    """Draw from ``U(-scale, scale)`` (Gluon's default scale 0.07)."""
+
+    def __init__(self, scale: float = 0.07) -> None:
+        self.scale = scale
+
+    def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
+        tensor.uniform_(-self.scale, self.scale, generator=generator)
+
+    def _args(self) -> dict[str, Any]:
+        return {"scale": self.scale}
+
+
+class Normal(Initializer):
+    """Draw from ``N(0, sigma**2)`` (Gluon's default sigma 0.01)."""
+
+    def __init__(self, sigma: float = 0.01) -> None:
+        self.sigma = sigma
+
+    def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
+        tensor.normal_(0.0, self.sigma, generator=generator)
+
+    def _args(self) -> dict[str, Any]:
+        return {"sigma": self.sigma}
+
+
+class TruncNormal(Initializer):
+    """Draw from ``N(mean, stdev**2)`` truncated to ``mean ± 2*stdev``."""
+
+    def __init__(self, mean: float = 0.0, stdev: float = 0.01) -> None:
+        self.mean = mean
+        self.stdev = stdev
+
+    def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
+        lo, hi = self.mean - 2 * self.stdev, self.mean + 2 * self.stdev
+        torch.nn.init.trunc_normal_(tensor, self.mean, self.stdev, lo, hi, generator=generator)
+
+    def _args(self) -> dict[str, Any]:
+        return {"mean": self.mean, "stdev": self.stdev}
+
+
+class Xavier(Initializer):
+    """Xavier/Glorot initialization, as in Gluon.
+
+    ``scale = sqrt(magnitude / factor)`` where ``factor`` is ``fan_in``, ``fan_out`` or
+    their average (``factor_type``); values are drawn from ``U(-scale, scale)``
+    (``rnd_type="uniform"``) or ``N(0, scale**2)`` (``"gaussian"``).
+    ``Xavier("uniform", "in", 1.0)`` is the distribution of ``torch.nn.Linear``'s weight.
+    """
+
+    def __init__(
+        self, rnd_type: str = "uniform", factor_type: str = "avg", magnitude: float = 3.0
+    ) -> None:
+        if rnd_type not in ("uniform", "gaussian"):
+            raise ValueError(f"Xavier: rnd_type must be 'uniform' or 'gaussian', got {rnd_type!r}")
+        if factor_type not in ("avg", "in", "out"):
+            raise ValueError(
+                f"Xavier: factor_type must be 'avg', 'in' or 'out', got {factor_type!r}"
+            )
+        self.rnd_type = rnd_type
+        self.factor_type = factor_type
+        self.magnitude = float(magnitude)
+
+    def _scale(self, shape: Sequence[int]) -> float:
+        fan_in, fan_out = _fans(shape)
+        factor = {"avg": (fan_in + fan_out) / 2.0, "in": fan_in, "out": fan_out}[self.factor_type]
+        return math.sqrt(self.magnitude / max(factor, 1))
+
+    def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
+        scale = self._scale(tensor.shape)
+        if self.rnd_type == "uniform":
+            tensor.uniform_(-scale, scale, generator=generator)
+        else:
+            tensor.normal_(0.0, scale, generator=generator)
+
+    def _args(self) -> dict[str, Any]:
+        return {
+            "rnd_type": self.rnd_type,
+            "factor_type": self.factor_type,
+            "magnitude": self.magnitude,
+        }
+
+
+class MSRAPrelu(Xavier):
+    """He/Kaiming initialization for PReLU of slope ``slope`` (Gluon's ``MSRAPrelu``)."""
+
+    def __init__(self, factor_type: str = "avg", slope: float = 0.25) -> None:
+        super().__init__("gaussian", factor_type, 2.0 / (1 + slope**2))
+        self.slope = slope
+
+    def _args(self) -> dict[str, Any]:
+        return {"factor_type": self.factor_type, "slope": self.slope}
+
+
+class Orthogonal(Initializer):
+    """A (semi-)orthogonal matrix times ``scale``, over the flattened trailing dims."""
+
+    def __init__(self, scale: float = 1.414, rand_type: str = "uniform") -> None:
+        if rand_type not in ("uniform", "normal"):
+            raise ValueError(
+                f"Orthogonal: rand_type must be 'uniform' or 'normal', got {rand_type!r}"
+            )
+        self.scale = scale
+        self.rand_type = rand_type
+
+    def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
+        if tensor.dim() < 2:
+            raise ValueError(
+                f"Orthogonal needs a tensor of at least 2 dims, got shape {tuple(tensor.shape)}; "
+                "use another initializer for biases (e.g. Mixed(['.*bias', '.*'], ['zeros', "
+                "Orthogonal()]))"
+            )
+        rows, cols = tensor.shape[0], tensor.numel() // tensor.shape[0]
+        flat = torch.empty(rows, cols, dtype=torch.float32, device=tensor.device)
+        if self.rand_type == "uniform":
+            flat.uniform_(-1.0, 1.0, generator=generator)
+        else:
+            flat.normal_(0.0, 1.0, generator=generator)
+        if rows < cols:
+            flat = flat.t()
+        q, r = torch.linalg.qr(flat)
+        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+        if rows < cols:
+            q = q.t()
+        tensor.copy_(q.reshape(tensor.shape) * self.scale)
+
+    def _args(self) -> dict[str, Any]:
+        return {"scale": self.scale, "rand_type": self.rand_type}
+
+
+class Mixed(Initializer):
+    """Pick an initializer by the parameter's name: the first regex of ``patterns`` that
+    matches (``re.match``) decides.
+
+    Example: ``Mixed([".*bias", ".*"], ["zeros", Xavier()])``.
+    """
+
+    def __init__(self, patterns: Sequence[str], initializers: Sequence[Any]) -> None:
+        if len(patterns) != len(initializers):
+            raise ValueError(
+                f"Mixed: got {len(patterns)} patterns but {len(initializers)} initializers; "
+                "give one initializer per pattern"
+            )
+        self.patterns = [re.compile(p) for p in patterns]
+        self.initializers = [resolve(i) for i in initializers]
+
+    def __call__(
+        self, tensor: torch.Tensor, *, generator: torch.Generator | None = None, name: str = ""
+    ) -> torch.Tensor:
+        for pattern, initializer in zip(self.patterns, self.initializers, strict=True):
+            if pattern.match(name):
+                return initializer(tensor, generator=generator, name=name)
+        raise ValueError(
+            f"Mixed: parameter {name!r} matches none of the patterns "
+            f"{[p.pattern for p in self.patterns]}; add a catch-all pattern '.*' at the end"
+        )
+
+    def _args(self) -> dict[str, Any]:
+        return {"patterns": [p.pattern for p in self.patterns], "initializers": self.initializers}
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+class _Callable(Initializer):
+    """Adapter for torch's ``torch.nn.init.*_`` functions and any ``fn(tensor)`` callable.
+
+    A function that takes ``generator=`` gets the parameter's own generator; one that does
+    not runs with torch's global RNG forked and seeded from it, so values stay reproducible.
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        try:
+            self._takes_generator = "generator" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            self._takes_generator = False
+
+    def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
+        if self._takes_generator:
+            self.fn(tensor, generator=generator)
+            return
+        if generator is None:
+            self.fn(tensor)
+            return
+        devices = [tensor.device] if tensor.device.type not in ("cpu", "meta") else []
+        with torch.random.fork_rng(devices=devices, device_type=tensor.device.type):
+            torch.manual_seed(generator.initial_seed())
+            self.fn(tensor)
+
+    def __repr__(self) -> str:
+        return getattr(self.fn, "__name__", repr(self.fn))
+
+    def _args(self) -> dict[str, Any]:
+        return {"fn": self.fn}
+
+    def __hash__(self) -> int:
+        return hash(self.fn)
+
+
+_NAMES: dict[str, Callable[[], Initializer]] = {
+    "zeros": Zero,
+    "zero": Zero,
+    "ones": One,
+    "one": One,
+    "uniform": Uniform,
+    "normal": Normal,
+    "truncnormal": TruncNormal,
+    "trunc_normal": TruncNormal,
+    "xavier": Xavier,
+    "xavier_uniform": lambda: Xavier("uniform", "avg", 3.0),
+    "xavier_normal": lambda: Xavier("gaussian", "avg", 1.0),
+    "glorot_uniform": lambda: Xavier("uniform", "avg", 3.0),
+    "glorot_normal": lambda: Xavier("gaussian", "avg", 1.0),
+    "msra": MSRAPrelu,
+    "msraprelu": MSRAPrelu,
+    "kaiming_normal": lambda: Xavier("gaussian", "in", 2.0),
+    "kaiming_uniform": lambda: Xavier("uniform", "in", 6.0),
+    "he_normal": lambda: Xavier("gaussian", "in", 2.0),
+    "he_uniform": lambda: Xavier("uniform", "in", 6.0),
+    "lecun_uniform": lambda: Xavier("uniform", "in", 3.0),
+    "lecun_normal": lambda: Xavier("gaussian", "in", 1.0),
+    "torch_default": lambda: Xavier("uniform", "in", 1.0),
+    "orthogonal": Orthogonal,
+}
+
+
+def resolve(obj: Any) -> Initializer:
+    """Turn an initializer, a name, or a callable into an :class:`Initializer`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+        TypeError: anything else that is not callable.
+    """
+    if isinstance(obj, Initializer):
+        return obj
+    if isinstance(obj, str):
+        key = obj.lower()
+        if key not in _NAMES:
+            raise ValueError(
+                f"unknown initializer {obj!r}; known names: {', '.join(sorted(_NAMES))}, "
+                "or pass an Initializer or a torch.nn.init function"
+            )
+        return _NAMES[key]()
+    if isinstance(obj, type) and issubclass(obj, Initializer):
+        return obj()
+    if callable(obj):
+        return _Callable(obj)
+    raise TypeError(
+        f"an initializer must be an Initializer, a name such as 'zeros', or a callable "
+        f"filling a tensor in place; got {type(obj).__name__}"
+    )
