@@ -258,7 +258,7 @@ class Block(torch.nn.Module):
     def _missing_hook_error(
         self, own: list[tuple[str, Parameter]], filled_nothing: str = ""
     ) -> RuntimeError:
-        root, path = _locate(self)
+        _, path = _locate(self)
         label = _layer_label(self, path)
         names = ", ".join(f"{n} {fmt_shape(p._li.shape)}" for n, p in own if not p.is_shaped)
         if filled_nothing:
@@ -579,7 +579,9 @@ def _merge_for_sharing(
     name: str, mine: torch.nn.Parameter, theirs: torch.nn.Parameter
 ) -> tuple[int, ...]:
     a, b = tuple(mine.shape), tuple(theirs.shape)
-    conflict = len(a) != len(b) or any(x != -1 and y != -1 and x != y for x, y in zip(a, b))
+    conflict = len(a) != len(b) or any(
+        x != -1 and y != -1 and x != y for x, y in zip(a, b, strict=False)
+    )
     if conflict:
         raise ShapeMismatchError(
             f"cannot share parameter {name!r}: this block's {name} has shape {fmt_shape(a)} "
@@ -594,4 +596,4 @@ def _merge_for_sharing(
             f"cannot share parameter {name!r}: dtype {mine.dtype} here vs {theirs.dtype} in "
             "the other block. Fix: create both in the same dtype."
         )
-    return tuple(y if y != -1 else x for x, y in zip(a, b))
+    return tuple(y if y != -1 else x for x, y in zip(a, b, strict=True))

@@ -11,7 +11,6 @@ remains on the hot path. Torch interop facts: ``../../shared/TORCH_NOTES.md``.
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -555,26 +554,3 @@ def move_placeholder(
     if journal is not None:
         journal.record_storage(param, raw, Parameter)
     _set_storage(param, new, Parameter)
-
-
-def reinitialize(
-    param: torch.nn.Parameter, meta: _Meta | None, initializer: Any, name: str
-) -> None:
-    """Refill a READY parameter in place (``initialize(force_reinit=True)``)."""
-    chosen = initializer
-    seed = None
-    if meta is not None:
-        seed = meta.seed
-        if chosen is None or meta.init is not None:
-            chosen = meta.effective_init if meta.init is not None or chosen is None else chosen
-    resolved = _init.resolve(chosen) if chosen is not None else _init.Xavier("uniform", "in", 1.0)
-    with torch.no_grad():
-        generator = None
-        if param.device.type != "meta":
-            generator = torch.Generator(device=param.device)
-            generator.manual_seed(seed if seed is not None else _draw_seed())
-            resolved(param.data, generator=generator, name=name)
-
-
-def copy_meta(meta: _Meta) -> _Meta:
-    return copy.copy(meta) if not isinstance(meta, _Meta) else meta.copy()
