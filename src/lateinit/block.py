@@ -98,7 +98,9 @@ def _iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
 
 
 def _has_deferred(module: torch.nn.Module) -> bool:
-    return any(isinstance(p, Parameter) for p in module.parameters())
+    return any(isinstance(p, Parameter) for p in module.parameters()) or any(
+        isinstance(b, Parameter) for b in module.buffers()
+    )
 
 
 def _locate(block: torch.nn.Module) -> tuple[torch.nn.Module, str]:
@@ -178,14 +180,31 @@ class Block(torch.nn.Module):
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if isinstance(value, torch.nn.Module) and "_li_meta" in self.__dict__:
-            self._arm()
+            self._adopt(value)
 
     def add_module(self, name: str, module: torch.nn.Module | None) -> None:
         super().add_module(name, module)
-        self._arm()
+        if module is not None:
+            self._adopt(module)
+
+    def _adopt(self, child: torch.nn.Module) -> None:
+        """A child was added: arm this block if the child has deferred parameters, and
+        name them by their structural path in this block (for error messages)."""
+        if _has_deferred(child):
+            self._arm()
+            self._name_params()
+
+    def register_buffer(
+        self, name: str, tensor: torch.Tensor | None, persistent: bool = True
+    ) -> None:
+        super().register_buffer(name, tensor, persistent)
+        self._annotate(name, tensor)
 
     def register_parameter(self, name: str, param: torch.nn.Parameter | None) -> None:
         super().register_parameter(name, param)
+        self._annotate(name, param)
+
+    def _annotate(self, name: str, param: Any) -> None:
         if isinstance(param, Parameter):
             meta = param._li
             meta.name = meta.name or name
@@ -228,7 +247,13 @@ class Block(torch.nn.Module):
         """
 
     def _own_deferred(self) -> list[tuple[str, Parameter]]:
-        return [(n, p) for n, p in self._parameters.items() if isinstance(p, Parameter)]
+        """This block's own deferred parameters, then its own deferred buffers."""
+        return [
+            (n, p)
+            for table in (self._parameters, self._buffers)
+            for n, p in table.items()
+            if isinstance(p, Parameter)
+        ]
 
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Infer, then create, this block's own deferred parameters for these inputs."""
@@ -274,8 +299,15 @@ class Block(torch.nn.Module):
             "their full shapes."
         )
 
+    def _named_deferred_or_ready(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every parameter, then every deferred buffer, by structural name (once each)."""
+        yield from self.named_parameters()
+        for name, b in self.named_buffers():
+            if isinstance(b, Parameter):
+                yield name, b
+
     def _name_params(self) -> None:
-        for name, p in self.named_parameters():
+        for name, p in self._named_deferred_or_ready():
             if isinstance(p, Parameter):
                 p._li.path = name
 
@@ -358,15 +390,17 @@ class Block(torch.nn.Module):
         with LOCK:
             saved: dict[str, torch.nn.Parameter] = {}
             try:
-                for name, p in self._parameters.items():
+                tables = (self._parameters, self._buffers)
+                for name, p in [(n, t) for table in tables for n, t in table.items()]:
                     if p is not None and not isinstance(p, Parameter):
                         meta = _Meta(tuple(p.shape), None, 0)
                         meta.name = name
                         probe = Parameter._from_meta(
                             meta, torch.empty(0, dtype=p.dtype, device="meta"), False
                         )
+                        table = self._parameters if name in self._parameters else self._buffers
                         saved[name] = p
-                        self._parameters[name] = probe
+                        table[name] = probe
                 self.infer_param_shapes(*inputs)
             except ShapeMismatchError as mismatch:
                 named = self._named(mismatch, inputs)
@@ -375,7 +409,9 @@ class Block(torch.nn.Module):
             except Exception:
                 pass
             finally:
-                self._parameters.update(saved)
+                for name, p in saved.items():
+                    table = self._parameters if name in self._parameters else self._buffers
+                    table[name] = p
         dtype_error = self._dtype_error(list(_iter_tensors(inputs)))
         if dtype_error is not None:
             dtype_error.__cause__ = err
@@ -421,7 +457,7 @@ class Block(torch.nn.Module):
             if outer:
                 set_journal(journal)
             try:
-                for name, p in self.named_parameters():
+                for name, p in self._named_deferred_or_ready():
                     if isinstance(p, Parameter):
                         self._initialize_deferred(name, p, resolved, dev, dtype)
                     else:

@@ -19,7 +19,7 @@ import torch
 
 from . import init as _init
 
-__all__ = ["Parameter", "DeferredInitializationError", "is_deferred"]
+__all__ = ["Parameter", "DeferredInitializationError", "deferred_buffer", "is_deferred"]
 
 UNKNOWN = -1
 
@@ -51,6 +51,7 @@ class _Meta:
     """
 
     __slots__ = (
+        "buffer",
         "default",
         "device_explicit",
         "hint",
@@ -74,6 +75,7 @@ class _Meta:
         self.owner = ""
         self.hint = ""
         self.device_explicit = False
+        self.buffer = False
 
     def copy(self) -> _Meta:
         new = _Meta.__new__(_Meta)
@@ -86,7 +88,7 @@ class _Meta:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for slot in _Meta.__slots__:
-            setattr(self, slot, state[slot])
+            setattr(self, slot, state.get(slot, False))
 
     @property
     def effective_init(self) -> _init.Initializer:
@@ -239,7 +241,7 @@ class Parameter(torch.nn.Parameter):
         torch.Size([4, -1])
         >>> p.shape = (4, 3)  # what a layer's infer_param_shapes does
         >>> lateinit.parameter.materialize(p)
-        >>> lateinit.is_deferred(p), float(p.sum())
+        >>> lateinit.is_deferred(p), p.sum().item()
         (False, 12.0)
     """
 
@@ -491,6 +493,38 @@ def _rebuild(
     return Parameter._from_meta(meta, torch.empty(0, dtype=dtype, device=device), requires_grad)
 
 
+def deferred_buffer(
+    shape: Sequence[int] | int,
+    init: Any = "zeros",
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Parameter:
+    """A buffer (e.g. BatchNorm's running mean) with unknown dims, for ``register_buffer``.
+
+    It follows the parameter lifecycle and becomes a plain ``torch.Tensor`` (no grad)
+    when materialized.
+
+    Example:
+        >>> import lateinit
+        >>> from lateinit.parameter import deferred_buffer
+        >>> class Stats(lateinit.nn.Block):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.register_buffer("mean", deferred_buffer((-1,)))
+        ...     def infer_param_shapes(self, x):
+        ...         self.mean.shape = (x.shape[-1],)
+        ...     def forward(self, x):
+        ...         return x - self.mean
+        >>> import torch
+        >>> m = Stats(); _ = m(torch.ones(2, 3)); type(m.mean), tuple(m.mean.shape)
+        (<class 'torch.Tensor'>, (3,))
+    """
+    buf = Parameter(shape, init, dtype=dtype, device=device, requires_grad=False)
+    buf._li.buffer = True
+    return buf
+
+
 def is_deferred(tensor: Any) -> bool:
     """True for a parameter that is not READY (DECLARED or SHAPED); False for any other
     tensor, a READY parameter included.
@@ -536,9 +570,9 @@ def _commit_storage(param: Parameter, data: torch.Tensor) -> None:
     journal = active_journal()
     if journal is not None:
         journal.record_storage(param, _raw(param), Parameter)
-    _set_storage(param, data, torch.nn.Parameter)
-    # A READY parameter is a plain torch.nn.Parameter; the metadata stays in its __dict__
-    # (for force_reinit) and `is_deferred` now reads False.
+    _set_storage(param, data, torch.Tensor if param._li.buffer else torch.nn.Parameter)
+    # A READY parameter is a plain torch.nn.Parameter (a buffer a plain tensor); the
+    # metadata stays in its __dict__ (for force_reinit) and `is_deferred` now reads False.
     param.__dict__["is_deferred"] = False
 
 

@@ -1,8 +1,8 @@
 """Layers and containers; every input size is optional and inferred from the data."""
 
 from ..block import Block, ParameterDict
-from .basic import Activation, Dense, Dropout, Flatten, Identity, Lambda
-from .containers import Sequential
+from .basic import Activation, Dense, Dropout, Embedding, Flatten, Identity, Lambda
+from .containers import Concatenate, Residual, Sequential
 
 __all__ = [
     "Block",
@@ -13,5 +13,8 @@ __all__ = [
     "Flatten",
     "Lambda",
     "Identity",
+    "Embedding",
     "Sequential",
+    "Concatenate",
+    "Residual",
 ]

@@ -1,4 +1,4 @@
-"""Basic layers: Dense, Activation, Dropout, Flatten, Lambda, Identity (Gluon names)."""
+"""Basic layers: Dense, Activation, Dropout, Flatten, Lambda, Identity, Embedding."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from .. import init as _init
-from ..block import Block
+from ..block import Block, _layer_label, _locate
 from ..parameter import Parameter
 from ..shapes import ShapeMismatchError, fmt_shape
 
-__all__ = ["Dense", "Activation", "Dropout", "Flatten", "Lambda", "Identity"]
+__all__ = ["Dense", "Activation", "Dropout", "Flatten", "Lambda", "Identity", "Embedding"]
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
@@ -250,3 +250,67 @@ class Identity(Block):
 
     def forward(self, x: Any) -> Any:
         return x
+
+
+class Embedding(Block):
+    """Map integer indices to vectors: a lookup table of ``input_dim`` rows.
+
+    Args:
+        input_dim: the number of indices (vocabulary size).
+        output_dim: the size of each vector.
+        weight_initializer: the table's initializer (default: ``N(0, 1)``, as
+            ``torch.nn.Embedding``).
+        sparse_grad: produce sparse gradients.
+        dtype, device: where and how the table is created.
+
+    Shapes: input ``(*)`` of integers in ``[0, input_dim)``, output ``(*, output_dim)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> emb = nn.Embedding(10, 4)
+        >>> emb(torch.tensor([[1, 2, 3]])).shape
+        torch.Size([1, 3, 4])
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        weight_initializer: Any = None,
+        sparse_grad: bool = False,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self._input_dim = input_dim
+        self._output_dim = output_dim
+        self._sparse = sparse_grad
+        self.weight = Parameter(
+            (input_dim, output_dim), weight_initializer, dtype=dtype, device=device
+        )
+        self.weight._li.default = _init.Normal(1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.embedding(x, self.weight, sparse=self._sparse)
+        except (RuntimeError, IndexError) as err:
+            raise self._explain_indices(err, x) from err
+
+    def _explain_indices(self, err: BaseException, x: torch.Tensor) -> BaseException:
+        label = _layer_label(self, _locate(self)[1])
+        if x.is_floating_point() or x.is_complex():
+            return TypeError(
+                f"{label} needs integer indices, got a {str(x.dtype).replace('torch.', '')} "
+                "input. Fix: pass x.long()."
+            )
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self._input_dim):
+            return IndexError(
+                f"{label} got indices in [{int(x.min())}, {int(x.max())}], but its table has "
+                f"input_dim={self._input_dim} rows (valid indices 0..{self._input_dim - 1}). "
+                "Fix: build it with a larger input_dim, or map the indices into range."
+            )
+        return err
+
+    def extra_repr(self) -> str:
+        return f"{self._input_dim} -> {self._output_dim}"

@@ -1,4 +1,4 @@
-"""Containers: Sequential."""
+"""Containers: Sequential, Concatenate, Residual."""
 
 from __future__ import annotations
 
@@ -7,9 +7,21 @@ from typing import Any, overload
 
 import torch
 
-from ..block import Block
+from ..block import Block, _layer_label, _locate
+from ..shapes import ShapeMismatchError, fmt_shape
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "Concatenate", "Residual"]
+
+
+def _append(container: Block, blocks: Iterable[Any]) -> None:
+    """Add modules as children named "0", "1", ... after the existing ones."""
+    for block in blocks:
+        if not isinstance(block, torch.nn.Module):
+            raise TypeError(
+                f"{type(container).__name__}.add: expected a Block or torch.nn.Module, got "
+                f"{type(block).__name__}; wrap functions in nn.Lambda"
+            )
+        container.add_module(str(len(container._modules)), block)
 
 
 class Sequential(Block):
@@ -39,13 +51,7 @@ class Sequential(Block):
 
     def add(self, *blocks: torch.nn.Module) -> None:
         """Append blocks (any ``torch.nn.Module``) at the end."""
-        for block in blocks:
-            if not isinstance(block, torch.nn.Module):
-                raise TypeError(
-                    f"Sequential.add: expected a Block or torch.nn.Module, got "
-                    f"{type(block).__name__}; wrap functions in nn.Lambda"
-                )
-            self.add_module(str(len(self._modules)), block)
+        _append(self, blocks)
 
     def forward(self, x: Any) -> Any:
         for block in self._modules.values():
@@ -72,3 +78,84 @@ class Sequential(Block):
 
     def __iter__(self) -> Iterator[torch.nn.Module]:
         return iter(self._modules.values())  # type: ignore[arg-type]
+
+
+class Concatenate(Block):
+    """Run parallel branches on the same input and concatenate their outputs along
+    ``axis`` (Inception style).
+
+    Args:
+        *blocks: the branches (any ``torch.nn.Module``); more can be added with ``add``.
+        axis: the axis to concatenate on (default 1, the channels of ``(N, C, ...)``).
+
+    Example:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> net = nn.Concatenate(nn.Dense(3), nn.Dense(5), axis=1)
+        >>> net(torch.rand(2, 4)).shape
+        torch.Size([2, 8])
+    """
+
+    def __init__(self, *blocks: torch.nn.Module, axis: int = 1) -> None:
+        super().__init__()
+        self._axis = axis
+        self.add(*blocks)
+
+    def add(self, *blocks: torch.nn.Module) -> None:
+        """Append branches (any ``torch.nn.Module``)."""
+        _append(self, blocks)
+
+    def forward(self, x: Any) -> torch.Tensor:
+        outputs = [branch(x) for branch in self._modules.values()]
+        try:
+            return torch.cat(outputs, dim=self._axis)
+        except (RuntimeError, IndexError) as err:
+            raise self._branch_error(err, outputs) from err
+
+    def _branch_error(self, err: BaseException, outputs: list[torch.Tensor]) -> BaseException:
+        shapes = ", ".join(
+            f"{name}: {fmt_shape(tuple(out.shape))}"
+            for name, out in zip(self._modules, outputs, strict=True)
+        )
+        return ShapeMismatchError(
+            f"{_layer_label(self, _locate(self)[1])} cannot concatenate its branches' outputs "
+            f"on axis {self._axis}: they must agree on every other axis, got {shapes}. Fix: "
+            "make the branches keep the other axes equal (e.g. the same strides and padding)."
+        )
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def extra_repr(self) -> str:
+        return f"axis={self._axis}"
+
+
+class Residual(Block):
+    """Add the input to a block's output: ``y = x + block(x)``.
+
+    The output must have the input's shape; another shape (even one that would broadcast)
+    is a ``ShapeMismatchError`` naming this layer. That check is one shape comparison
+    per call.
+
+    Example:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> net = nn.Residual(nn.Dense(4, flatten=False))
+        >>> net(torch.rand(2, 4)).shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        super().__init__()
+        self.body = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        if out.shape != x.shape:
+            raise ShapeMismatchError(
+                f"{_layer_label(self, _locate(self)[1])}: its block maps an input of shape "
+                f"{fmt_shape(tuple(x.shape))} to {fmt_shape(tuple(out.shape))}, but a residual "
+                "connection needs the same shape to add them. Fix: make the block keep the "
+                "shape (e.g. Dense(units=input size, flatten=False)), or project the input."
+            )
+        return x + out

@@ -1,0 +1,504 @@
+"""Convolutions: Conv1D/2D/3D and their transposes, with the input channels inferred.
+
+All six layers share one base class, :class:`_Conv`; a subclass only names its number of
+spatial dims, whether it is transposed, and its torch kernel. Channels-last layouts
+(``NWC``/``NHWC``/``NDHWC``) move the channel axis around the channels-first kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from .. import init as _init
+from ..block import Block
+from ..parameter import Parameter
+from ..shapes import ShapeMismatchError, fmt_shape
+from .basic import _act_name, get_activation
+
+__all__ = [
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+]
+
+IntOrTuple = int | Sequence[int]
+
+_CHANNELS_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+_CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+
+
+# -- helpers shared with pool.py ----------------------------------------------------------
+def _ntuple(value: Any, n: int, name: str, owner: str, minimum: int) -> tuple[int, ...]:
+    """``3 -> (3, 3)``; a sequence must have ``n`` ints, each at least ``minimum``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        out = (value,) * n
+    else:
+        try:
+            out = tuple(value)
+        except TypeError:
+            out = ()
+        if len(out) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+            raise ValueError(f"{owner}: {name} must be an int or {n} ints, got {value!r}")
+    if any(v < minimum for v in out):
+        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
+    return out
+
+
+def _check_layout(layout: str | None, n: int, owner: str) -> tuple[str, bool]:
+    """The layout string (default channels-first) and whether it is channels-last."""
+    if layout is None:
+        return _CHANNELS_FIRST[n], False
+    if layout == _CHANNELS_FIRST[n]:
+        return layout, False
+    if layout == _CHANNELS_LAST[n]:
+        return layout, True
+    raise ValueError(
+        f"{owner}: layout must be {_CHANNELS_FIRST[n]!r} (default) or {_CHANNELS_LAST[n]!r}, "
+        f"got {layout!r}"
+    )
+
+
+def _axes(layout: str) -> str:
+    """``"NCHW" -> "(N, C, H, W)"``."""
+    return "(" + ", ".join(layout) + ")"
+
+
+def _split_input(
+    block: Block, x: torch.Tensor, n: int, layout: str, channels_last: bool
+) -> tuple[int, tuple[int, ...]]:
+    """Check the number of dims of ``x`` and return its channel count and spatial sizes.
+
+    A batched input has ``n + 2`` dims; an unbatched one (as torch accepts) ``n + 1``.
+    Raises ShapeMismatchError for any other number of dims.
+    """
+    if x.dim() not in (n + 1, n + 2):
+        kind = type(block).__name__
+        raise ShapeMismatchError(
+            f"{kind} expects a {n + 2}-D input {_axes(layout)} (or {n + 1}-D "
+            f"{_axes(layout[1:])} without the batch axis), got {x.dim()} dims. Fix: pass a "
+            f"batch laid out as {layout}"
+            + ("" if n == 1 else f", or use the {n}-D layer matching your input")
+        )
+    shape = tuple(x.shape)
+    if channels_last:
+        return shape[-1], shape[-n - 1 : -1]
+    return shape[-n - 1], shape[-n:]
+
+
+def _too_small(
+    block: Block,
+    spatial: Sequence[int],
+    out: Sequence[int],
+    kernel: Sequence[int],
+    what: str,
+    fix: str,
+) -> ShapeMismatchError:
+    return ShapeMismatchError(
+        f"its spatial size {fmt_shape(tuple(spatial))} is too small for "
+        f"{what} {fmt_shape(tuple(kernel))}: the output would be {fmt_shape(tuple(out))}. "
+        f"Fix: {fix}"
+    )
+
+
+def _pool_out(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil: bool) -> int:
+    """Output length of a convolution/pooling window, exactly as torch computes it."""
+    span = dilation * (kernel - 1) + 1
+    out = (size + 2 * pad - span + (stride - 1 if ceil else 0)) // stride + 1
+    if ceil and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+# -- the shared base ----------------------------------------------------------------------
+class _Conv(Block):
+    """The base of the six convolution layers (see :class:`Conv2D` for the arguments)."""
+
+    _in_size_arg = "in_channels"
+    _ndim: ClassVar[int]
+    _transpose: ClassVar[bool] = False
+    _kernel: ClassVar[Callable[..., torch.Tensor]]
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: IntOrTuple,
+        strides: IntOrTuple = 1,
+        padding: IntOrTuple | str = 0,
+        *,
+        output_padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        layout: str | None = None,
+        activation: str | Callable[..., Any] | None = None,
+        use_bias: bool = True,
+        weight_initializer: Any = None,
+        bias_initializer: Any = "zeros",
+        in_channels: int | None = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        name, n = type(self).__name__, self._ndim
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels <= 0:
+            raise ValueError(f"{name}: channels must be a positive int, got {channels!r}")
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups <= 0:
+            raise ValueError(f"{name}: groups must be a positive int, got {groups!r}")
+        in_channels = 0 if in_channels is None else in_channels
+        if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 0:
+            raise ValueError(
+                f"{name}: in_channels must be a positive int, or 0/None to infer it, "
+                f"got {in_channels!r}"
+            )
+        if channels % groups:
+            raise ValueError(
+                f"{name}: channels={channels} is not divisible by groups={groups}; "
+                "both in_channels and channels must be multiples of groups"
+            )
+        if in_channels % groups:
+            raise ValueError(
+                f"{name}: in_channels={in_channels} is not divisible by groups={groups}; "
+                "both in_channels and channels must be multiples of groups"
+            )
+        self._kernel_size = _ntuple(kernel_size, n, "kernel_size", name, 1)
+        self._strides = _ntuple(strides, n, "strides", name, 1)
+        self._dilation = _ntuple(dilation, n, "dilation", name, 1)
+        self._padding: tuple[int, ...] | str
+        if isinstance(padding, str) and not self._transpose:
+            if padding not in ("same", "valid"):
+                raise ValueError(
+                    f"{name}: padding must be ints, 'same' or 'valid', got {padding!r}"
+                )
+            if padding == "same" and self._strides != (1,) * n:
+                raise ValueError(f"{name}: padding='same' needs strides=1, got {strides!r}")
+            self._padding = padding if padding == "same" else (0,) * n
+        else:
+            self._padding = _ntuple(padding, n, "padding", name, 0)
+        self._output_padding = _ntuple(output_padding, n, "output_padding", name, 0)
+        if not self._transpose and any(self._output_padding):
+            raise ValueError(
+                f"{name}: output_padding applies to transposed convolutions only "
+                f"(use {name}Transpose)"
+            )
+        for op, s, d in zip(self._output_padding, self._strides, self._dilation, strict=True):
+            if op >= max(s, d):
+                raise ValueError(
+                    f"{name}: output_padding must be smaller than strides or dilation, got "
+                    f"output_padding={self._output_padding}, strides={self._strides}, "
+                    f"dilation={self._dilation}"
+                )
+        self._layout, self._channels_last = _check_layout(layout, n, name)
+        self._channels = channels
+        self._groups = groups
+        self._activation = activation
+        self._act = get_activation(activation)
+        if self._transpose:
+            shape = (in_channels or -1, channels // groups, *self._kernel_size)
+            self._args: tuple[Any, ...] = (
+                self._strides,
+                self._padding,
+                self._output_padding,
+                groups,
+                self._dilation,
+            )
+        else:
+            shape = (channels, in_channels // groups or -1, *self._kernel_size)
+            self._args = (self._strides, self._padding, self._dilation, groups)
+        self.weight = Parameter(shape, weight_initializer, dtype=dtype, device=device)
+        # torch's kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in
+        # from dim 1 times the kernel size (for transposes too, as torch computes it).
+        self.weight._li.default = _init.Xavier("uniform", "in", 1.0)
+        self.bias = (
+            Parameter((channels,), bias_initializer, dtype=dtype, device=device)
+            if use_bias
+            else None
+        )
+
+    def infer_param_shapes(self, x: torch.Tensor) -> None:
+        n = self._ndim
+        c, spatial = _split_input(self, x, n, self._layout, self._channels_last)
+        if c % self._groups:
+            known = self._in_channels()
+            expects = f" (it expects in_channels={known})" if known > 0 else ""
+            raise ShapeMismatchError(
+                f"its {c} input channels are not divisible by groups={self._groups}{expects}. "
+                f"Fix: feed a multiple of {self._groups} channels on axis "
+                f"{self._layout.index('C')} of its {self._layout} input, or change groups"
+            )
+        k = self._kernel_size
+        if self._transpose:
+            self.weight.shape = (c, self._channels // self._groups, *k)
+            out = [
+                (size - 1) * s - 2 * p + d * (kk - 1) + op + 1
+                for size, kk, s, p, d, op in zip(
+                    spatial,
+                    k,
+                    self._strides,
+                    self._padding,
+                    self._dilation,
+                    self._output_padding,
+                    strict=True,
+                )
+            ]
+            fix = "use less padding, or feed larger inputs"
+        else:
+            self.weight.shape = (self._channels, c // self._groups, *k)
+            if self._padding == "same":
+                return
+            out = [
+                _pool_out(size, kk, s, p, d, False)
+                for size, kk, s, p, d in zip(
+                    spatial, k, self._strides, self._padding, self._dilation, strict=True
+                )
+            ]
+            fix = (
+                "feed larger inputs, downsample less before this layer, or use a smaller "
+                "kernel_size, dilation or more padding"
+            )
+        if min(out) < 1:
+            raise _too_small(self, spatial, out, k, "kernel_size", fix)
+
+    def _in_channels(self) -> int:
+        """The input channels, or -1 while unknown."""
+        if self._transpose:
+            return self.weight.shape[0]
+        known = self.weight.shape[1]
+        return known * self._groups if known > 0 else -1
+
+    def _describe_expected(self, param: str, dim: int, size: int) -> str:
+        in_channels = size if self._transpose else size * self._groups
+        return (
+            f"it expects in_channels={in_channels} input channels (axis "
+            f"{self._layout.index('C')} of its {self._layout} input)"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            y = x.movedim(-1, -self._ndim - 1) if self._channels_last else x
+            out = self._kernel(y, self.weight, self.bias, *self._args)
+        except (RuntimeError, IndexError) as err:
+            raise self._explain(err, x) from err
+        if self._act is not None:
+            out = self._act(out)
+        return out.movedim(-self._ndim - 1, -1) if self._channels_last else out
+
+    def extra_repr(self) -> str:
+        n = self._ndim
+        parts = [
+            f"{self._in_channels()} -> {self._channels}",
+            f"kernel_size={self._kernel_size}",
+            f"stride={self._strides}",
+        ]
+        if self._padding == "same" or any(self._padding):
+            parts.append(f"padding={self._padding}")
+        if any(self._output_padding):
+            parts.append(f"output_padding={self._output_padding}")
+        if self._dilation != (1,) * n:
+            parts.append(f"dilation={self._dilation}")
+        if self._groups != 1:
+            parts.append(f"groups={self._groups}")
+        if self.bias is None:
+            parts.append("bias=False")
+        if self._channels_last:
+            parts.append(f"layout={self._layout}")
+        act = _act_name(self._activation)
+        if act:
+            parts.append(act)
+        return ", ".join(parts)
+
+
+_ARGS_DOC = """
+    Args:
+        channels: the number of output channels.
+        kernel_size: the window size: an int or one int per spatial dim.
+        strides: the step of the window (int or tuple).
+        padding: zeros added on both sides of each spatial dim (int or tuple){same}.
+        {output_padding}dilation: the spacing of the kernel's taps (int or tuple).
+        groups: split input and output channels into this many groups, each convolved
+            separately; ``in_channels`` and ``channels`` must be multiples of it.
+        layout: ``{first}`` (default) or channels-last ``{last}``.
+        activation: ``"relu"``, ``"sigmoid"``, ``"tanh"``, ``"gelu"``... (as ``Dense``) or
+            any callable; ``None`` for none.
+        use_bias: add a bias per output channel.
+        weight_initializer: the weight's own initializer; when ``None`` the one given to
+            ``initialize(init)`` is used, else torch's ``nn.{twin}`` distribution
+            ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+        bias_initializer: the bias's initializer (Gluon's default: zeros).
+        in_channels: the number of input channels; ``0`` or ``None`` infers it from the
+            first batch.
+        dtype, device: where and how the parameters are created.
+
+    Arguments after ``padding`` are keyword-only. An unbatched input (no ``N`` axis) is
+    accepted, as in torch.
+"""
+
+
+def _doc(summary: str, n: int, transpose: bool, twin: str, shapes: str, example: str) -> str:
+    op = (
+        "output_padding: extra size added to one side of each spatial dim of the output "
+        "(smaller than strides or dilation), to pick among the output sizes a strided "
+        "convolution maps back from.\n        "
+        if transpose
+        else ""
+    )
+    same = "" if transpose else ", or ``'same'``/``'valid'``"
+    args = _ARGS_DOC.format(
+        same=same, output_padding=op, first=_CHANNELS_FIRST[n], last=_CHANNELS_LAST[n], twin=twin
+    )
+    return f"{summary}\n{args}\n    Shapes:\n{shapes}\n    Example:\n{example}"
+
+
+class Conv1D(_Conv):
+    _ndim = 1
+    _kernel = staticmethod(F.conv1d)
+    __doc__ = _doc(
+        "A 1-D convolution over ``(N, C, W)`` inputs, with the input channels inferred.\n",
+        1,
+        False,
+        "Conv1d",
+        "        input ``(N, in_channels, W)``, output ``(N, channels, W_out)`` with\n"
+        "        ``W_out = (W + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1``.\n"
+        "        weight ``(channels, in_channels // groups, kernel_size)``, "
+        "bias ``(channels,)``.\n",
+        "        >>> import torch\n"
+        "        >>> from lateinit.nn.conv import Conv1D\n"
+        "        >>> layer = Conv1D(8, 3, padding=1)\n"
+        "        >>> layer(torch.rand(2, 5, 16)).shape\n"
+        "        torch.Size([2, 8, 16])\n"
+        "        >>> layer\n"
+        "        Conv1D(5 -> 8, kernel_size=(3,), stride=(1,), padding=(1,))\n",
+    )
+
+
+class Conv2D(_Conv):
+    _ndim = 2
+    _kernel = staticmethod(F.conv2d)
+    __doc__ = _doc(
+        "A 2-D convolution over ``(N, C, H, W)`` images, with the input channels inferred.\n",
+        2,
+        False,
+        "Conv2d",
+        "        input ``(N, in_channels, H, W)``, output ``(N, channels, H_out, W_out)`` with\n"
+        "        ``H_out = (H + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1``\n"
+        "        (and so for ``W``); ``NHWC`` inputs give ``NHWC`` outputs.\n"
+        "        weight ``(channels, in_channels // groups, *kernel_size)``, "
+        "bias ``(channels,)``.\n",
+        "        >>> import torch\n"
+        "        >>> from lateinit.nn.conv import Conv2D\n"
+        "        >>> layer = Conv2D(64, 3, activation='relu')\n"
+        "        >>> layer\n"
+        "        Conv2D(-1 -> 64, kernel_size=(3, 3), stride=(1, 1), relu)\n"
+        "        >>> tuple(layer.weight.shape)\n"
+        "        (64, -1, 3, 3)\n"
+        "        >>> layer(torch.rand(2, 3, 32, 32)).shape\n"
+        "        torch.Size([2, 64, 30, 30])\n"
+        "        >>> layer\n"
+        "        Conv2D(3 -> 64, kernel_size=(3, 3), stride=(1, 1), relu)\n",
+    )
+
+
+class Conv3D(_Conv):
+    _ndim = 3
+    _kernel = staticmethod(F.conv3d)
+    __doc__ = _doc(
+        "A 3-D convolution over ``(N, C, D, H, W)`` volumes, with the input channels "
+        "inferred.\n",
+        3,
+        False,
+        "Conv3d",
+        "        input ``(N, in_channels, D, H, W)``, output ``(N, channels, D_out, H_out, "
+        "W_out)``,\n"
+        "        each as for :class:`Conv1D`.\n"
+        "        weight ``(channels, in_channels // groups, *kernel_size)``, "
+        "bias ``(channels,)``.\n",
+        "        >>> import torch\n"
+        "        >>> from lateinit.nn.conv import Conv3D\n"
+        "        >>> layer = Conv3D(4, (1, 3, 3), strides=(1, 2, 2))\n"
+        "        >>> layer(torch.rand(1, 2, 4, 9, 9)).shape\n"
+        "        torch.Size([1, 4, 4, 4, 4])\n"
+        "        >>> tuple(layer.weight.shape)\n"
+        "        (4, 2, 1, 3, 3)\n",
+    )
+
+
+class Conv1DTranspose(_Conv):
+    _ndim = 1
+    _transpose = True
+    _kernel = staticmethod(F.conv_transpose1d)
+    __doc__ = _doc(
+        "A 1-D transposed convolution (the gradient of :class:`Conv1D`), with the input "
+        "channels inferred.\n",
+        1,
+        True,
+        "ConvTranspose1d",
+        "        input ``(N, in_channels, W)``, output ``(N, channels, W_out)`` with\n"
+        "        ``W_out = (W-1)*strides - 2*padding + dilation*(kernel_size-1) + "
+        "output_padding + 1``.\n"
+        "        weight ``(in_channels, channels // groups, kernel_size)`` (as torch), "
+        "bias ``(channels,)``.\n",
+        "        >>> import torch\n"
+        "        >>> from lateinit.nn.conv import Conv1DTranspose\n"
+        "        >>> layer = Conv1DTranspose(4, 3, strides=2, output_padding=1)\n"
+        "        >>> layer(torch.rand(2, 6, 10)).shape\n"
+        "        torch.Size([2, 4, 22])\n",
+    )
+
+
+class Conv2DTranspose(_Conv):
+    _ndim = 2
+    _transpose = True
+    _kernel = staticmethod(F.conv_transpose2d)
+    __doc__ = _doc(
+        "A 2-D transposed convolution (upsampling; the gradient of :class:`Conv2D`), with "
+        "the input channels inferred.\n",
+        2,
+        True,
+        "ConvTranspose2d",
+        "        input ``(N, in_channels, H, W)``, output ``(N, channels, H_out, W_out)`` with\n"
+        "        ``H_out = (H-1)*strides - 2*padding + dilation*(kernel_size-1) + "
+        "output_padding + 1``.\n"
+        "        weight ``(in_channels, channels // groups, *kernel_size)`` (as torch), "
+        "bias ``(channels,)``.\n",
+        "        >>> import torch\n"
+        "        >>> from lateinit.nn.conv import Conv2DTranspose\n"
+        "        >>> layer = Conv2DTranspose(16, 4, strides=2, padding=1)\n"
+        "        >>> layer\n"
+        "        Conv2DTranspose(-1 -> 16, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))\n"
+        "        >>> layer(torch.rand(2, 32, 8, 8)).shape\n"
+        "        torch.Size([2, 16, 16, 16])\n"
+        "        >>> tuple(layer.weight.shape)\n"
+        "        (32, 16, 4, 4)\n",
+    )
+
+
+class Conv3DTranspose(_Conv):
+    _ndim = 3
+    _transpose = True
+    _kernel = staticmethod(F.conv_transpose3d)
+    __doc__ = _doc(
+        "A 3-D transposed convolution, with the input channels inferred.\n",
+        3,
+        True,
+        "ConvTranspose3d",
+        "        input ``(N, in_channels, D, H, W)``, output ``(N, channels, D_out, H_out, "
+        "W_out)``,\n"
+        "        each as for :class:`Conv1DTranspose`.\n"
+        "        weight ``(in_channels, channels // groups, *kernel_size)`` (as torch), "
+        "bias ``(channels,)``.\n",
+        "        >>> import torch\n"
+        "        >>> from lateinit.nn.conv import Conv3DTranspose\n"
+        "        >>> layer = Conv3DTranspose(2, 3, strides=2, output_padding=1)\n"
+        "        >>> layer(torch.rand(1, 4, 3, 3, 3)).shape\n"
+        "        torch.Size([1, 2, 8, 8, 8])\n",
+    )
+
+
+def _spatial_numel(shape: Sequence[int]) -> int:  # pragma: no cover - kept for pool.py
+    return math.prod(shape)

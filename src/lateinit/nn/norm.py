@@ -1,0 +1,552 @@
+"""Normalization layers: BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm.
+
+Every layer learns a per-channel scale ``gamma`` and shift ``beta`` (Gluon names) of shape
+``(in_channels,)``; ``in_channels`` is inferred from the first batch when omitted. The
+layers share one base (:class:`_Norm`) for these parameters, their inference and their
+error messages, and differ only in the fused torch kernel they call and the axis handling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..block import Block
+from ..parameter import Parameter, deferred_buffer
+from ..shapes import ShapeMismatchError, fmt_shape
+
+__all__ = ["BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm"]
+
+
+def _in_channels(layer: str, in_channels: int | None) -> int:
+    """-1 (unknown) for ``None`` or Gluon's ``0``, else a positive int."""
+    if in_channels is None or in_channels == 0:
+        return -1
+    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 0:
+        raise ValueError(
+            f"{layer}: in_channels must be a positive int, or 0/None to infer it, "
+            f"got {in_channels!r}"
+        )
+    return in_channels
+
+
+def _check_epsilon(layer: str, epsilon: float) -> float:
+    if not isinstance(epsilon, (int, float)) or epsilon < 0:
+        raise ValueError(f"{layer}: epsilon must be a float >= 0, got {epsilon!r}")
+    return float(epsilon)
+
+
+class _Norm(Block):
+    """Shared base: per-channel ``gamma``/``beta`` of shape ``(C,)``, with ``C`` the size
+    of the channel axis, inferred from the first batch.
+
+    Subclasses set ``_min_dims`` and ``_layout`` (for messages), may add per-channel
+    deferred buffers (their names in ``_per_channel``), and write ``forward``.
+    """
+
+    _in_size_arg = "in_channels"
+    _min_dims = 2
+    _layout = "(N, C, ...)"
+    _per_channel: tuple[str, ...] = ("gamma", "beta")
+    _options: tuple[str, ...] = ("center", "scale")  # shown in the repr when False
+
+    gamma: torch.nn.Parameter | None
+    beta: torch.nn.Parameter | None
+
+    def __init__(
+        self,
+        axis: int,
+        epsilon: float | None,
+        center: bool,
+        scale: bool,
+        beta_initializer: Any,
+        gamma_initializer: Any,
+        in_channels: int | None,
+        dtype: torch.dtype | None,
+        device: torch.device | str | None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            raise TypeError(f"{name}: axis must be an int, got {axis!r}")
+        self._axis = axis
+        self._epsilon = epsilon if epsilon is None else _check_epsilon(name, epsilon)
+        self._center = bool(center)
+        self._scale = bool(scale)
+        channels = _in_channels(name, in_channels)
+        # Declared in the same order (gamma, beta) whether or not in_channels is given.
+        self.gamma = (
+            Parameter((channels,), gamma_initializer, dtype=dtype, device=device) if scale else None
+        )
+        self.beta = (
+            Parameter((channels,), beta_initializer, dtype=dtype, device=device) if center else None
+        )
+
+    # -- inference ------------------------------------------------------------------------
+    def _channels_of(self, x: torch.Tensor) -> int:
+        """The size of the channel axis of ``x`` (a ShapeMismatchError if it has none)."""
+        ndim = x.dim()
+        axis = self._axis + ndim if self._axis < 0 else self._axis
+        if ndim < self._min_dims or not 0 <= axis < ndim or (self._min_dims > 1 and axis == 0):
+            raise ShapeMismatchError(
+                f"{type(self).__name__} expects an input {self._layout} of at least "
+                f"{self._min_dims} dims with its channels {self._axis_words()}, got shape "
+                f"{fmt_shape(tuple(x.shape))}"
+            )
+        return x.shape[axis]
+
+    def infer_param_shapes(self, x: torch.Tensor) -> None:
+        channels = self._channels_of(x)
+        for name in self._per_channel:
+            t = getattr(self, name)
+            if isinstance(t, Parameter):  # deferred (or a probe while explaining an error)
+                t.shape = (channels,)
+
+    def _axis_words(self) -> str:
+        return "on the last axis" if self._axis == -1 else f"on axis {self._axis}"
+
+    def _describe_expected(self, param: str, dim: int, size: int) -> str:
+        return f"it expects in_channels={size} channels {self._axis_words()}"
+
+    # -- repr -----------------------------------------------------------------------------
+    def _channels(self) -> int | None:
+        for name in self._per_channel:
+            t = getattr(self, name)
+            if t is not None:
+                return int(t.shape[0])
+        return None
+
+    def _axis_repr(self) -> str:
+        # "last" rather than -1: in a repr, -1 marks a size that is not known yet.
+        return "axis=last" if self._axis == -1 else f"axis={self._axis}"
+
+    def _repr_parts(self) -> list[str]:
+        return [self._axis_repr(), f"eps={self._epsilon}"]
+
+    def extra_repr(self) -> str:
+        channels = self._channels()
+        parts = [] if channels is None else [str(channels)]
+        parts += self._repr_parts()
+        parts += [f"{opt}=False" for opt in self._options if not getattr(self, f"_{opt}")]
+        return ", ".join(parts)
+
+
+class BatchNorm(_Norm):
+    """Batch normalization (Ioffe & Szegedy, 2015), with the number of channels inferred.
+
+    In training, normalizes each channel with the mean and (biased) variance of the batch
+    over every axis but ``axis``, then scales by ``gamma`` and shifts by ``beta``; the
+    running statistics are updated with the unbiased batch variance, as torch does. In
+    eval mode (or with ``use_global_stats=True``) the running statistics are used and not
+    updated.
+
+    Momentum follows Gluon's convention, the opposite of torch's:
+    ``running = momentum * running + (1 - momentum) * batch``. Gluon's ``momentum=0.9``
+    is torch's ``momentum=0.1`` (``torch.nn.BatchNorm2d`` default): torch's momentum is
+    ``1 - momentum``.
+
+    Args:
+        axis: the channel axis: ``1`` for ``(N, C, ...)`` inputs, ``-1`` for channels-last
+            ``(N, ..., C)`` inputs.
+        momentum: Gluon momentum of the running statistics (see above), in ``[0, 1]``.
+        epsilon: added to the variance for numerical stability.
+        center: learn a shift ``beta``; ``False`` drops it.
+        scale: learn a scale ``gamma``; ``False`` drops it.
+        use_global_stats: always normalize with the running statistics (and never update
+            them), in training too: freezes a pre-trained BatchNorm.
+        beta_initializer, gamma_initializer: the initializers of ``beta`` (zeros) and
+            ``gamma`` (ones).
+        running_mean_initializer, running_variance_initializer: those of the running
+            statistics (zeros and ones).
+        in_channels: the number of channels; inferred from the first batch when ``None``
+            (or ``0``, as in Gluon).
+        dtype, device: where and how the parameters and statistics are created.
+
+    Shapes: input ``(N, C)``, ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)`` with
+    ``C`` on ``axis``; the output has the input's shape. Parameters ``gamma (C,)``,
+    ``beta (C,)``; buffers ``running_mean (C,)``, ``running_var (C,)`` (deferred until the
+    first batch, then plain tensors).
+
+    Example:
+        >>> import torch
+        >>> from lateinit import is_deferred
+        >>> from lateinit.nn.norm import BatchNorm
+        >>> bn = BatchNorm()
+        >>> bn
+        BatchNorm(-1, axis=1, eps=1e-05, momentum=0.9)
+        >>> is_deferred(bn.running_mean)
+        True
+        >>> bn(torch.randn(8, 3, 4, 4)).shape
+        torch.Size([8, 3, 4, 4])
+        >>> bn
+        BatchNorm(3, axis=1, eps=1e-05, momentum=0.9)
+        >>> type(bn.running_mean), tuple(bn.running_var.shape)
+        (<class 'torch.Tensor'>, (3,))
+    """
+
+    _per_channel = ("gamma", "beta", "running_mean", "running_var")
+
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
+    def __init__(
+        self,
+        axis: int = 1,
+        momentum: float = 0.9,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        use_global_stats: bool = False,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        running_mean_initializer: Any = "zeros",
+        running_variance_initializer: Any = "ones",
+        in_channels: int | None = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__(
+            axis,
+            epsilon,
+            center,
+            scale,
+            beta_initializer,
+            gamma_initializer,
+            in_channels,
+            dtype,
+            device,
+        )
+        if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum!r}")
+        self._momentum = float(momentum)
+        self._torch_momentum = 1.0 - float(momentum)  # torch's convention
+        self._use_global_stats = bool(use_global_stats)
+        channels = _in_channels("BatchNorm", in_channels)
+        for name, initializer in (
+            ("running_mean", running_mean_initializer),
+            ("running_var", running_variance_initializer),
+        ):
+            self.register_buffer(
+                name, deferred_buffer((channels,), initializer, dtype=dtype, device=device)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            moved = self._axis != 1
+            h = x.movedim(self._axis, 1) if moved else x
+            out = F.batch_norm(
+                h,
+                self.running_mean,
+                self.running_var,
+                self.gamma,
+                self.beta,
+                self.training and not self._use_global_stats,
+                self._torch_momentum,
+                self._epsilon,  # type: ignore[arg-type]
+            )
+            return out.movedim(1, self._axis) if moved else out
+        except (RuntimeError, IndexError) as err:
+            raise self._explain(err, x) from err
+
+    def _repr_parts(self) -> list[str]:
+        parts = [self._axis_repr(), f"eps={self._epsilon}", f"momentum={self._momentum}"]
+        if self._use_global_stats:
+            parts.append("use_global_stats=True")
+        return parts
+
+
+class LayerNorm(_Norm):
+    """Layer normalization (Ba et al., 2016) over the last axis, its size inferred.
+
+    Normalizes each sample over its last axis (mean and biased variance of that axis),
+    then scales by ``gamma`` and shifts by ``beta``. Only ``axis=-1`` is supported (as
+    ``torch.nn.LayerNorm`` with a one-dim ``normalized_shape``): move another axis last
+    first (``x.movedim(axis, -1)``).
+
+    Args:
+        axis: must be ``-1``.
+        epsilon: added to the variance for numerical stability.
+        center: learn a shift ``beta``; ``False`` drops it.
+        scale: learn a scale ``gamma``; ``False`` drops it.
+        beta_initializer, gamma_initializer: their initializers (zeros and ones).
+        in_channels: the size of the last axis; inferred from the first batch when
+            ``None`` (or ``0``, as in Gluon).
+        dtype, device: where and how the parameters are created.
+
+    Shapes: input ``(*, C)``, output of the same shape. Parameters ``gamma (C,)``,
+    ``beta (C,)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.norm import LayerNorm
+        >>> ln = LayerNorm()
+        >>> ln
+        LayerNorm(-1, eps=1e-05)
+        >>> ln(torch.randn(2, 5, 16)).shape
+        torch.Size([2, 5, 16])
+        >>> ln
+        LayerNorm(16, eps=1e-05)
+    """
+
+    _min_dims = 1
+    _layout = "(*, C)"
+
+    def __init__(
+        self,
+        axis: int = -1,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        in_channels: int | None = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if axis != -1:
+            raise ValueError(
+                f"LayerNorm normalizes over the last axis only (axis=-1), got axis={axis!r}. "
+                "Fix: move that axis last (x.movedim(axis, -1)) before the layer, or use "
+                "GroupNorm(num_groups=1) to normalize over every axis but the batch."
+            )
+        super().__init__(
+            axis,
+            epsilon,
+            center,
+            scale,
+            beta_initializer,
+            gamma_initializer,
+            in_channels,
+            dtype,
+            device,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.layer_norm(x, x.shape[-1:], self.gamma, self.beta, self._epsilon)  # type: ignore[arg-type]
+        except (RuntimeError, IndexError) as err:
+            raise self._explain(err, x) from err
+
+    def _repr_parts(self) -> list[str]:
+        return [f"eps={self._epsilon}"]
+
+
+class RMSNorm(_Norm):
+    """Root-mean-square normalization (Zhang & Sennrich, 2019) over the last axis.
+
+    ``y = x / sqrt(mean(x**2, last axis) + epsilon) * gamma``: no centering, no shift.
+    The default ``epsilon=1e-6`` is that of the LLaMA and T5 reference implementations,
+    which this layer mostly serves; ``torch.nn.RMSNorm``'s default ``eps=None`` uses the
+    machine epsilon of the input's dtype (``1.19e-7`` in float32), which ``epsilon=None``
+    selects here too.
+
+    Args:
+        axis: must be ``-1``.
+        epsilon: added to the mean square; ``None`` for ``torch.finfo(x.dtype).eps``.
+        scale: learn a scale ``gamma``; ``False`` drops it.
+        gamma_initializer: its initializer (ones).
+        in_channels: the size of the last axis; inferred from the first batch when
+            ``None`` (or ``0``).
+        dtype, device: where and how the parameter is created.
+
+    Shapes: input ``(*, C)``, output of the same shape. Parameter ``gamma (C,)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.norm import RMSNorm
+        >>> norm = RMSNorm()
+        >>> norm(torch.randn(2, 5, 16)).shape
+        torch.Size([2, 5, 16])
+        >>> norm
+        RMSNorm(16, eps=1e-06)
+    """
+
+    _min_dims = 1
+    _layout = "(*, C)"
+    _options = ("scale",)
+
+    def __init__(
+        self,
+        axis: int = -1,
+        epsilon: float | None = 1e-6,
+        scale: bool = True,
+        gamma_initializer: Any = "ones",
+        in_channels: int | None = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if axis != -1:
+            raise ValueError(
+                f"RMSNorm normalizes over the last axis only (axis=-1), got axis={axis!r}. "
+                "Fix: move that axis last (x.movedim(axis, -1)) before the layer."
+            )
+        super().__init__(
+            axis, epsilon, False, scale, "zeros", gamma_initializer, in_channels, dtype, device
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.rms_norm(x, x.shape[-1:], self.gamma, self._epsilon)
+        except (RuntimeError, IndexError) as err:
+            raise self._explain(err, x) from err
+
+    def _repr_parts(self) -> list[str]:
+        return [f"eps={self._epsilon}"]
+
+
+class GroupNorm(_Norm):
+    """Group normalization (Wu & He, 2018), with the number of channels inferred.
+
+    Splits the channels (axis 1) into ``num_groups`` groups and normalizes each sample
+    over each group (its channels and every spatial position), then scales by ``gamma``
+    and shifts by ``beta`` per channel. ``num_groups=1`` normalizes over every axis but
+    the batch (a LayerNorm over ``(C, *spatial)`` with per-channel affine).
+
+    Args:
+        num_groups: the number of groups; must divide the number of channels.
+        epsilon: added to the variance for numerical stability.
+        center: learn a shift ``beta``; ``False`` drops it.
+        scale: learn a scale ``gamma``; ``False`` drops it.
+        beta_initializer, gamma_initializer: their initializers (zeros and ones).
+        in_channels: the number of channels; inferred from the first batch when ``None``
+            (or ``0``).
+        dtype, device: where and how the parameters are created.
+
+    Shapes: input ``(N, C, *)``, output of the same shape. Parameters ``gamma (C,)``,
+    ``beta (C,)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.norm import GroupNorm
+        >>> gn = GroupNorm(num_groups=2)
+        >>> gn(torch.randn(2, 6, 4, 4)).shape
+        torch.Size([2, 6, 4, 4])
+        >>> gn
+        GroupNorm(6, num_groups=2, eps=1e-05)
+    """
+
+    _layout = "(N, C, *)"
+
+    def __init__(
+        self,
+        num_groups: int = 1,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        in_channels: int | None = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups <= 0:
+            raise ValueError(f"GroupNorm: num_groups must be a positive int, got {num_groups!r}")
+        if in_channels and in_channels % num_groups:
+            raise ValueError(
+                f"GroupNorm: in_channels={in_channels} is not divisible by "
+                f"num_groups={num_groups}. Fix: choose num_groups dividing the channels."
+            )
+        self._num_groups = num_groups
+        super().__init__(
+            1,
+            epsilon,
+            center,
+            scale,
+            beta_initializer,
+            gamma_initializer,
+            in_channels,
+            dtype,
+            device,
+        )
+
+    def _channels_of(self, x: torch.Tensor) -> int:
+        channels = super()._channels_of(x)
+        if channels % self._num_groups:
+            raise ShapeMismatchError(
+                f"GroupNorm(num_groups={self._num_groups}) needs a number of channels "
+                f"divisible by num_groups, but the input has {channels} channels on axis 1 "
+                f"(shape {fmt_shape(tuple(x.shape))}). Fix: feed a number of channels that is "
+                f"a multiple of {self._num_groups}, or build the layer with num_groups "
+                f"dividing {channels}"
+            )
+        return channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.group_norm(x, self._num_groups, self.gamma, self.beta, self._epsilon)  # type: ignore[arg-type]
+        except (RuntimeError, IndexError) as err:
+            raise self._explain(err, x) from err
+
+    def _repr_parts(self) -> list[str]:
+        return [f"num_groups={self._num_groups}", f"eps={self._epsilon}"]
+
+
+class InstanceNorm(_Norm):
+    """Instance normalization (Ulyanov et al., 2016), with the number of channels inferred.
+
+    Normalizes each sample and each channel over its spatial positions (mean and biased
+    variance), then scales by ``gamma`` and shifts by ``beta`` per channel. Keeps no
+    running statistics (as ``torch.nn.InstanceNorm2d`` by default): training and eval
+    behave alike. Unlike Gluon's (``scale=False``), ``scale`` defaults to ``True``, as
+    ``torch.nn.InstanceNorm2d(affine=True)``.
+
+    Args:
+        axis: the channel axis: ``1`` for ``(N, C, ...)`` inputs, ``-1`` for channels-last.
+        epsilon: added to the variance for numerical stability.
+        center: learn a shift ``beta``; ``False`` drops it.
+        scale: learn a scale ``gamma``; ``False`` drops it.
+        beta_initializer, gamma_initializer: their initializers (zeros and ones).
+        in_channels: the number of channels; inferred from the first batch when ``None``
+            (or ``0``).
+        dtype, device: where and how the parameters are created.
+
+    Shapes: input ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)`` with ``C`` on
+    ``axis``; output of the same shape. Parameters ``gamma (C,)``, ``beta (C,)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.norm import InstanceNorm
+        >>> norm = InstanceNorm()
+        >>> norm(torch.randn(2, 3, 8, 8)).shape
+        torch.Size([2, 3, 8, 8])
+        >>> norm
+        InstanceNorm(3, axis=1, eps=1e-05)
+    """
+
+    _min_dims = 3
+    _layout = "(N, C, *spatial)"
+
+    def __init__(
+        self,
+        axis: int = 1,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        in_channels: int | None = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__(
+            axis,
+            epsilon,
+            center,
+            scale,
+            beta_initializer,
+            gamma_initializer,
+            in_channels,
+            dtype,
+            device,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            moved = self._axis != 1
+            h = x.movedim(self._axis, 1) if moved else x
+            out = F.instance_norm(h, weight=self.gamma, bias=self.beta, eps=self._epsilon)  # type: ignore[arg-type]
+            return out.movedim(1, self._axis) if moved else out
+        except (RuntimeError, IndexError) as err:
+            raise self._explain(err, x) from err

@@ -1,0 +1,7 @@
+"""Layer cases of the conv family (rows of the table in cases.py)."""
+
+from __future__ import annotations
+
+from cases import LayerCase
+
+CASES: list[LayerCase] = []
