@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 import lateinit
-from cases import LayerCase
+from layercase import LayerCase
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:

@@ -24,8 +24,10 @@ from .parameter import (
     LOCK,
     Journal,
     Parameter,
+    _draw_seed,
     _Meta,
     _raw,
+    commit_storage,
     _set_storage,
     active_journal,
     is_deferred,
@@ -106,19 +108,28 @@ def _has_deferred(module: torch.nn.Module) -> bool:
 def _locate(block: torch.nn.Module) -> tuple[torch.nn.Module, str]:
     """Find the outermost module being called around ``block`` and ``block``'s path in it.
 
-    Walks the caller frames (error path only) for enclosing modules' ``self``.
+    Walks the caller frames (error path only) for enclosing modules' ``self``. When a
+    container's frame holds the child's name in a local (``Sequential`` iterates over
+    names), that name is used, so a block used twice is named by the use that failed.
     """
-    callers: list[torch.nn.Module] = []
+    callers: list[tuple[torch.nn.Module, dict[str, Any]]] = []
     frame = sys._getframe(1)
     while frame is not None:
         obj = frame.f_locals.get("self")
         if isinstance(obj, torch.nn.Module) and obj is not block:
-            if not callers or callers[-1] is not obj:
-                callers.append(obj)
+            if not callers or callers[-1][0] is not obj:
+                callers.append((obj, frame.f_locals))
         frame = frame.f_back
     current, parts = block, []
-    for outer in callers:
+    for outer, local_vars in callers:
         name = next(
+            (
+                v
+                for v in local_vars.values()
+                if isinstance(v, str) and outer._modules.get(v) is current
+            ),
+            None,
+        ) or next(
             (n for n, m in outer.named_modules(remove_duplicate=False) if m is current and n),
             None,
         )
@@ -180,19 +191,25 @@ class Block(torch.nn.Module):
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if isinstance(value, torch.nn.Module) and "_li_meta" in self.__dict__:
-            self._adopt(value)
+            self._adopt(name, value)
 
     def add_module(self, name: str, module: torch.nn.Module | None) -> None:
         super().add_module(name, module)
         if module is not None:
-            self._adopt(module)
+            self._adopt(name, module)
 
-    def _adopt(self, child: torch.nn.Module) -> None:
+    def _adopt(self, name: str, child: torch.nn.Module) -> None:
         """A child was added: arm this block if the child has deferred parameters, and
-        name them by their structural path in this block (for error messages)."""
-        if _has_deferred(child):
+        name them by their structural path in this block (for error messages). Only the
+        child's own subtree is walked, so building a network stays linear in its size."""
+        if isinstance(child, Block):  # count uses, to tell them apart in messages
+            child.__dict__["_li_uses"] = child.__dict__.get("_li_uses", 0) + 1
+        named = [*child.named_parameters(prefix=name), *child.named_buffers(prefix=name)]
+        deferred = [(n, t) for n, t in named if isinstance(t, Parameter)]
+        for path, t in deferred:
+            t._li.path = path
+        if deferred:
             self._arm()
-            self._name_params()
 
     def register_buffer(
         self, name: str, tensor: torch.Tensor | None, persistent: bool = True
@@ -270,15 +287,27 @@ class Block(torch.nn.Module):
             unfilled = [f"{n} {fmt_shape(p._li.shape)}" for n, p in own if not p.is_shaped]
             if unfilled:
                 raise self._missing_hook_error(own, filled_nothing=", ".join(unfilled))
+            if self.__dict__.get("_li_uses", 0) > 1:  # a block used twice: remember which
+                self.__dict__["_li_fixed_by"] = _locate(self)[1]  # use fixed the sizes
         tensors = list(_iter_tensors((args, kwargs)))
         dtype_error = self._dtype_error(tensors)
         if dtype_error is not None:
             raise dtype_error
-        device = tensors[0].device if tensors else None
+        device = self._creation_device(tensors)
         for _, p in own:
             if device is not None and not p._li.device_explicit and _raw(p).device != device:
                 move_placeholder(p, device, None)
             materialize(p)
+
+    def _creation_device(self, tensors: list[torch.Tensor]) -> torch.device | None:
+        """Where parameters without an explicit device are created: beside this block's
+        READY parameters if it has any (so a layer never straddles devices), else on the
+        device of the first input."""
+        for table in (self._parameters, self._buffers):
+            for t in table.values():
+                if t is not None and not isinstance(t, Parameter):
+                    return t.device
+        return tensors[0].device if tensors else None
 
     def _missing_hook_error(
         self, own: list[tuple[str, Parameter]], filled_nothing: str = ""
@@ -321,6 +350,14 @@ class Block(torch.nn.Module):
         if err.layer is not None:
             return err
         root, path = _locate(self)
+        fixed_by = self.__dict__.get("_li_fixed_by")
+        if fixed_by is not None and path == fixed_by:
+            # The use that fixed the sizes cannot be the one that disagrees with them: when
+            # the frames do not tell the uses apart, name another use of this block.
+            others = [
+                n for n, m in root.named_modules(remove_duplicate=False) if m is self and n != path
+            ]
+            path = others[0] if others else path
         label = _layer_label(self, path)
         shapes = ", ".join(fmt_shape(tuple(t.shape)) for t in _iter_tensors(args))
         got = f"an input of shape {shapes}" if shapes else "its input"
@@ -331,7 +368,7 @@ class Block(torch.nn.Module):
             sharers = self._sharers(root, local, path)
             shared = (
                 f" Its {local!r} is shared with {', '.join(repr(s) for s in sharers)}, "
-                "which fixed that size first."
+                "whose input fixed that size."
                 if sharers
                 else ""
             )
@@ -347,7 +384,9 @@ class Block(torch.nn.Module):
                 f"{shared} Fix: {fix}."
             )
         else:
-            message = f"{label} got {got}: {err.detail}."
+            detail = err.detail.rstrip(".")
+            fix = "" if "Fix:" in detail else " Fix: give it an input of the shape it expects."
+            message = f"{label} got {got}: {detail}.{fix}"
         new = err.with_message(message, path or type(self).__name__)
         new.__cause__ = err.__cause__
         return new
@@ -511,7 +550,7 @@ class Block(torch.nn.Module):
             )
             return
         if meta is None:
-            meta = _Meta(tuple(p.shape), None, int(torch.empty((), dtype=torch.int64).random_()))
+            meta = _Meta(tuple(p.shape), None, _draw_seed())
         if init is not None:
             meta.registered = init
         target_dtype = dtype if (dtype is not None and p.is_floating_point()) else p.dtype
@@ -587,7 +626,9 @@ class Block(torch.nn.Module):
     def _apply(self, fn: Any, recurse: bool = True) -> Block:
         """``.to()``/``.cuda()``/``.half()``...: a deferred parameter keeps its identity and
         stays deferred, and only changes where (and in which dtype) it will be created."""
-        deferred = self._own_deferred()
+        # Deferred buffers go through torch's path (fn returns a deferred copy); deferred
+        # parameters are converted here so that each keeps its identity.
+        deferred = [(n, p) for n, p in self._parameters.items() if isinstance(p, Parameter)]
         if not deferred:
             return super()._apply(fn, recurse)
         order = list(self._parameters)
@@ -606,6 +647,34 @@ class Block(torch.nn.Module):
             self._parameters.clear()
             self._parameters.update((name, current[name]) for name in order)
         return self
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """``load_state_dict`` into a deferred block: unknown dims are filled from the
+        stored tensors (known dims must agree), then torch copies the values in."""
+        for name, p in self._own_deferred():
+            value = state_dict.get(prefix + name)
+            if not isinstance(value, torch.Tensor):
+                continue
+            try:
+                p.shape = tuple(value.shape)
+            except ShapeMismatchError:
+                continue  # torch reports the size mismatch below
+            with torch.no_grad():
+                raw = _raw(p)
+                commit_storage(p, torch.empty(p._li.shape, dtype=raw.dtype, device=raw.device))
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        self._disarm_tree()
 
     def extra_repr(self) -> str:
         return ""

@@ -229,7 +229,8 @@ class Orthogonal(Initializer):
                 "Orthogonal()]))"
             )
         rows, cols = tensor.shape[0], tensor.numel() // tensor.shape[0]
-        flat = torch.empty(rows, cols, dtype=torch.float32, device=tensor.device)
+        work = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+        flat = torch.empty(rows, cols, dtype=work, device=tensor.device)
         if self.rand_type == "uniform":
             flat.uniform_(-1.0, 1.0, generator=generator)
         else:
@@ -301,9 +302,15 @@ class _Callable(Initializer):
         if generator is None:
             self.fn(tensor)
             return
-        devices = [tensor.device] if tensor.device.type not in ("cpu", "meta") else []
-        with torch.random.fork_rng(devices=devices, device_type=tensor.device.type):
-            torch.manual_seed(generator.initial_seed())
+        # Seed only the generator of the tensor's device, inside a fork that restores it.
+        seed = generator.initial_seed()
+        on_cuda = tensor.device.type == "cuda"
+        devices = [tensor.device] if on_cuda else []
+        with torch.random.fork_rng(devices=devices, device_type="cuda"):
+            torch.default_generator.manual_seed(seed)
+            if on_cuda:
+                with torch.cuda.device(tensor.device):
+                    torch.cuda.manual_seed(seed)
             self.fn(tensor)
 
     def __repr__(self) -> str:

@@ -39,7 +39,7 @@ def _fmt_shape(shape: Sequence[int]) -> str:
 
 def _draw_seed() -> int:
     """Draw a seed from torch's global CPU generator (one int64)."""
-    return int(torch.empty((), dtype=torch.int64).random_())
+    return int(torch.empty((), dtype=torch.int64, device="cpu").random_())
 
 
 class _Meta:
@@ -135,13 +135,14 @@ class Journal:
         self._undo.append(("storage", param, old_data, old_cls))
 
     def rollback(self) -> None:
+        """Undo every recorded change, newest first; never stops part-way."""
         for entry in reversed(self._undo):
             if entry[0] == "shape":
                 _, param, old = entry
                 param._li.shape = old
             else:
                 _, param, old_data, old_cls = entry
-                _set_storage(param, old_data, old_cls)
+                _restore_storage(param, old_data, old_cls)
         self._undo.clear()
 
 
@@ -167,6 +168,25 @@ def _set_storage(param: torch.Tensor, data: torch.Tensor, cls: type) -> None:
             torch.utils.swap_tensors(param, holder)
     if type(param) is not cls:
         param.__class__ = cls
+
+
+def _restore_storage(param: torch.Tensor, old_data: torch.Tensor, old_cls: type) -> None:
+    """Put back ``param``'s previous storage and class during a rollback.
+
+    Going back across device types (meta <-> cpu) needs ``swap_tensors``, which torch
+    refuses while the failed pass's autograd graph still holds the parameter. A deferred
+    placeholder holds no data, so an empty one on the current device type is as good: the
+    parameter is deferred again, with the same dtype, and (its device not having been set
+    explicitly) will move to the device of the next input.
+    """
+    try:
+        _set_storage(param, old_data, old_cls)
+    except RuntimeError:
+        if old_cls is torch.nn.Parameter or old_cls is torch.Tensor:
+            raise
+        with torch._C.DisableTorchFunctionSubclass():
+            current = param.data
+        _set_storage(param, torch.empty(0, dtype=old_data.dtype, device=current.device), old_cls)
 
 
 def _raw(param: torch.Tensor) -> torch.Tensor:
@@ -384,7 +404,7 @@ class Parameter(torch.nn.Parameter):
             raise _use_error(args[0], f".{attr}")
         if name in ("__set__", "__delete__"):
             return _disabled(func, args, kwargs)
-        self = _first_deferred(args)
+        self = _first_deferred((*args, *kwargs.values()))
         if self is None:  # e.g. an op on plain tensors that only mentions our type
             return _disabled(func, args, kwargs)
         if name in _CONVERSIONS and args and args[0] is self:
@@ -399,6 +419,7 @@ def _disabled(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
 
 
 def _first_deferred(args: Iterable[Any]) -> Parameter | None:
+    """The first deferred parameter among the arguments (nested lists/tuples included)."""
     for a in args:
         if isinstance(a, Parameter):
             return a
@@ -417,21 +438,45 @@ def _op_name(func: Any) -> str:
     return name
 
 
+def _empty_like_placeholder(
+    raw: torch.Tensor, device: torch.device | str | None, dtype: torch.dtype | None
+) -> torch.Tensor:
+    """A new empty placeholder: placeholders hold no data, so nothing is copied (which
+    also lets a placeholder leave the meta device)."""
+    return torch.empty(0, dtype=dtype or raw.dtype, device=device or raw.device)
+
+
+_DTYPE_METHODS = {
+    "half": torch.float16,
+    "float": torch.float32,
+    "double": torch.float64,
+    "bfloat16": torch.bfloat16,
+}
+
+
 def _convert(self: Parameter, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Parameter:
+    """``.to()``, ``.cuda()``, ``.half()``... on a deferred parameter: a deferred copy whose
+    placeholder has the new device/dtype; ``detach()``: a deferred copy."""
     raw = _raw(self)
     if name == "detach":
         return self._deferred_copy(raw)
-    explicit = self._li.device_explicit
+    device: torch.device | str | None = None
+    dtype: torch.dtype | None = None
     if name == "to":
-        device = torch._C._nn._parse_to(*args, **kwargs)[0]
-        explicit = explicit or device is not None
-        converted = raw.to(*args, **kwargs)
+        device, dtype = torch._C._nn._parse_to(*args, **kwargs)[:2]
+    elif name == "cuda":
+        index = args[0] if args else kwargs.get("device")
+        device = torch.device("cuda", index) if isinstance(index, int) else (index or "cuda")
+    elif name == "cpu":
+        device = "cpu"
+    elif name == "type":
+        converted = torch.empty(0, dtype=raw.dtype).type(*args, **kwargs)
+        dtype, device = converted.dtype, ("cuda" if converted.is_cuda else None)
     else:
-        converted = getattr(raw, name)(*args, **kwargs)
-        explicit = explicit or name in ("cuda", "cpu")
-    new = self._deferred_copy(converted)
+        dtype = _DTYPE_METHODS[name]
+    new = self._deferred_copy(_empty_like_placeholder(raw, device, dtype))
     new.requires_grad_(self.requires_grad)
-    new._li.device_explicit = explicit
+    new._li.device_explicit = self._li.device_explicit or device is not None
     return new
 
 
@@ -562,10 +607,10 @@ def materialize(
             generator = torch.Generator(device=target_device)
             generator.manual_seed(meta.seed)
             meta.effective_init(data, generator=generator, name=meta.path or meta.name)
-    _commit_storage(param, data)
+    commit_storage(param, data)
 
 
-def _commit_storage(param: Parameter, data: torch.Tensor) -> None:
+def commit_storage(param: Parameter, data: torch.Tensor) -> None:
     """Make ``param`` READY with ``data`` as its values (journaled for rollback)."""
     journal = active_journal()
     if journal is not None:
@@ -581,9 +626,10 @@ def move_placeholder(
 ) -> None:
     """Change where (and in which dtype) a deferred parameter will be created."""
     raw = _raw(param)
-    new = raw.to(device=device, dtype=dtype if raw.is_floating_point() else None)
-    if new is raw:
+    dtype = dtype if raw.is_floating_point() else None
+    if (device is None or torch.device(device) == raw.device) and dtype in (None, raw.dtype):
         return
+    new = _empty_like_placeholder(raw, device, dtype)
     journal = active_journal()
     if journal is not None:
         journal.record_storage(param, raw, Parameter)

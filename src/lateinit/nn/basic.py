@@ -117,7 +117,10 @@ class Dense(Block):
 
     def infer_param_shapes(self, x: torch.Tensor) -> None:
         if x.dim() == 0:
-            raise ShapeMismatchError("Dense needs an input with at least one dim (features)")
+            raise ShapeMismatchError(
+                "Dense needs an input with at least one dim (features). Fix: give it a "
+                "batch of feature vectors, e.g. x.reshape(1, -1)"
+            )
         in_units = math.prod(x.shape[1:]) if self._flatten and x.dim() > 2 else x.shape[-1]
         self.weight.shape = (self._units, in_units)
 
@@ -131,11 +134,10 @@ class Dense(Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            if self._flatten and x.dim() > 2:
-                x = x.reshape(x.shape[0], -1)
-            out = F.linear(x, self.weight, self.bias)
+            flat = x.reshape(x.shape[0], -1) if self._flatten and x.dim() > 2 else x
+            out = F.linear(flat, self.weight, self.bias)
         except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x) from err
+            raise self._explain(err, x)
         return out if self._act is None else self._act(out)
 
     def extra_repr(self) -> str:
@@ -295,7 +297,7 @@ class Embedding(Block):
         try:
             return F.embedding(x, self.weight, sparse=self._sparse)
         except (RuntimeError, IndexError) as err:
-            raise self._explain_indices(err, x) from err
+            raise self._explain_indices(err, x)
 
     def _explain_indices(self, err: BaseException, x: torch.Tensor) -> BaseException:
         label = _layer_label(self, _locate(self)[1])

@@ -15,12 +15,14 @@ __all__ = ["Sequential", "Concatenate", "Residual"]
 
 def _append(container: Block, blocks: Iterable[Any]) -> None:
     """Add modules as children named "0", "1", ... after the existing ones."""
-    for block in blocks:
+    blocks = list(blocks)
+    for block in blocks:  # check all before adding any
         if not isinstance(block, torch.nn.Module):
             raise TypeError(
                 f"{type(container).__name__}.add: expected a Block or torch.nn.Module, got "
                 f"{type(block).__name__}; wrap functions in nn.Lambda"
             )
+    for block in blocks:
         container.add_module(str(len(container._modules)), block)
 
 
@@ -54,7 +56,7 @@ class Sequential(Block):
         _append(self, blocks)
 
     def forward(self, x: Any) -> Any:
-        for block in self._modules.values():
+        for name, block in self._modules.items():  # noqa: B007 (`name` names a failing child)
             x = block(x)
         return x
 
@@ -110,7 +112,7 @@ class Concatenate(Block):
         try:
             return torch.cat(outputs, dim=self._axis)
         except (RuntimeError, IndexError) as err:
-            raise self._branch_error(err, outputs) from err
+            raise self._branch_error(err, outputs)
 
     def _branch_error(self, err: BaseException, outputs: list[torch.Tensor]) -> BaseException:
         shapes = ", ".join(

@@ -7,7 +7,6 @@ spatial dims, whether it is transposed, and its torch kernel. Channels-last layo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -81,11 +80,13 @@ def _split_input(
     """
     if x.dim() not in (n + 1, n + 2):
         kind = type(block).__name__
+        other_dims = [m for m in (1, 2, 3) if m != n]
+        others = [kind.replace(f"{n}D", f"{m}D", 1) for m in other_dims]
         raise ShapeMismatchError(
             f"{kind} expects a {n + 2}-D input {_axes(layout)} (or {n + 1}-D "
-            f"{_axes(layout[1:])} without the batch axis), got {x.dim()} dims. Fix: pass a "
-            f"batch laid out as {layout}"
-            + ("" if n == 1 else f", or use the {n}-D layer matching your input")
+            f"{_axes(layout[1:])} without the batch axis), got {x.dim()} dims. Fix: pass "
+            f"inputs laid out as {layout}, or use {' or '.join(others)} for data with "
+            f"{' or '.join(str(m) for m in other_dims)} spatial dims"
         )
     shape = tuple(x.shape)
     if channels_last:
@@ -94,17 +95,11 @@ def _split_input(
 
 
 def _too_small(
-    block: Block,
-    spatial: Sequence[int],
-    out: Sequence[int],
-    kernel: Sequence[int],
-    what: str,
-    fix: str,
+    spatial: Sequence[int], out: Sequence[int], reason: str, fix: str
 ) -> ShapeMismatchError:
     return ShapeMismatchError(
-        f"its spatial size {fmt_shape(tuple(spatial))} is too small for "
-        f"{what} {fmt_shape(tuple(kernel))}: the output would be {fmt_shape(tuple(out))}. "
-        f"Fix: {fix}"
+        f"its spatial size {fmt_shape(tuple(spatial))} is too small for {reason}: the output "
+        f"would be {fmt_shape(tuple(out))}. Fix: {fix}"
     )
 
 
@@ -247,6 +242,7 @@ class _Conv(Block):
                     strict=True,
                 )
             ]
+            reason = f"padding {fmt_shape(self._padding)}"
             fix = "use less padding, or feed larger inputs"
         else:
             self.weight.shape = (self._channels, c // self._groups, *k)
@@ -258,12 +254,15 @@ class _Conv(Block):
                     spatial, k, self._strides, self._padding, self._dilation, strict=True
                 )
             ]
+            reason = f"kernel_size {fmt_shape(k)}" + (
+                f" with dilation {fmt_shape(self._dilation)}" if max(self._dilation) > 1 else ""
+            )
             fix = (
                 "feed larger inputs, downsample less before this layer, or use a smaller "
-                "kernel_size, dilation or more padding"
+                "kernel_size or dilation, or more padding"
             )
         if min(out) < 1:
-            raise _too_small(self, spatial, out, k, "kernel_size", fix)
+            raise _too_small(spatial, out, reason, fix)
 
     def _in_channels(self) -> int:
         """The input channels, or -1 while unknown."""
@@ -314,191 +313,190 @@ class _Conv(Block):
         return ", ".join(parts)
 
 
-_ARGS_DOC = """
+class Conv2D(_Conv):
+    """A 2-D convolution over ``(N, C, H, W)`` images, with the input channels inferred.
+
     Args:
         channels: the number of output channels.
-        kernel_size: the window size: an int or one int per spatial dim.
+        kernel_size: the window size: an int, or one int per spatial dim.
         strides: the step of the window (int or tuple).
-        padding: zeros added on both sides of each spatial dim (int or tuple){same}.
-        {output_padding}dilation: the spacing of the kernel's taps (int or tuple).
-        groups: split input and output channels into this many groups, each convolved
+        padding: zeros added on both sides of each spatial dim (int or tuple), or
+            ``"same"`` (output size = input size; needs ``strides=1``) / ``"valid"`` (0).
+        dilation: the spacing between the kernel's taps (int or tuple).
+        groups: split input and output channels into this many groups convolved
             separately; ``in_channels`` and ``channels`` must be multiples of it.
-        layout: ``{first}`` (default) or channels-last ``{last}``.
+        layout: ``"NCHW"`` (default) or channels-last ``"NHWC"``.
         activation: ``"relu"``, ``"sigmoid"``, ``"tanh"``, ``"gelu"``... (as ``Dense``) or
             any callable; ``None`` for none.
         use_bias: add a bias per output channel.
         weight_initializer: the weight's own initializer; when ``None`` the one given to
-            ``initialize(init)`` is used, else torch's ``nn.{twin}`` distribution
-            ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+            ``initialize(init)`` is used, else torch's ``nn.Conv2d`` distribution
+            ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``fan_in = in_channels // groups *
+            prod(kernel_size)``.
         bias_initializer: the bias's initializer (Gluon's default: zeros).
         in_channels: the number of input channels; ``0`` or ``None`` infers it from the
             first batch.
         dtype, device: where and how the parameters are created.
 
-    Arguments after ``padding`` are keyword-only. An unbatched input (no ``N`` axis) is
-    accepted, as in torch.
-"""
+    Arguments after ``padding`` are keyword-only. As in torch, an unbatched input (without
+    the ``N`` axis) is accepted too.
 
+    Shapes: input ``(N, in_channels, H, W)``, output ``(N, channels, H_out, W_out)`` with
+    ``H_out = (H + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1`` (so for
+    ``W``); ``NHWC`` in, ``NHWC`` out.
+    Parameters: ``weight (channels, in_channels // groups, *kernel_size)``,
+    ``bias (channels,)``.
 
-def _doc(summary: str, n: int, transpose: bool, twin: str, shapes: str, example: str) -> str:
-    op = (
-        "output_padding: extra size added to one side of each spatial dim of the output "
-        "(smaller than strides or dilation), to pick among the output sizes a strided "
-        "convolution maps back from.\n        "
-        if transpose
-        else ""
-    )
-    same = "" if transpose else ", or ``'same'``/``'valid'``"
-    args = _ARGS_DOC.format(
-        same=same, output_padding=op, first=_CHANNELS_FIRST[n], last=_CHANNELS_LAST[n], twin=twin
-    )
-    return f"{summary}\n{args}\n    Shapes:\n{shapes}\n    Example:\n{example}"
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.conv import Conv2D
+        >>> layer = Conv2D(64, 3, activation="relu")
+        >>> layer
+        Conv2D(-1 -> 64, kernel_size=(3, 3), stride=(1, 1), relu)
+        >>> tuple(layer.weight.shape)
+        (64, -1, 3, 3)
+        >>> layer(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 64, 30, 30])
+        >>> layer
+        Conv2D(3 -> 64, kernel_size=(3, 3), stride=(1, 1), relu)
+    """
+
+    _ndim = 2
+    _kernel = staticmethod(F.conv2d)
 
 
 class Conv1D(_Conv):
+    """A 1-D convolution over ``(N, C, W)`` sequences, with the input channels inferred.
+
+    Arguments as :class:`Conv2D` (tuples have one int); ``layout`` is ``"NCW"`` (default)
+    or ``"NWC"``.
+
+    Shapes: input ``(N, in_channels, W)``, output ``(N, channels, W_out)`` with
+    ``W_out = (W + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1``.
+    Parameters: ``weight (channels, in_channels // groups, kernel_size)``,
+    ``bias (channels,)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.conv import Conv1D
+        >>> layer = Conv1D(8, 3, padding=1)
+        >>> layer(torch.rand(2, 5, 16)).shape
+        torch.Size([2, 8, 16])
+        >>> layer
+        Conv1D(5 -> 8, kernel_size=(3,), stride=(1,), padding=(1,))
+    """
+
     _ndim = 1
     _kernel = staticmethod(F.conv1d)
-    __doc__ = _doc(
-        "A 1-D convolution over ``(N, C, W)`` inputs, with the input channels inferred.\n",
-        1,
-        False,
-        "Conv1d",
-        "        input ``(N, in_channels, W)``, output ``(N, channels, W_out)`` with\n"
-        "        ``W_out = (W + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1``.\n"
-        "        weight ``(channels, in_channels // groups, kernel_size)``, "
-        "bias ``(channels,)``.\n",
-        "        >>> import torch\n"
-        "        >>> from lateinit.nn.conv import Conv1D\n"
-        "        >>> layer = Conv1D(8, 3, padding=1)\n"
-        "        >>> layer(torch.rand(2, 5, 16)).shape\n"
-        "        torch.Size([2, 8, 16])\n"
-        "        >>> layer\n"
-        "        Conv1D(5 -> 8, kernel_size=(3,), stride=(1,), padding=(1,))\n",
-    )
-
-
-class Conv2D(_Conv):
-    _ndim = 2
-    _kernel = staticmethod(F.conv2d)
-    __doc__ = _doc(
-        "A 2-D convolution over ``(N, C, H, W)`` images, with the input channels inferred.\n",
-        2,
-        False,
-        "Conv2d",
-        "        input ``(N, in_channels, H, W)``, output ``(N, channels, H_out, W_out)`` with\n"
-        "        ``H_out = (H + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1``\n"
-        "        (and so for ``W``); ``NHWC`` inputs give ``NHWC`` outputs.\n"
-        "        weight ``(channels, in_channels // groups, *kernel_size)``, "
-        "bias ``(channels,)``.\n",
-        "        >>> import torch\n"
-        "        >>> from lateinit.nn.conv import Conv2D\n"
-        "        >>> layer = Conv2D(64, 3, activation='relu')\n"
-        "        >>> layer\n"
-        "        Conv2D(-1 -> 64, kernel_size=(3, 3), stride=(1, 1), relu)\n"
-        "        >>> tuple(layer.weight.shape)\n"
-        "        (64, -1, 3, 3)\n"
-        "        >>> layer(torch.rand(2, 3, 32, 32)).shape\n"
-        "        torch.Size([2, 64, 30, 30])\n"
-        "        >>> layer\n"
-        "        Conv2D(3 -> 64, kernel_size=(3, 3), stride=(1, 1), relu)\n",
-    )
 
 
 class Conv3D(_Conv):
+    """A 3-D convolution over ``(N, C, D, H, W)`` volumes, with the input channels inferred.
+
+    Arguments as :class:`Conv2D` (tuples have three ints); ``layout`` is ``"NCDHW"``
+    (default) or ``"NDHWC"``.
+
+    Shapes: input ``(N, in_channels, D, H, W)``, output ``(N, channels, D_out, H_out,
+    W_out)``, each spatial size as for :class:`Conv2D`.
+    Parameters: ``weight (channels, in_channels // groups, *kernel_size)``,
+    ``bias (channels,)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.conv import Conv3D
+        >>> layer = Conv3D(4, (1, 3, 3), strides=(1, 2, 2))
+        >>> layer(torch.rand(1, 2, 4, 9, 9)).shape
+        torch.Size([1, 4, 4, 4, 4])
+        >>> tuple(layer.weight.shape)
+        (4, 2, 1, 3, 3)
+    """
+
     _ndim = 3
     _kernel = staticmethod(F.conv3d)
-    __doc__ = _doc(
-        "A 3-D convolution over ``(N, C, D, H, W)`` volumes, with the input channels "
-        "inferred.\n",
-        3,
-        False,
-        "Conv3d",
-        "        input ``(N, in_channels, D, H, W)``, output ``(N, channels, D_out, H_out, "
-        "W_out)``,\n"
-        "        each as for :class:`Conv1D`.\n"
-        "        weight ``(channels, in_channels // groups, *kernel_size)``, "
-        "bias ``(channels,)``.\n",
-        "        >>> import torch\n"
-        "        >>> from lateinit.nn.conv import Conv3D\n"
-        "        >>> layer = Conv3D(4, (1, 3, 3), strides=(1, 2, 2))\n"
-        "        >>> layer(torch.rand(1, 2, 4, 9, 9)).shape\n"
-        "        torch.Size([1, 4, 4, 4, 4])\n"
-        "        >>> tuple(layer.weight.shape)\n"
-        "        (4, 2, 1, 3, 3)\n",
-    )
-
-
-class Conv1DTranspose(_Conv):
-    _ndim = 1
-    _transpose = True
-    _kernel = staticmethod(F.conv_transpose1d)
-    __doc__ = _doc(
-        "A 1-D transposed convolution (the gradient of :class:`Conv1D`), with the input "
-        "channels inferred.\n",
-        1,
-        True,
-        "ConvTranspose1d",
-        "        input ``(N, in_channels, W)``, output ``(N, channels, W_out)`` with\n"
-        "        ``W_out = (W-1)*strides - 2*padding + dilation*(kernel_size-1) + "
-        "output_padding + 1``.\n"
-        "        weight ``(in_channels, channels // groups, kernel_size)`` (as torch), "
-        "bias ``(channels,)``.\n",
-        "        >>> import torch\n"
-        "        >>> from lateinit.nn.conv import Conv1DTranspose\n"
-        "        >>> layer = Conv1DTranspose(4, 3, strides=2, output_padding=1)\n"
-        "        >>> layer(torch.rand(2, 6, 10)).shape\n"
-        "        torch.Size([2, 4, 22])\n",
-    )
 
 
 class Conv2DTranspose(_Conv):
+    """A 2-D transposed convolution (learned upsampling; the gradient of :class:`Conv2D`),
+    with the input channels inferred.
+
+    Args:
+        channels: the number of output channels.
+        kernel_size, strides, padding, dilation, groups, layout, activation, use_bias,
+            bias_initializer, in_channels, dtype, device: as :class:`Conv2D` (``padding``
+            takes ints only: it removes ``dilation*(kernel_size-1) - padding`` from each
+            side of the full output).
+        output_padding: extra size added to one side of each spatial dim of the output
+            (smaller than ``strides`` or ``dilation``): picks one of the input sizes a
+            strided :class:`Conv2D` maps to the same output size.
+        weight_initializer: as :class:`Conv2D`; the default is torch's
+            ``nn.ConvTranspose2d`` distribution, ``fan_in = channels // groups *
+            prod(kernel_size)``.
+
+    Shapes: input ``(N, in_channels, H, W)``, output ``(N, channels, H_out, W_out)`` with
+    ``H_out = (H-1)*strides - 2*padding + dilation*(kernel_size-1) + output_padding + 1``.
+    Parameters: ``weight (in_channels, channels // groups, *kernel_size)`` (torch's
+    layout), ``bias (channels,)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.conv import Conv2DTranspose
+        >>> layer = Conv2DTranspose(16, 4, strides=2, padding=1)
+        >>> layer
+        Conv2DTranspose(-1 -> 16, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))
+        >>> layer(torch.rand(2, 32, 8, 8)).shape
+        torch.Size([2, 16, 16, 16])
+        >>> tuple(layer.weight.shape)
+        (32, 16, 4, 4)
+    """
+
     _ndim = 2
     _transpose = True
     _kernel = staticmethod(F.conv_transpose2d)
-    __doc__ = _doc(
-        "A 2-D transposed convolution (upsampling; the gradient of :class:`Conv2D`), with "
-        "the input channels inferred.\n",
-        2,
-        True,
-        "ConvTranspose2d",
-        "        input ``(N, in_channels, H, W)``, output ``(N, channels, H_out, W_out)`` with\n"
-        "        ``H_out = (H-1)*strides - 2*padding + dilation*(kernel_size-1) + "
-        "output_padding + 1``.\n"
-        "        weight ``(in_channels, channels // groups, *kernel_size)`` (as torch), "
-        "bias ``(channels,)``.\n",
-        "        >>> import torch\n"
-        "        >>> from lateinit.nn.conv import Conv2DTranspose\n"
-        "        >>> layer = Conv2DTranspose(16, 4, strides=2, padding=1)\n"
-        "        >>> layer\n"
-        "        Conv2DTranspose(-1 -> 16, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))\n"
-        "        >>> layer(torch.rand(2, 32, 8, 8)).shape\n"
-        "        torch.Size([2, 16, 16, 16])\n"
-        "        >>> tuple(layer.weight.shape)\n"
-        "        (32, 16, 4, 4)\n",
-    )
+
+
+class Conv1DTranspose(_Conv):
+    """A 1-D transposed convolution, with the input channels inferred.
+
+    Arguments as :class:`Conv2DTranspose` (tuples have one int; ``layout`` ``"NCW"`` or
+    ``"NWC"``).
+
+    Shapes: input ``(N, in_channels, W)``, output ``(N, channels, W_out)`` with
+    ``W_out = (W-1)*strides - 2*padding + dilation*(kernel_size-1) + output_padding + 1``.
+    Parameters: ``weight (in_channels, channels // groups, kernel_size)``,
+    ``bias (channels,)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.conv import Conv1DTranspose
+        >>> layer = Conv1DTranspose(4, 3, strides=2, output_padding=1)
+        >>> layer(torch.rand(2, 6, 10)).shape
+        torch.Size([2, 4, 22])
+    """
+
+    _ndim = 1
+    _transpose = True
+    _kernel = staticmethod(F.conv_transpose1d)
 
 
 class Conv3DTranspose(_Conv):
+    """A 3-D transposed convolution, with the input channels inferred.
+
+    Arguments as :class:`Conv2DTranspose` (tuples have three ints; ``layout``
+    ``"NCDHW"`` or ``"NDHWC"``).
+
+    Shapes: input ``(N, in_channels, D, H, W)``, output ``(N, channels, D_out, H_out,
+    W_out)``, each spatial size as for :class:`Conv2DTranspose`.
+    Parameters: ``weight (in_channels, channels // groups, *kernel_size)``,
+    ``bias (channels,)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.conv import Conv3DTranspose
+        >>> layer = Conv3DTranspose(2, 3, strides=2, output_padding=1)
+        >>> layer(torch.rand(1, 4, 3, 3, 3)).shape
+        torch.Size([1, 2, 8, 8, 8])
+    """
+
     _ndim = 3
     _transpose = True
     _kernel = staticmethod(F.conv_transpose3d)
-    __doc__ = _doc(
-        "A 3-D transposed convolution, with the input channels inferred.\n",
-        3,
-        True,
-        "ConvTranspose3d",
-        "        input ``(N, in_channels, D, H, W)``, output ``(N, channels, D_out, H_out, "
-        "W_out)``,\n"
-        "        each as for :class:`Conv1DTranspose`.\n"
-        "        weight ``(in_channels, channels // groups, *kernel_size)`` (as torch), "
-        "bias ``(channels,)``.\n",
-        "        >>> import torch\n"
-        "        >>> from lateinit.nn.conv import Conv3DTranspose\n"
-        "        >>> layer = Conv3DTranspose(2, 3, strides=2, output_padding=1)\n"
-        "        >>> layer(torch.rand(1, 4, 3, 3, 3)).shape\n"
-        "        torch.Size([1, 2, 8, 8, 8])\n",
-    )
-
-
-def _spatial_numel(shape: Sequence[int]) -> int:  # pragma: no cover - kept for pool.py
-    return math.prod(shape)

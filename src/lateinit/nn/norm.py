@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..block import Block
+from ..block import Block, _layer_label, _locate
 from ..parameter import Parameter, deferred_buffer
 from ..shapes import ShapeMismatchError, fmt_shape
 
@@ -103,6 +103,14 @@ class _Norm(Block):
             t = getattr(self, name)
             if isinstance(t, Parameter):  # deferred (or a probe while explaining an error)
                 t.shape = (channels,)
+
+    def _too_few_values(self, err: ValueError, fix: str) -> ShapeMismatchError:
+        """torch's "Expected more than 1 value per channel", naming the layer (error path):
+        the input is too small to normalize, a shape problem."""
+        path = _locate(self)[1]
+        return ShapeMismatchError(
+            f"{_layer_label(self, path)}: {err}. Fix: {fix}.", layer=path or type(self).__name__
+        )
 
     def _axis_words(self) -> str:
         return "on the last axis" if self._axis == -1 else f"on axis {self._axis}"
@@ -248,7 +256,13 @@ class BatchNorm(_Norm):
             )
             return out.movedim(1, self._axis) if moved else out
         except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x) from err
+            raise self._explain(err, x)
+        except ValueError as err:  # one value per channel: no batch statistics in training
+            raise self._too_few_values(
+                err,
+                "train with more than one value per channel (a batch of several samples), "
+                "or use the running statistics: .eval() or use_global_stats=True",
+            ) from err
 
     def _repr_parts(self) -> list[str]:
         parts = [self._axis_repr(), f"eps={self._epsilon}", f"momentum={self._momentum}"]
@@ -327,7 +341,7 @@ class LayerNorm(_Norm):
         try:
             return F.layer_norm(x, x.shape[-1:], self.gamma, self.beta, self._epsilon)  # type: ignore[arg-type]
         except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x) from err
+            raise self._explain(err, x)
 
     def _repr_parts(self) -> list[str]:
         return [f"eps={self._epsilon}"]
@@ -390,7 +404,7 @@ class RMSNorm(_Norm):
         try:
             return F.rms_norm(x, x.shape[-1:], self.gamma, self._epsilon)
         except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x) from err
+            raise self._explain(err, x)
 
     def _repr_parts(self) -> list[str]:
         return [f"eps={self._epsilon}"]
@@ -443,11 +457,6 @@ class GroupNorm(_Norm):
     ) -> None:
         if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups <= 0:
             raise ValueError(f"GroupNorm: num_groups must be a positive int, got {num_groups!r}")
-        if in_channels and in_channels % num_groups:
-            raise ValueError(
-                f"GroupNorm: in_channels={in_channels} is not divisible by "
-                f"num_groups={num_groups}. Fix: choose num_groups dividing the channels."
-            )
         self._num_groups = num_groups
         super().__init__(
             1,
@@ -460,6 +469,11 @@ class GroupNorm(_Norm):
             dtype,
             device,
         )
+        if in_channels and in_channels % num_groups:
+            raise ValueError(
+                f"GroupNorm: in_channels={in_channels} is not divisible by "
+                f"num_groups={num_groups}. Fix: choose num_groups dividing the channels."
+            )
 
     def _channels_of(self, x: torch.Tensor) -> int:
         channels = super()._channels_of(x)
@@ -477,7 +491,11 @@ class GroupNorm(_Norm):
         try:
             return F.group_norm(x, self._num_groups, self.gamma, self.beta, self._epsilon)  # type: ignore[arg-type]
         except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x) from err
+            raise self._explain(err, x)
+        except ValueError as err:  # a single value per group: nothing to normalize
+            raise self._too_few_values(
+                err, "give each group more than one value (more channels or spatial positions)"
+            ) from err
 
     def _repr_parts(self) -> list[str]:
         return [f"num_groups={self._num_groups}", f"eps={self._epsilon}"]
@@ -549,4 +567,8 @@ class InstanceNorm(_Norm):
             out = F.instance_norm(h, weight=self.gamma, bias=self.beta, eps=self._epsilon)  # type: ignore[arg-type]
             return out.movedim(1, self._axis) if moved else out
         except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x) from err
+            raise self._explain(err, x)
+        except ValueError as err:  # a single spatial position: no statistics to normalize with
+            raise self._too_few_values(
+                err, "feed inputs with more than one spatial position per channel"
+            ) from err

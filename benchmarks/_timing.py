@@ -1,0 +1,175 @@
+"""Side-by-side timing helpers shared by the benchmark scripts.
+
+On a small, noisy machine two variants measured one after the other see different
+noise. :func:`interleaved` instead alternates the variants sample by sample (in ABBA
+order, so neither always runs first), and :class:`Comparison` turns the two series into
+robust figures: the ratio of the medians, and the ratio of the *min of medians* (the
+series is cut into consecutive rounds, each round's median taken, and the smallest kept:
+noise only ever adds time, so the quietest round is the best estimate of the true cost).
+
+Example:
+    >>> import time
+    >>> samples = interleaved({"a": lambda: None, "b": lambda: time.sleep(0)}, repeats=6)
+    >>> sorted(samples), sorted(samples["cpu"]), len(samples["wall"]["a"])
+    (['cpu', 'wall'], ['a', 'b'], 6)
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["CLOCKS", "Comparison", "interleaved", "min_of_medians", "round_medians"]
+
+
+#: The clocks every sample is read on: ``cpu`` is the CPU time of the whole process
+#: (user + system, all threads), which a process preempted by other work on a shared
+#: machine does not accumulate; ``wall`` is elapsed real time.
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def interleaved(
+    fns: Mapping[str, Callable[[], object]],
+    repeats: int,
+    *,
+    number: int = 1,
+    warmup: int = 1,
+) -> dict[str, dict[str, list[float]]]:
+    """Time several callables side by side; return seconds per call, per clock.
+
+    Args:
+        fns: the variants, by name. Each call of a variant is one unit of work.
+        repeats: samples taken per variant.
+        number: calls per sample (a sample's time is divided by ``number``); use more
+            than one for work of a millisecond or less, so the clock's cost vanishes.
+        warmup: untimed calls of each variant before sampling starts.
+
+    Variants alternate sample by sample, in ABBA order (A B, B A, A B, ...) so that
+    neither is always first after a switch. Each sample is read on every clock of
+    :data:`CLOCKS`. The garbage collector runs before each sample and is off while it is
+    timed; objects alive before the first sample are frozen (``gc.freeze``) so that
+    collecting stays cheap. What a call returns is kept until its sample's clocks stop,
+    so freeing it (e.g. a whole network) is not timed.
+
+    Returns:
+        ``{clock: {name: [seconds per call of sample 0, sample 1, ...]}}``.
+    """
+    if repeats < 1 or number < 1:
+        raise ValueError("repeats and number must be >= 1")
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    samples: dict[str, dict[str, list[float]]] = {c: {n: [] for n in names} for c in CLOCKS}
+    cpu_clock, wall_clock = CLOCKS["cpu"], CLOCKS["wall"]
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()  # a full collection with torch loaded takes ~0.1 s; now only new objects
+    try:
+        for i in range(repeats):
+            for name in names if i % 2 == 0 else reversed(names):
+                fn = fns[name]
+                gc.collect()
+                gc.disable()
+                kept = None
+                wall0, cpu0 = wall_clock(), cpu_clock()
+                for _ in range(number):
+                    kept = fn()
+                cpu1, wall1 = cpu_clock(), wall_clock()
+                del kept
+                gc.enable()
+                samples["cpu"][name].append((cpu1 - cpu0) / number)
+                samples["wall"][name].append((wall1 - wall0) / number)
+    finally:
+        gc.unfreeze()
+        if gc_was_enabled:
+            gc.enable()
+        else:
+            gc.disable()
+    return samples
+
+
+def round_medians(samples: Sequence[float], rounds: int) -> list[float]:
+    """Cut ``samples`` into ``rounds`` consecutive chunks (as equal as possible) and
+    return each chunk's median."""
+    rounds = max(1, min(rounds, len(samples)))
+    size, extra = divmod(len(samples), rounds)
+    out, start = [], 0
+    for r in range(rounds):
+        stop = start + size + (1 if r < extra else 0)
+        out.append(statistics.median(samples[start:stop]))
+        start = stop
+    return out
+
+
+def min_of_medians(samples: Sequence[float], rounds: int) -> float:
+    """The smallest of the per-round medians (see :func:`round_medians`)."""
+    return min(round_medians(samples, rounds))
+
+
+@dataclass
+class Comparison:
+    """Two interleaved series of the same work, and their ratio against a target.
+
+    ``a`` is the variant under test (its time is the numerator), ``b`` the reference;
+    ``samples`` holds both series on every clock (``{clock: {label: series}}``, as
+    :func:`interleaved` returns), ``clock`` names the one the headline figures use.
+    """
+
+    name: str
+    detail: str
+    a_label: str
+    b_label: str
+    samples: dict[str, dict[str, list[float]]]
+    target: float
+    rounds: int = 5
+    clock: str = "cpu"
+
+    @property
+    def a(self) -> list[float]:
+        return self.samples[self.clock][self.a_label]
+
+    @property
+    def b(self) -> list[float]:
+        return self.samples[self.clock][self.b_label]
+
+    @property
+    def a_median(self) -> float:
+        return statistics.median(self.a)
+
+    @property
+    def b_median(self) -> float:
+        return statistics.median(self.b)
+
+    @property
+    def ratio(self) -> float:
+        """Ratio of the medians, ``median(a) / median(b)``: the headline figure."""
+        return self.a_median / self.b_median
+
+    def ratio_on(self, clock: str) -> float:
+        """The ratio of the medians read on another clock."""
+        s = self.samples[clock]
+        return statistics.median(s[self.a_label]) / statistics.median(s[self.b_label])
+
+    @property
+    def ratio_min_of_medians(self) -> float:
+        """``min_of_medians(a) / min_of_medians(b)``: the quietest rounds of each."""
+        return min_of_medians(self.a, self.rounds) / min_of_medians(self.b, self.rounds)
+
+    @property
+    def round_ratios(self) -> list[float]:
+        """The ratio of medians within each round: their spread shows the noise."""
+        return [
+            x / y
+            for x, y in zip(
+                round_medians(self.a, self.rounds), round_medians(self.b, self.rounds), strict=True
+            )
+        ]
+
+    @property
+    def met(self) -> bool:
+        """Whether the headline ratio (of the medians) is within the target."""
+        return self.ratio <= self.target

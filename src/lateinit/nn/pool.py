@@ -1,0 +1,385 @@
+"""Pooling: MaxPool/AvgPool 1D/2D/3D and their global versions.
+
+Pooling layers have no parameters, so nothing is inferred; their only checks are on the
+input shape, and those run in the ``except`` branch around the kernel (on the error path
+only): an input with the wrong number of dims, or too small for the window, is a
+``ShapeMismatchError`` naming the layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ..block import Block
+from ..shapes import fmt_shape
+from .conv import _check_layout, _ntuple, _pool_out, _split_input, _too_small
+
+__all__ = [
+    "MaxPool1D",
+    "MaxPool2D",
+    "MaxPool3D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "AvgPool3D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPool2D",
+    "GlobalMaxPool3D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "GlobalAvgPool3D",
+]
+
+IntOrTuple = int | Sequence[int]
+
+
+class _Pool(Block):
+    """The base of MaxPool and AvgPool (see :class:`MaxPool2D` for the arguments)."""
+
+    _ndim: ClassVar[int]
+    _kernel: ClassVar[Callable[..., torch.Tensor]]
+
+    def __init__(
+        self,
+        pool_size: IntOrTuple = 2,
+        strides: IntOrTuple | None = None,
+        padding: IntOrTuple = 0,
+        ceil_mode: bool = False,
+        layout: str | None = None,
+    ) -> None:
+        super().__init__()
+        name, n = type(self).__name__, self._ndim
+        self._pool_size = _ntuple(pool_size, n, "pool_size", name, 1)
+        self._strides = (
+            self._pool_size if strides is None else _ntuple(strides, n, "strides", name, 1)
+        )
+        self._padding = _ntuple(padding, n, "padding", name, 0)
+        if any(2 * p > k for p, k in zip(self._padding, self._pool_size, strict=True)):
+            raise ValueError(
+                f"{name}: padding must be at most half of pool_size, got padding="
+                f"{self._padding} for pool_size={self._pool_size}"
+            )
+        self._ceil_mode = bool(ceil_mode)
+        self._layout, self._channels_last = _check_layout(layout, n, name)
+        self._args: tuple[Any, ...] = ()
+
+    def infer_param_shapes(self, x: torch.Tensor) -> None:
+        """No parameters: only checks the input shape (called on the error path)."""
+        _, spatial = _split_input(self, x, self._ndim, self._layout, self._channels_last)
+        windows = zip(spatial, self._pool_size, self._strides, self._padding, strict=True)
+        out = [_pool_out(size, k, s, p, 1, self._ceil_mode) for size, k, s, p in windows]
+        if min(out) < 1:
+            raise _too_small(
+                spatial,
+                out,
+                f"pool_size {fmt_shape(self._pool_size)}",
+                "feed larger inputs, downsample less before this layer, or use a smaller "
+                "pool_size, more padding or ceil_mode=True",
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            y = x.movedim(-1, -self._ndim - 1) if self._channels_last else x
+            out = self._kernel(y, self._pool_size, self._strides, self._padding, *self._args)
+        except (RuntimeError, IndexError) as err:
+            raise self._explain(err, x) from err
+        return out.movedim(-self._ndim - 1, -1) if self._channels_last else out
+
+    def extra_repr(self) -> str:
+        layout = f", layout={self._layout}" if self._channels_last else ""
+        return (
+            f"size={self._pool_size}, stride={self._strides}, padding={self._padding}, "
+            f"ceil_mode={self._ceil_mode}{layout}"
+        )
+
+
+class _MaxPool(_Pool):
+    def __init__(
+        self,
+        pool_size: IntOrTuple = 2,
+        strides: IntOrTuple | None = None,
+        padding: IntOrTuple = 0,
+        ceil_mode: bool = False,
+        layout: str | None = None,
+    ) -> None:
+        super().__init__(pool_size, strides, padding, ceil_mode, layout)
+        self._args = (1, self._ceil_mode)  # dilation, ceil_mode
+
+
+class _AvgPool(_Pool):
+    def __init__(
+        self,
+        pool_size: IntOrTuple = 2,
+        strides: IntOrTuple | None = None,
+        padding: IntOrTuple = 0,
+        ceil_mode: bool = False,
+        layout: str | None = None,
+        count_include_pad: bool = True,
+    ) -> None:
+        super().__init__(pool_size, strides, padding, ceil_mode, layout)
+        self._count_include_pad = bool(count_include_pad)
+        self._args = (self._ceil_mode, self._count_include_pad)
+
+    def extra_repr(self) -> str:
+        extra = "" if self._count_include_pad else ", count_include_pad=False"
+        return super().extra_repr() + extra
+
+
+class MaxPool2D(_MaxPool):
+    """Max pooling over ``(N, C, H, W)`` images: the maximum of each window.
+
+    Args:
+        pool_size: the window size: an int, or one int per spatial dim.
+        strides: the step of the window; ``None`` (default) means ``pool_size``.
+        padding: implicit padding on both sides of each spatial dim (at most half the
+            window); padded positions never win the max.
+        ceil_mode: round the output size up instead of down (a last, partial window).
+        layout: ``"NCHW"`` (default) or channels-last ``"NHWC"``.
+
+    Shapes: input ``(N, C, H, W)`` (or unbatched ``(C, H, W)``), output
+    ``(N, C, H_out, W_out)`` with ``H_out = (H + 2*padding - pool_size) // strides + 1``
+    (rounded up with ``ceil_mode``; so for ``W``).
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import MaxPool2D
+        >>> pool = MaxPool2D(3, strides=2, padding=1)
+        >>> pool(torch.rand(2, 8, 32, 32)).shape
+        torch.Size([2, 8, 16, 16])
+        >>> pool
+        MaxPool2D(size=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=False)
+    """
+
+    _ndim = 2
+    _kernel = staticmethod(F.max_pool2d)
+
+
+class MaxPool1D(_MaxPool):
+    """Max pooling over ``(N, C, W)`` sequences.
+
+    Arguments as :class:`MaxPool2D` (tuples have one int; ``layout`` ``"NCW"`` or
+    ``"NWC"``).
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import MaxPool1D
+        >>> MaxPool1D()(torch.rand(2, 4, 9)).shape
+        torch.Size([2, 4, 4])
+    """
+
+    _ndim = 1
+    _kernel = staticmethod(F.max_pool1d)
+
+
+class MaxPool3D(_MaxPool):
+    """Max pooling over ``(N, C, D, H, W)`` volumes.
+
+    Arguments as :class:`MaxPool2D` (tuples have three ints; ``layout`` ``"NCDHW"`` or
+    ``"NDHWC"``).
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import MaxPool3D
+        >>> MaxPool3D((1, 2, 2))(torch.rand(1, 3, 4, 8, 8)).shape
+        torch.Size([1, 3, 4, 4, 4])
+    """
+
+    _ndim = 3
+    _kernel = staticmethod(F.max_pool3d)
+
+
+class AvgPool2D(_AvgPool):
+    """Average pooling over ``(N, C, H, W)`` images: the mean of each window.
+
+    Args:
+        pool_size, strides, padding, ceil_mode, layout: as :class:`MaxPool2D`.
+        count_include_pad: count the zero padding in each window's divisor (Gluon's and
+            torch's default); ``False`` averages over the real positions only.
+
+    Shapes: as :class:`MaxPool2D`.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import AvgPool2D
+        >>> pool = AvgPool2D()
+        >>> pool(torch.ones(1, 1, 4, 4))
+        tensor([[[[1., 1.],
+                  [1., 1.]]]])
+    """
+
+    _ndim = 2
+    _kernel = staticmethod(F.avg_pool2d)
+
+
+class AvgPool1D(_AvgPool):
+    """Average pooling over ``(N, C, W)`` sequences.
+
+    Arguments as :class:`AvgPool2D` (tuples have one int; ``layout`` ``"NCW"`` or
+    ``"NWC"``).
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import AvgPool1D
+        >>> AvgPool1D(3, strides=1, padding=1)(torch.rand(2, 4, 9)).shape
+        torch.Size([2, 4, 9])
+    """
+
+    _ndim = 1
+    _kernel = staticmethod(F.avg_pool1d)
+
+
+class AvgPool3D(_AvgPool):
+    """Average pooling over ``(N, C, D, H, W)`` volumes.
+
+    Arguments as :class:`AvgPool2D` (tuples have three ints; ``layout`` ``"NCDHW"`` or
+    ``"NDHWC"``).
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import AvgPool3D
+        >>> AvgPool3D()(torch.rand(1, 3, 4, 8, 8)).shape
+        torch.Size([1, 3, 2, 4, 4])
+    """
+
+    _ndim = 3
+    _kernel = staticmethod(F.avg_pool3d)
+
+
+class _GlobalPool(Block):
+    """The base of the global pools: one value per channel, spatial dims kept as 1."""
+
+    _ndim: ClassVar[int]
+    _kernel: ClassVar[Callable[..., torch.Tensor]]
+
+    def __init__(self, layout: str | None = None) -> None:
+        super().__init__()
+        self._layout, self._channels_last = _check_layout(layout, self._ndim, type(self).__name__)
+
+    def infer_param_shapes(self, x: torch.Tensor) -> None:
+        """No parameters: only checks the number of input dims (called on the error path)."""
+        _split_input(self, x, self._ndim, self._layout, self._channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not 0 < x.dim() - self._ndim < 3:
+            # the avg kernels (a mean over the last dims) take any number of leading dims
+            raise self._explain(RuntimeError(f"a {x.dim()}-D input"), x)
+        try:
+            y = x.movedim(-1, -self._ndim - 1) if self._channels_last else x
+            out = self._kernel(y, 1)
+        except (RuntimeError, IndexError) as err:
+            raise self._explain(err, x) from err
+        return out.movedim(-self._ndim - 1, -1) if self._channels_last else out
+
+    def extra_repr(self) -> str:
+        return f"layout={self._layout}" if self._channels_last else ""
+
+
+class GlobalMaxPool2D(_GlobalPool):
+    """The maximum over all spatial positions of each channel.
+
+    Args:
+        layout: ``"NCHW"`` (default) or channels-last ``"NHWC"``.
+
+    Shapes: input ``(N, C, H, W)``, output ``(N, C, 1, 1)`` (Gluon's; ``(N, 1, 1, C)`` for
+    ``NHWC``). Follow it with ``Flatten`` or a ``Dense`` (which flattens) for ``(N, C)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import GlobalMaxPool2D
+        >>> GlobalMaxPool2D()(torch.rand(2, 8, 7, 7)).shape
+        torch.Size([2, 8, 1, 1])
+    """
+
+    _ndim = 2
+    _kernel = staticmethod(F.adaptive_max_pool2d)
+
+
+class GlobalMaxPool1D(_GlobalPool):
+    """The maximum over all positions of each channel: ``(N, C, W) -> (N, C, 1)``.
+
+    Args:
+        layout: ``"NCW"`` (default) or channels-last ``"NWC"``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import GlobalMaxPool1D
+        >>> GlobalMaxPool1D()(torch.rand(2, 8, 5)).shape
+        torch.Size([2, 8, 1])
+    """
+
+    _ndim = 1
+    _kernel = staticmethod(F.adaptive_max_pool1d)
+
+
+class GlobalMaxPool3D(_GlobalPool):
+    """The maximum over all positions of each channel: ``(N, C, D, H, W) -> (N, C, 1, 1, 1)``.
+
+    Args:
+        layout: ``"NCDHW"`` (default) or channels-last ``"NDHWC"``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import GlobalMaxPool3D
+        >>> GlobalMaxPool3D()(torch.rand(2, 8, 3, 4, 5)).shape
+        torch.Size([2, 8, 1, 1, 1])
+    """
+
+    _ndim = 3
+    _kernel = staticmethod(F.adaptive_max_pool3d)
+
+
+class GlobalAvgPool2D(_GlobalPool):
+    """The mean over all spatial positions of each channel.
+
+    Args:
+        layout: ``"NCHW"`` (default) or channels-last ``"NHWC"``.
+
+    Shapes: input ``(N, C, H, W)``, output ``(N, C, 1, 1)`` (Gluon's; ``(N, 1, 1, C)`` for
+    ``NHWC``). Follow it with ``Flatten`` or a ``Dense`` (which flattens) for ``(N, C)``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import GlobalAvgPool2D
+        >>> GlobalAvgPool2D()(torch.ones(2, 8, 7, 7)).shape
+        torch.Size([2, 8, 1, 1])
+    """
+
+    _ndim = 2
+    _kernel = staticmethod(F.adaptive_avg_pool2d)
+
+
+class GlobalAvgPool1D(_GlobalPool):
+    """The mean over all positions of each channel: ``(N, C, W) -> (N, C, 1)``.
+
+    Args:
+        layout: ``"NCW"`` (default) or channels-last ``"NWC"``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import GlobalAvgPool1D
+        >>> GlobalAvgPool1D()(torch.ones(2, 8, 5)).squeeze(-1)[0, :3]
+        tensor([1., 1., 1.])
+    """
+
+    _ndim = 1
+    _kernel = staticmethod(F.adaptive_avg_pool1d)
+
+
+class GlobalAvgPool3D(_GlobalPool):
+    """The mean over all positions of each channel: ``(N, C, D, H, W) -> (N, C, 1, 1, 1)``.
+
+    Args:
+        layout: ``"NCDHW"`` (default) or channels-last ``"NDHWC"``.
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.pool import GlobalAvgPool3D
+        >>> GlobalAvgPool3D()(torch.rand(2, 8, 3, 4, 5)).shape
+        torch.Size([2, 8, 1, 1, 1])
+    """
+
+    _ndim = 3
+    _kernel = staticmethod(F.adaptive_avg_pool3d)

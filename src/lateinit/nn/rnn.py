@@ -1,0 +1,440 @@
+"""Recurrent layers: RNN, LSTM, GRU, with the input size inferred.
+
+All three share one base (:class:`_RNNLayer`) and differ only in their gate count and the
+fused torch kernel they call (``torch._VF.rnn_tanh``/``rnn_relu``/``lstm``/``gru``, the
+kernels behind ``torch.nn.RNN``/``LSTM``/``GRU``): the whole sequence and every layer run in
+one kernel call, never a Python loop over time steps.
+
+Parameters are named as in Gluon (``l0_i2h_weight``, ``r0_h2h_bias`` for the reverse
+direction, ``l1_...`` for later layers) and declared in the order of torch's
+``_flat_weights_names``, so they map one to one onto the ``torch.nn`` twin's
+(``l{k}_i2h_weight`` -> ``weight_ih_l{k}``, ``r{k}_...`` -> ``..._l{k}_reverse``), gates in
+the same order (LSTM: input, forget, cell, output; GRU: reset, update, new).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import _VF
+
+from .. import init as _init
+from ..block import Block, _layer_label, _locate
+from ..parameter import Parameter, active_journal, is_deferred
+from ..shapes import ShapeMismatchError, fmt_shape
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+_LAYOUTS = ("TNC", "NTC")
+_MODES = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
+
+State = torch.Tensor | Sequence[torch.Tensor]
+
+
+class _RNNLayer(Block):
+    """The shared recurrent layer; subclasses set ``_gates`` and ``_mode`` (the kernel)."""
+
+    _in_size_arg = "input_size"
+    _gates: ClassVar[int] = 1
+    _mode: str = "rnn_tanh"  # the name of the fused kernel in torch._VF
+    _n_states: ClassVar[int] = 1  # LSTM: 2 (h, c)
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_layers: int = 1,
+        layout: str = "TNC",
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        input_size: int | None = None,
+        use_bias: bool = True,
+        i2h_weight_initializer: Any = None,
+        h2h_weight_initializer: Any = None,
+        i2h_bias_initializer: Any = "zeros",
+        h2h_bias_initializer: Any = "zeros",
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        kind = type(self).__name__
+        if not isinstance(hidden_size, int) or hidden_size <= 0:
+            raise ValueError(f"{kind}: hidden_size must be a positive int, got {hidden_size!r}")
+        if not isinstance(num_layers, int) or num_layers <= 0:
+            raise ValueError(f"{kind}: num_layers must be a positive int, got {num_layers!r}")
+        if layout not in _LAYOUTS:
+            raise ValueError(f"{kind}: layout must be 'TNC' or 'NTC', got {layout!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{kind}: dropout must be in [0, 1), got {dropout!r}")
+        if input_size is not None and (not isinstance(input_size, int) or input_size < 0):
+            raise ValueError(
+                f"{kind}: input_size must be a positive int, or 0/None to infer it, "
+                f"got {input_size!r}"
+            )
+        self._hidden_size = hidden_size
+        self._num_layers = num_layers
+        self._layout = layout
+        self._batch_first = layout == "NTC"
+        self._dropout = float(dropout)
+        self._bidirectional = bool(bidirectional)
+        self._dirs = 2 if bidirectional else 1
+        self._use_bias = bool(use_bias)
+        self._flattened = False  # cuDNN weight compaction done for the current storage
+
+        gate_size = self._gates * hidden_size
+        weight_default = _init.Uniform(1.0 / math.sqrt(hidden_size))  # torch.nn.LSTM's
+        names: list[str] = []
+        for layer in range(num_layers):
+            in_size = (input_size or -1) if layer == 0 else hidden_size * self._dirs
+            for prefix in "lr"[: self._dirs]:
+                declared = [
+                    ("i2h_weight", (gate_size, in_size), i2h_weight_initializer),
+                    ("h2h_weight", (gate_size, hidden_size), h2h_weight_initializer),
+                ]
+                if use_bias:
+                    declared += [
+                        ("i2h_bias", (gate_size,), i2h_bias_initializer),
+                        ("h2h_bias", (gate_size,), h2h_bias_initializer),
+                    ]
+                for suffix, shape, initializer in declared:
+                    name = f"{prefix}{layer}_{suffix}"
+                    param = Parameter(shape, initializer, dtype=dtype, device=device)
+                    if suffix.endswith("weight"):
+                        param._li.default = weight_default
+                    self.register_parameter(name, param)
+                    names.append(name)
+        # The fused kernel's weight list, in torch's _flat_weights_names order.
+        self._flat_names: tuple[str, ...] = tuple(names)
+        # The parameters whose dim 1 is the input size (layer 0, each direction).
+        self._input_names: tuple[str, ...] = tuple(f"{p}0_i2h_weight" for p in "lr"[: self._dirs])
+
+    # -- shapes -----------------------------------------------------------------------
+    def infer_param_shapes(self, inputs: torch.Tensor, states: State | None = None) -> None:
+        order = "T, N, C" if self._layout == "TNC" else "N, T, C"
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
+            got = f"{inputs.dim()}-D" if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            raise ShapeMismatchError(
+                f"{type(self).__name__} expects a 3-D input ({order}) in layout "
+                f"{self._layout!r}, not {got}. Fix: add the missing axis "
+                f"(a single sequence: x.unsqueeze({1 if self._layout == 'TNC' else 0}))"
+            )
+        gate_size = self._gates * self._hidden_size
+        for name in self._input_names:
+            getattr(self, name).shape = (gate_size, inputs.shape[2])
+        if states is not None:
+            self._check_states(inputs, states)
+
+    def _describe_expected(self, param: str, dim: int, size: int) -> str:
+        return f"it expects input_size={size} features on axis 2 (C of {self._layout})"
+
+    def _state_shape(self, inputs: torch.Tensor) -> tuple[int, int, int]:
+        batch = inputs.shape[0 if self._batch_first else 1]
+        return (self._num_layers * self._dirs, batch, self._hidden_size)
+
+    def _states_tuple(self, states: Any) -> tuple[torch.Tensor, ...]:
+        """The states as a tuple of ``_n_states`` tensors, or a TypeError naming the layer."""
+        if self._n_states == 1 and isinstance(states, torch.Tensor):
+            return (states,)
+        if (
+            isinstance(states, (list, tuple))
+            and len(states) == self._n_states
+            and all(isinstance(s, torch.Tensor) for s in states)
+        ):
+            return tuple(states)
+        want = "a list [h, c] of two tensors" if self._n_states == 2 else "a tensor h (or [h])"
+        got = (
+            f"a {type(states).__name__} of {len(states)}"
+            if isinstance(states, (list, tuple))
+            else f"a {type(states).__name__}"
+        )
+        raise TypeError(
+            f"{_layer_label(self, _locate(self)[1])} expects initial states as {want}, got "
+            f"{got}. Fix: pass states shaped (num_layers*directions, N, hidden_size), e.g. "
+            "layer.begin_state(batch_size)."
+        )
+
+    def _check_states(self, inputs: torch.Tensor, states: Any) -> None:
+        want = self._state_shape(inputs)
+        for s in self._states_tuple(states):
+            if tuple(s.shape) != want:
+                names = "[h, c]" if self._n_states == 2 else "h"
+                got = ", ".join(fmt_shape(tuple(t.shape)) for t in self._states_tuple(states))
+                raise ShapeMismatchError(
+                    f"{type(self).__name__} expects initial states {names} of shape "
+                    f"{fmt_shape(want)} (num_layers*directions, N, hidden_size), got {got}. "
+                    "Fix: make the states match the batch size and hidden_size "
+                    "(layer.begin_state(batch_size))"
+                )
+
+    # -- compute ----------------------------------------------------------------------
+    def forward(self, inputs: torch.Tensor, states: State | None = None) -> Any:
+        """Run the whole sequence through the fused kernel.
+
+        Returns the output alone when ``states`` is ``None``, else ``(output, new_states)``
+        (Gluon semantics), the new states in the form the states were given.
+        """
+        params = self._parameters
+        flat = [params[name] for name in self._flat_names]
+        if not self._flattened:
+            self.flatten_parameters()
+        try:
+            # The CPU (oneDNN) kernel does not check sizes: a wrong input or state size
+            # would silently compute garbage, so check here (as torch.nn.LSTM does).
+            if inputs.dim() != 3 or inputs.shape[2] != flat[0].shape[1]:
+                raise RuntimeError(f"input of shape {tuple(inputs.shape)} does not fit")
+            if states is None:
+                zeros = inputs.new_zeros(self._state_shape(inputs))
+                hx: Any = (zeros, zeros) if self._n_states == 2 else zeros
+            else:
+                hx = self._states_tuple(states)
+                want = self._state_shape(inputs)
+                if any(s.shape != want for s in hx):
+                    raise RuntimeError("initial states of the wrong shape")
+                if self._n_states == 1:
+                    hx = hx[0]
+            result = getattr(_VF, self._mode)(
+                inputs,
+                hx,
+                flat,
+                self._use_bias,
+                self._num_layers,
+                self._dropout,
+                self.training,
+                self._bidirectional,
+                self._batch_first,
+            )
+        except (RuntimeError, IndexError) as err:
+            raise self._explain(err, inputs, states)
+        if states is None:
+            return result[0]
+        if self._n_states == 2:
+            return result[0], [result[1], result[2]]
+        return result[0], (result[1] if isinstance(states, torch.Tensor) else [result[1]])
+
+    def begin_state(
+        self, batch_size: int, func: Any = torch.zeros, **kwargs: Any
+    ) -> list[torch.Tensor]:
+        """Initial states (Gluon's ``begin_state``): a list of ``_n_states`` tensors
+        ``(num_layers*directions, batch_size, hidden_size)``, zeros by default, in the
+        parameters' dtype and device unless ``kwargs`` say otherwise."""
+        ref = self._parameters[self._flat_names[0]]
+        kwargs.setdefault("dtype", ref.dtype)
+        kwargs.setdefault("device", ref.device)
+        shape = (self._num_layers * self._dirs, batch_size, self._hidden_size)
+        return [func(shape, **kwargs) for _ in range(self._n_states)]
+
+    def flatten_parameters(self) -> None:
+        """Compact the weights into one cuDNN buffer (as ``torch.nn.LSTM`` does), so the
+        cuDNN kernel need not copy them on every call. A no-op off CUDA or while any
+        parameter is deferred; run automatically at the first call after a move."""
+        flat = [self._parameters[name] for name in self._flat_names]
+        if any(is_deferred(w) for w in flat):
+            return
+        # Inside a first pass that may still roll back, check again at the next call.
+        self._flattened = active_journal() is None
+        first = flat[0]
+        if any(
+            w.dtype != first.dtype or not w.is_cuda or not torch.backends.cudnn.is_acceptable(w)
+            for w in flat
+        ):
+            return
+        if len({w.data_ptr() for w in flat}) != len(flat):
+            return  # aliased weights (shared): keep the copying path, as torch does
+        import torch.backends.cudnn.rnn as cudnn_rnn
+
+        with torch.cuda.device_of(first), torch.no_grad():
+            if torch._use_cudnn_rnn_flatten_weight():
+                torch._cudnn_rnn_flatten_weight(
+                    flat,
+                    4 if self._use_bias else 2,
+                    first.shape[1],
+                    cudnn_rnn.get_cudnn_mode(self._mode.upper()),
+                    self._hidden_size,
+                    0,
+                    self._num_layers,
+                    self._batch_first,
+                    self._bidirectional,
+                )
+
+    def _apply(self, fn: Any, recurse: bool = True) -> _RNNLayer:
+        out = super()._apply(fn, recurse)
+        self._flattened = False
+        return out  # type: ignore[return-value]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._flattened = False
+
+    def extra_repr(self) -> str:
+        in_size = self._parameters[self._input_names[0]].shape[1]  # type: ignore[union-attr]
+        s = f"{in_size} -> {self._hidden_size}, {self._layout}"
+        if self._num_layers != 1:
+            s += f", num_layers={self._num_layers}"
+        if self._dropout != 0:
+            s += f", dropout={self._dropout}"
+        if self._bidirectional:
+            s += ", bidirectional"
+        if not self._use_bias:
+            s += ", use_bias=False"
+        return s
+
+
+_ARGS_DOC = """
+    Args:
+        hidden_size: the size of the hidden state.
+        num_layers: stacked layers; layer ``k > 0`` reads the previous one's output.
+        layout: ``"TNC"`` (sequence first, the default, as Gluon) or ``"NTC"`` (batch first).
+        dropout: dropout on the outputs of each layer but the last, in training only.
+        bidirectional: add a reverse direction; outputs are concatenated (``2*hidden``).
+        input_size: the number of input features; inferred from the first batch when
+            ``None`` (or 0, as Gluon).
+        use_bias: add the two bias vectors (i2h and h2h) of each layer and direction.
+        i2h_weight_initializer, h2h_weight_initializer: the weights' own initializers;
+            when ``None`` the one given to ``initialize(init)`` is used, else torch's
+            ``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))``.
+        i2h_bias_initializer, h2h_bias_initializer: the biases' (Gluon's default: zeros).
+        dtype, device: where and how the parameters are created.
+
+    Shapes:
+        inputs ``(T, N, C)`` (``"TNC"``) or ``(N, T, C)`` (``"NTC"``); output the same with
+        ``C = D*hidden_size`` (``D = 2`` if bidirectional else 1). States
+        ``(num_layers*D, N, hidden_size)``.
+
+    Call ``layer(inputs)`` returns the output alone; ``layer(inputs, states)`` returns
+    ``(output, new_states)`` (Gluon semantics): a list ``[h, c]`` for LSTM; for RNN/GRU a
+    tensor ``h`` when a tensor was given, a list ``[h]`` when a list was."""
+
+
+class RNN(_RNNLayer):
+    """An Elman RNN, ``h_t = act(W_i2h x_t + b_i2h + W_h2h h_{t-1} + b_h2h)``, with the
+    input size inferred. One fused kernel call per forward (``torch._VF.rnn_tanh`` /
+    ``rnn_relu``).
+
+    ``activation`` (after ``num_layers``) is ``"tanh"`` (default) or ``"relu"``; the other
+    arguments are below. Initial states: a tensor ``h`` (or a list ``[h]``).
+    Parameters: ``l{k}_i2h_weight (hidden, in)``, ``l{k}_h2h_weight (hidden, hidden)``,
+    ``l{k}_i2h_bias``, ``l{k}_h2h_bias`` (and ``r{k}_...`` for the reverse direction).
+    """
+
+    __doc__ = (
+        (__doc__ or "")
+        + _ARGS_DOC
+        + """
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.rnn import RNN
+        >>> layer = RNN(8, activation="relu")
+        >>> layer
+        RNN(-1 -> 8, TNC, relu)
+        >>> layer(torch.rand(5, 2, 3)).shape
+        torch.Size([5, 2, 8])
+        >>> layer
+        RNN(3 -> 8, TNC, relu)
+    """
+    )
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_layers: int = 1,
+        activation: str = "tanh",
+        layout: str = "TNC",
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        input_size: int | None = None,
+        use_bias: bool = True,
+        i2h_weight_initializer: Any = None,
+        h2h_weight_initializer: Any = None,
+        i2h_bias_initializer: Any = "zeros",
+        h2h_bias_initializer: Any = "zeros",
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if activation not in _MODES:
+            raise ValueError(f"RNN: activation must be 'tanh' or 'relu', got {activation!r}")
+        super().__init__(
+            hidden_size,
+            num_layers,
+            layout,
+            dropout,
+            bidirectional,
+            input_size,
+            use_bias,
+            i2h_weight_initializer,
+            h2h_weight_initializer,
+            i2h_bias_initializer,
+            h2h_bias_initializer,
+            dtype,
+            device,
+        )
+        self._activation = activation
+        self._mode = _MODES[activation]
+
+    def extra_repr(self) -> str:
+        base, sep, rest = super().extra_repr().partition(self._layout)
+        return f"{base}{sep}, {self._activation}{rest}"
+
+
+class LSTM(_RNNLayer):
+    """A long short-term memory layer (gates: input, forget, cell, output), with the input
+    size inferred. One fused kernel call per forward (``torch._VF.lstm``).
+
+    Initial states: a list ``[h, c]``; new states come back as a list ``[h, c]``.
+    Parameters: ``l{k}_i2h_weight (4*hidden, in)``, ``l{k}_h2h_weight (4*hidden, hidden)``,
+    ``l{k}_i2h_bias``, ``l{k}_h2h_bias`` (and ``r{k}_...`` for the reverse direction).
+    """
+
+    __doc__ = (
+        (__doc__ or "")
+        + _ARGS_DOC
+        + """
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.rnn import LSTM
+        >>> lstm = LSTM(16, num_layers=2, bidirectional=True, layout="NTC")
+        >>> lstm
+        LSTM(-1 -> 16, NTC, num_layers=2, bidirectional)
+        >>> x = torch.rand(4, 10, 3)  # (batch, time, features)
+        >>> lstm(x).shape
+        torch.Size([4, 10, 32])
+        >>> out, (h, c) = lstm(x, lstm.begin_state(batch_size=4))
+        >>> h.shape, tuple(lstm.l0_i2h_weight.shape)
+        (torch.Size([4, 4, 16]), (64, 3))
+    """
+    )
+
+    _gates = 4
+    _mode = "lstm"
+    _n_states = 2
+
+
+class GRU(_RNNLayer):
+    """A gated recurrent unit layer (gates: reset, update, new), with the input size
+    inferred. One fused kernel call per forward (``torch._VF.gru``).
+
+    Initial states: a tensor ``h`` (or a list ``[h]``).
+    Parameters: ``l{k}_i2h_weight (3*hidden, in)``, ``l{k}_h2h_weight (3*hidden, hidden)``,
+    ``l{k}_i2h_bias``, ``l{k}_h2h_bias`` (and ``r{k}_...`` for the reverse direction).
+    """
+
+    __doc__ = (
+        (__doc__ or "")
+        + _ARGS_DOC
+        + """
+
+    Example:
+        >>> import torch
+        >>> from lateinit.nn.rnn import GRU
+        >>> gru = GRU(8)
+        >>> out, h = gru(torch.rand(5, 2, 3), torch.zeros(1, 2, 8))
+        >>> out.shape, h.shape
+        (torch.Size([5, 2, 8]), torch.Size([1, 2, 8]))
+    """
+    )
+
+    _gates = 3
+    _mode = "gru"
