@@ -14,7 +14,7 @@ net.add(nn.Dense(10))  # no input sizes anywhere
 
 print(net.collect_params())  # 0.weight (256, -1) ... 1.weight (10, -1): -1 = unknown
 try:
-    net[0].weight.data
+    _ = net[0].weight.data
 except lateinit.DeferredInitializationError as err:
     print("too early:", err)
 net.initialize(init.Xavier())  # registers the initializer; the weights still wait for data
