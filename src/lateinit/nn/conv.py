@@ -283,7 +283,7 @@ class _Conv(Block):
             y = x.movedim(-1, -self._ndim - 1) if self._channels_last else x
             out = self._kernel(y, self.weight, self.bias, *self._args)
         except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x) from err
+            raise self._explain(err, x)
         if self._act is not None:
             out = self._act(out)
         return out.movedim(-self._ndim - 1, -1) if self._channels_last else out

@@ -85,7 +85,7 @@ class _Pool(Block):
             y = x.movedim(-1, -self._ndim - 1) if self._channels_last else x
             out = self._kernel(y, self._pool_size, self._strides, self._padding, *self._args)
         except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x) from err
+            raise self._explain(err, x)
         return out.movedim(-self._ndim - 1, -1) if self._channels_last else out
 
     def extra_repr(self) -> str:
@@ -270,7 +270,7 @@ class _GlobalPool(Block):
             y = x.movedim(-1, -self._ndim - 1) if self._channels_last else x
             out = self._kernel(y, 1)
         except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x) from err
+            raise self._explain(err, x)
         return out.movedim(-self._ndim - 1, -1) if self._channels_last else out
 
     def extra_repr(self) -> str:
