@@ -274,10 +274,26 @@ class Block(torch.nn.Module):
 
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Infer, then create, this block's own deferred parameters for these inputs."""
-        own = self._own_deferred()
+        own = self._infer_own(args, kwargs)
         if not own:
             return
-        if any(not p.is_shaped for _, p in own):
+        tensors = list(_iter_tensors((args, kwargs)))
+        dtype_error = self._dtype_error(tensors)
+        if dtype_error is not None:
+            raise dtype_error
+        device = self._creation_device(tensors)
+        for _, p in own:
+            if device is not None and not p._li.device_explicit and _raw(p).device != device:
+                move_placeholder(p, device, None)
+            materialize(p)
+
+    def _infer_own(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> list[tuple[str, Parameter]]:
+        """Fill the unknown dims of this block's own deferred parameters from these inputs
+        (through ``infer_param_shapes``); return those parameters, now SHAPED."""
+        own = self._own_deferred()
+        if own and any(not p.is_shaped for _, p in own):
             if type(self).infer_param_shapes is Block.infer_param_shapes:
                 raise self._missing_hook_error(own)
             try:
@@ -289,15 +305,7 @@ class Block(torch.nn.Module):
                 raise self._missing_hook_error(own, filled_nothing=", ".join(unfilled))
             if self.__dict__.get("_li_uses", 0) > 1:  # a block used twice: remember which
                 self.__dict__["_li_fixed_by"] = _locate(self)[1]  # use fixed the sizes
-        tensors = list(_iter_tensors((args, kwargs)))
-        dtype_error = self._dtype_error(tensors)
-        if dtype_error is not None:
-            raise dtype_error
-        device = self._creation_device(tensors)
-        for _, p in own:
-            if device is not None and not p._li.device_explicit and _raw(p).device != device:
-                move_placeholder(p, device, None)
-            materialize(p)
+        return own
 
     def _creation_device(self, tensors: list[torch.Tensor]) -> torch.device | None:
         """Where parameters without an explicit device are created: beside this block's
@@ -573,6 +581,35 @@ class Block(torch.nn.Module):
         owner = self.get_submodule(owner_name) if owner_name else self
         metas = owner.__dict__.get("_li_meta", {})
         return metas.get(attr)
+
+    def infer_shape(self, *inputs: Any) -> Any:
+        """Infer every parameter's shape without data and without allocating.
+
+        Args:
+            *inputs: what the network would be called with: tensors (any device, ``meta``
+                included), shape tuples, or :class:`lateinit.Spec` (``None`` dims mean
+                any size, e.g. the batch); nested tuples/lists/dicts of those.
+
+        Returns the output spec(s) (:class:`lateinit.Spec`, ``None`` for dims that depend
+        on a ``None`` input dim). Deferred parameters end SHAPED (``initialize(device=,
+        dtype=)`` then creates them directly where they belong); READY ones are untouched.
+        Runs the forward on meta tensors; modules of identical structure on identical
+        inputs run once. A forward that needs real values (``.item()``) raises a
+        ``RuntimeError`` naming the block.
+
+        Example:
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(256, activation="relu"), nn.Dense(10))
+            >>> net.infer_shape(lateinit.Spec((None, 20)))
+            Spec(shape=(None, 10), dtype=torch.float32)
+            >>> net.collect_params()["0.weight"]
+            Parameter(shape=(256, 20), dtype=float32, device=cpu, state=SHAPED)
+        """
+        from .shapes import infer_shape
+
+        self._name_params()
+        return infer_shape(self, *inputs)
 
     def collect_params(self, select: str | None = None) -> ParameterDict:
         """An ordered dict of structural names (``"0.weight"``) to parameters.

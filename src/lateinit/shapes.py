@@ -81,3 +81,306 @@ class ShapeMismatchError(ValueError):
         )
         new.detail = self.detail
         return new
+
+
+# ---------------------------------------------------------------------------------------
+# Data-free inference: run the forward on meta tensors.
+
+Inputs = Any
+_SENTINELS = (7, 11)  # sizes standing in for None dims; dims that differ become None
+
+
+def _to_meta(obj: Any, size: int) -> Any:
+    """Meta tensors for a tensor / shape tuple / Spec (nested tuples, lists, dicts)."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device.type == "meta" else torch.empty_like(obj, device="meta")
+    if isinstance(obj, Spec):
+        return torch.empty(
+            tuple(size if d is None else d for d in obj.shape), dtype=obj.dtype, device="meta"
+        )
+    if isinstance(obj, tuple) and all(isinstance(d, int) or d is None for d in obj) and obj:
+        return torch.empty(tuple(size if d is None else d for d in obj), device="meta")
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_meta(o, size) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_meta(v, size) for k, v in obj.items()}
+    return obj
+
+
+def _has_none(obj: Any) -> bool:
+    if isinstance(obj, Spec):
+        return None in obj.shape
+    if isinstance(obj, (list, tuple)):
+        return any(d is None for d in obj) or any(_has_none(o) for o in obj)
+    if isinstance(obj, dict):
+        return any(_has_none(v) for v in obj.values())
+    return False
+
+
+def _to_spec(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return Spec(tuple(obj.shape), obj.dtype)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_spec(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_spec(v) for k, v in obj.items()}
+    return obj
+
+
+def _merge_specs(a: Any, b: Any) -> Any:
+    """Two runs' output specs: dims that differ depend on a None input dim."""
+    if isinstance(a, Spec):
+        shape = tuple(x if x == y else None for x, y in zip(a.shape, b.shape, strict=True))
+        return Spec(shape, a.dtype)
+    if isinstance(a, (list, tuple)):
+        return type(a)(_merge_specs(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return {k: _merge_specs(v, b[k]) for k, v in a.items()}
+    return a
+
+
+def _from_spec(obj: Any) -> Any:
+    """Meta tensors rebuilt from recorded output specs (a memoized module's output)."""
+    if isinstance(obj, Spec):
+        return torch.empty(obj.shape, dtype=obj.dtype, device="meta")
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_from_spec(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _from_spec(v) for k, v in obj.items()}
+    return obj
+
+
+_SKIP_ATTRS = {"training", "forward", "_li_meta", "_li_uses", "_li_fixed_by"}
+
+
+def _value_key(value: Any) -> Any:
+    """A hashable stand-in for an attribute or argument value, safe for memoizing: plain
+    values by value, tensors by shape and dtype, anything else by identity."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.dtype)
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *(_value_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", *((k, _value_key(v)) for k, v in value.items()))
+    return ("id", id(value))
+
+
+class _Inference:
+    """One data-free pass over a network (see :func:`infer_shape`).
+
+    Every module gets a temporary per-instance ``forward`` that infers its own deferred
+    parameters' shapes (``infer_param_shapes``), swaps meta stand-ins in for its parameters
+    and buffers, and runs the real forward on meta tensors. Modules of identical structure
+    called on identical input specs (the 32 decoder layers of a Llama) run once: the others
+    replay the recorded parameter shapes and output spec.
+    """
+
+    def __init__(self, root: torch.nn.Module, flops: bool = False) -> None:
+        self.root = root
+        self.modules = list(root.modules())
+        self.signatures: dict[int, Any] = {}
+        for module in reversed(self.modules):  # children first
+            self.signatures[id(module)] = self._signature(module)
+        self.owners: dict[int, list[tuple[dict[str, Any], str]]] = {}
+        for module in self.modules:
+            for table in (module._parameters, module._buffers):
+                for name, t in table.items():
+                    if t is not None:
+                        self.owners.setdefault(id(t), []).append((table, name))
+        self.memo: dict[Any, tuple[list[tuple[int, ...]], Any, float]] = {}
+        self.subtrees: dict[int, list[tuple[int, str, str]]] = {}
+        self.saved_tables: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.saved_forwards: dict[int, Any] = {}
+        self.records: dict[int, tuple[Any, float]] = {}  # per module: output spec, FLOPs
+        self.flops = flops
+        self.counter: Any = None
+
+    def _signature(self, module: torch.nn.Module) -> Any:
+        attrs = tuple(
+            sorted(
+                (k, _value_key(v))
+                for k, v in vars(module).items()
+                if k not in _SKIP_ATTRS
+                and not k.startswith("_forward")
+                and not k.endswith("hooks")
+                and k not in ("_parameters", "_buffers", "_modules")
+                and not k.startswith("_state_dict")
+                and not k.startswith("_load_state_dict")
+                and k != "_non_persistent_buffers_set"
+            )
+        )
+        tensors = tuple(
+            (name, tuple(t.shape), t.dtype, t.requires_grad)
+            for table in (module._parameters, module._buffers)
+            for name, t in table.items()
+            if t is not None
+        )
+        children = tuple((n, self.signatures[id(c)]) for n, c in module._modules.items() if c)
+        return (type(module), attrs, tensors, children)
+
+    # -- stand-ins -----------------------------------------------------------------------
+    def stand_in(self, t: torch.Tensor) -> None:
+        """Put a meta tensor of ``t``'s (full) shape wherever ``t`` is held."""
+        shape = tuple(t.shape)
+        if isinstance(t, torch.nn.Parameter):
+            meta = torch.nn.Parameter(
+                torch.empty(shape, dtype=t.dtype, device="meta"), t.requires_grad
+            )
+        else:
+            meta = torch.empty(shape, dtype=t.dtype, device="meta")
+        for table, name in self.owners.get(id(t), ()):
+            table[name] = meta
+
+    def __enter__(self) -> _Inference:
+        from .parameter import is_deferred
+
+        for module in self.modules:
+            self.saved_tables[id(module)] = (dict(module._parameters), dict(module._buffers))
+            self.saved_forwards[id(module)] = module.__dict__.get("forward")
+        done: set[int] = set()
+        for module in self.modules:
+            for table in (module._parameters, module._buffers):
+                for t in list(table.values()):
+                    if t is not None and id(t) not in done and not is_deferred(t):
+                        done.add(id(t))
+                        self.stand_in(t)
+            module.__dict__["forward"] = _bound(self, module)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for module in self.modules:
+            params, buffers = self.saved_tables[id(module)]
+            module._parameters.clear()
+            module._parameters.update(params)
+            module._buffers.clear()
+            module._buffers.update(buffers)
+            previous = self.saved_forwards[id(module)]
+            if previous is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.__dict__["forward"] = previous
+
+    def _originals(self, module: torch.nn.Module) -> list[torch.Tensor | None]:
+        """The subtree's parameters and buffers (the objects, not their stand-ins), in a
+        fixed order that modules of equal signature share."""
+        where = self.subtrees.get(id(module))
+        if where is None:
+            where = [
+                (id(m), kind, name)
+                for m in module.modules()
+                for kind, table in (("p", m._parameters), ("b", m._buffers))
+                for name in table
+            ]
+            self.subtrees[id(module)] = where
+        return [self.saved_tables[mid][0 if kind == "p" else 1][name] for mid, kind, name in where]
+
+    # -- one module call -----------------------------------------------------------------
+    def call(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        from .block import Block
+
+        key = (
+            self.signatures[id(module)],
+            module.training,
+            _value_key(args),
+            _value_key(kwargs),
+        )
+        hit = self.memo.get(key)
+        if hit is not None:
+            shapes, spec, flops = hit
+            for t, shape in zip(self._originals(module), shapes, strict=True):
+                _fill_and_stand_in(self, t, shape)
+            self.records[id(module)] = (spec, flops)
+            return _from_spec(spec)
+        if isinstance(module, Block):
+            for _, p in module._infer_own(args, kwargs):
+                self.stand_in(p)
+        before = self.counter.get_total_flops() if self.counter is not None else 0
+        try:
+            out = type(module).forward(module, *args, **kwargs)
+        except (RuntimeError, NotImplementedError) as err:
+            raise _data_dependent(module, err) from err
+        flops = (self.counter.get_total_flops() - before) if self.counter is not None else 0
+        spec = _to_spec(out)
+        shapes = [tuple(t.shape) if t is not None else () for t in self._originals(module)]
+        self.memo[key] = (shapes, spec, flops)
+        self.records[id(module)] = (spec, flops)
+        return out
+
+
+def _fill_and_stand_in(ctx: _Inference, t: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+    """Replay a memoized module: fill a deferred tensor's shape and stand in for it (READY
+    tensors, and deferred ones shared with a module already run, are stand-ins already)."""
+    from .parameter import Parameter
+
+    if isinstance(t, Parameter):
+        t.shape = shape
+        ctx.stand_in(t)
+
+
+def _bound(ctx: _Inference, module: torch.nn.Module) -> Any:
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return ctx.call(module, args, kwargs)
+
+    return forward
+
+
+def _data_dependent(module: torch.nn.Module, err: BaseException) -> BaseException:
+    text = str(err)
+    if "meta" not in text.lower() and "data-dependent" not in text.lower():
+        return err
+    from .block import _layer_label, _locate
+
+    return RuntimeError(
+        f"{_layer_label(module, _locate(module)[1])} needs real values in its forward "
+        f"(e.g. .item(), a value-dependent branch or index), so its shapes cannot be inferred "
+        f"without data ({text.splitlines()[0]}). Fix: pass one real batch instead of "
+        "infer_shape(...)."
+    )
+
+
+def infer_shape(root: torch.nn.Module, *inputs: Any, flops: bool = False) -> Any:
+    """Infer every parameter's shape of ``root`` without data; see ``Block.infer_shape``.
+
+    With ``flops=True`` also returns the :class:`_Inference` record (per-module output
+    specs and FLOPs), for summaries.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .parameter import LOCK, Journal, active_journal, set_journal
+
+    sizes = _SENTINELS if _has_none(inputs) else _SENTINELS[:1]
+    with LOCK:
+        outer = active_journal() is None
+        journal = Journal() if outer else active_journal()
+        rng = torch.random.get_rng_state()
+        if outer:
+            set_journal(journal)
+        try:
+            specs: list[Any] = []
+            record: dict[int, tuple[Any, float]] = {}
+            ctx = _Inference(root, flops=flops)
+            for i, size in enumerate(sizes):
+                meta_inputs = _to_meta(inputs, size)
+                with ctx, torch.no_grad():
+                    if flops and i == 0:
+                        with FlopCounterMode(display=False) as counter:
+                            ctx.counter = counter
+                            out = root(*meta_inputs)
+                        ctx.counter = None
+                    else:
+                        out = root(*meta_inputs)
+                specs.append(_to_spec(out))
+                if i == 0:
+                    record = dict(ctx.records)
+        except BaseException:
+            if outer:
+                journal.rollback()
+            raise
+        finally:
+            if outer:
+                set_journal(None)
+            torch.random.set_rng_state(rng)
+    result = specs[0] if len(specs) == 1 else _merge_specs(specs[0], specs[1])
+    return (result, record) if flops else result  # record: id(module) -> (spec, FLOPs)
