@@ -1,0 +1,67 @@
+"""``benchmarks/steps.py --quick`` runs, checks its networks and prints its ratio lines;
+its figures are never asserted here."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from lateinit import nn
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_steps_quick_runs_and_prints_ratios() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "steps.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=BENCHMARKS.parent,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out  # 1 means a check before timing failed
+    lines = re.findall(r"^ratio step \[(ResNet-18|LSTM): .*\] (cpu|wall): \d+\.\d+ ", out, re.M)
+    assert sorted(lines) == sorted(
+        (net, clock) for net in ("ResNet-18", "LSTM") for clock in ("cpu", "wall")
+    ), out
+    assert out.count("target <= 1.03") == 4, out
+    assert "hot path clean" in out and "same output on copied weights" in out, out
+    # both networks have the same number of parameters (the script asserts it too)
+    counts = re.findall(r"parameters lateinit ([\d,]+), torch ([\d,]+)", out)
+    assert len(counts) == 2 and all(a == b for a, b in counts), out
+
+
+def _load_steps() -> ModuleType:
+    """Import the script (benchmarks/ is not a package), with its directory on the path
+    as when it runs, so that its ``from _timing import ...`` works."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_steps", BENCHMARKS / "steps.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCHMARKS))
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+        del sys.modules[spec.name]
+    return module
+
+
+def test_hot_path_check_is_not_vacuous() -> None:
+    """The check the script runs before timing rejects a network that is not READY."""
+    steps = _load_steps()
+    net = nn.Sequential(nn.Dense(4), nn.Dense(2))
+    opt = steps.make_sgd(net)
+    with pytest.raises(AssertionError, match="per-instance forward"):
+        steps.assert_hot_path_clean(net, opt)
+    steps.train_step(net, opt, torch.rand(3, 5), torch.tensor([0, 1, 0]))
+    steps.assert_hot_path_clean(net, opt)  # READY after one real batch
