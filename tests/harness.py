@@ -178,6 +178,100 @@ def check_deepcopy(case: LayerCase) -> None:
             assert torch.equal(a, b)
 
 
+def check_infer_shape(case: LayerCase) -> None:
+    """``infer_shape`` on specs of the case's inputs gives the real forward's output shapes
+    (``None`` where they depend on a ``None`` leading dim), leaves every parameter SHAPED
+    and unallocated with the real forward's shapes, and ``initialize()`` then creates the
+    same values as the real forward under the same seed."""
+    from lateinit.parameter import _raw
+
+    def specs(inputs: tuple[Any, ...], free: frozenset[int] = frozenset()) -> tuple[Any, ...]:
+        return tuple(
+            lateinit.Spec(
+                ((None,) if i in free else tuple(t.shape[:1])) + tuple(t.shape[1:]), t.dtype
+            )
+            if isinstance(t, torch.Tensor)
+            else t
+            for i, t in enumerate(inputs)
+        )
+
+    def shapes(out: Any) -> Any:  # Specs and tensors alike: shapes and dtypes
+        if isinstance(out, (torch.Tensor, lateinit.Spec)):
+            return (tuple(out.shape), out.dtype)
+        if isinstance(out, (list, tuple)):
+            return tuple(shapes(o) for o in out)
+        return out
+
+    def merge(a: Any, b: Any) -> Any:  # two real runs: dims that differ become None
+        if isinstance(a, tuple) and len(a) == 2 and isinstance(a[1], torch.dtype):
+            return (tuple(x if x == y else None for x, y in zip(a[0], b[0], strict=True)), a[1])
+        return tuple(merge(x, y) for x, y in zip(a, b, strict=True))
+
+    def tensor_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+        named = [*module.named_parameters(), *module.named_buffers()]
+        return {n: tuple(t.shape) for n, t in named}
+
+    def grow(inputs: tuple[Any, ...], which: frozenset[int]) -> tuple[Any, ...]:
+        return tuple(torch.cat([t, t]) if i in which else t for i, t in enumerate(inputs))
+
+    torch.manual_seed(1)
+    inputs = case.inputs()
+    torch.manual_seed(0)
+    real = case.build().eval()
+    with torch.no_grad():
+        want = shapes(case.output(real(*inputs)))
+
+    torch.manual_seed(0)
+    layer = case.build().eval()
+    deferred = [t for t in [*layer.parameters(), *layer.buffers()] if lateinit.is_deferred(t)]
+    ids = {n: id(t) for n, t in [*layer.named_parameters(), *layer.named_buffers()]}
+    rng = torch.get_rng_state()
+
+    def assert_shaped_not_allocated() -> None:
+        assert {n: id(t) for n, t in [*layer.named_parameters(), *layer.named_buffers()]} == ids
+        for t in deferred:
+            assert lateinit.is_deferred(t), f"{case.id}: infer_shape allocated {t!r}"
+            assert -1 not in tuple(t.shape), f"{case.id}: {t!r} not SHAPED"
+            assert _raw(t).numel() == 0 and t.device.type == "cpu", f"{case.id}: {t!r}"
+        assert tensor_shapes(layer) == tensor_shapes(real), case.id
+
+    got = shapes(case.output(layer.infer_shape(*specs(inputs))))
+    assert got == want, f"{case.id}: infer_shape {got} != real forward {want}"
+    assert_shaped_not_allocated()
+    assert torch.equal(torch.get_rng_state(), rng), f"{case.id}: RNG state changed"
+
+    # A None leading dim: on every tensor input whose dim 0 the READY layer accepts at
+    # another size (all of them together, else the first one alone; an unbatched conv's
+    # dim 0 is its channels, a recurrent layer's initial states' dim 0 its layers).
+    tensors = frozenset(i for i, t in enumerate(inputs) if isinstance(t, torch.Tensor) and t.dim())
+    free: frozenset[int] = frozenset()
+    for which in [tensors, *(frozenset({i}) for i in sorted(tensors))]:
+        try:
+            with torch.no_grad():
+                grown = shapes(case.output(real(*grow(inputs, which))))
+        except Exception:
+            continue
+        free = which
+        break
+    if free:
+        got = shapes(case.output(layer.infer_shape(*specs(inputs, free))))
+        expected = merge(want, grown)
+        assert got == expected, f"{case.id}: None batch: infer_shape {got} != {expected}"
+        assert_shaped_not_allocated()
+
+    layer.initialize()
+    assert not any(lateinit.is_deferred(t) for t in [*layer.parameters(), *layer.buffers()])
+    assert all(type(p) is torch.nn.Parameter for p in layer.parameters())
+    a, b = _state(layer), _state(real)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].device.type == "cpu", f"{case.id}: {name} on {a[name].device}"
+        assert torch.equal(a[name], b[name]), f"{case.id}: {name} differs infer_shape vs real"
+    with torch.no_grad():
+        for x, y in zip(_tensors(layer(*inputs)), _tensors(real(*inputs)), strict=True):
+            assert torch.equal(x, y), case.id
+
+
 CHECKS = [
     check_deferred_equals_eager,
     check_output_and_count,
@@ -188,4 +282,5 @@ CHECKS = [
     check_float64,
     check_twin,
     check_deepcopy,
+    check_infer_shape,
 ]

@@ -9,6 +9,7 @@ from . import init, nn
 from .block import Block, ParameterDict
 from .parameter import DeferredInitializationError, Parameter, is_deferred
 from .shapes import ShapeMismatchError, Spec
+from .summary import Summary, count_params, param_bytes
 
 __version__ = "0.1.0"
 
@@ -22,5 +23,8 @@ __all__ = [
     "DeferredInitializationError",
     "ShapeMismatchError",
     "Spec",
+    "Summary",
+    "count_params",
+    "param_bytes",
     "__version__",
 ]

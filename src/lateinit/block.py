@@ -140,6 +140,16 @@ def _locate(block: torch.nn.Module) -> tuple[torch.nn.Module, str]:
     return current, ".".join(parts)
 
 
+def _shown(t: torch.Tensor) -> tuple[int | None, ...]:
+    """An input's shape for a message: during infer_shape, the sizes standing in for
+    ``None`` dims are shown as ``None``."""
+    from .shapes import _SENTINELS
+
+    if t.device.type != "meta":
+        return tuple(t.shape)
+    return tuple(None if d in _SENTINELS else d for d in t.shape)
+
+
 def _layer_label(block: torch.nn.Module, path: str) -> str:
     kind = type(block).__name__
     return f"layer {path!r} ({kind})" if path else f"layer {kind} (the network called)"
@@ -367,7 +377,7 @@ class Block(torch.nn.Module):
             ]
             path = others[0] if others else path
         label = _layer_label(self, path)
-        shapes = ", ".join(fmt_shape(tuple(t.shape)) for t in _iter_tensors(args))
+        shapes = ", ".join(fmt_shape(_shown(t)) for t in _iter_tensors(args))
         got = f"an input of shape {shapes}" if shapes else "its input"
         hint = self._in_size_arg
         if err.expected is not None and err.dim is not None and err.param is not None:
@@ -610,6 +620,22 @@ class Block(torch.nn.Module):
 
         self._name_params()
         return infer_shape(self, *inputs)
+
+    def summary(self, *inputs: Any, max_depth: int | None = None) -> Any:
+        """A table of layers (path, type, output shape, parameters, FLOPs) with totals;
+        see :func:`lateinit.summary.summary`. Runs on meta tensors: nothing is allocated.
+        Without inputs, unknown shapes show ``?`` and ``(deferred)``.
+
+        Example:
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> s = nn.Sequential(nn.Dense(10)).summary((2, 20))
+            >>> s.totals.flops, s.totals.params
+            (800, 210)
+        """
+        from .summary import summary
+
+        return summary(self, *inputs, max_depth=max_depth)
 
     def collect_params(self, select: str | None = None) -> ParameterDict:
         """An ordered dict of structural names (``"0.weight"``) to parameters.

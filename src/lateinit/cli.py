@@ -1,4 +1,4 @@
-"""The ``lateinit`` command line: ``lateinit tour``.
+"""The ``lateinit`` command line: ``lateinit tour`` and ``lateinit summary``.
 
 ``lateinit tour`` tells the story of deferred initialization on the terminal: a network
 declared without input sizes, the parameter listing with ``-1`` for unknown dims, the
@@ -7,6 +7,11 @@ batch that infers every shape, then three exercises (input size given, mismatchi
 inputs of varying size). Every step is really executed: the code shown is exactly the
 code run, in one shared namespace, and the output shown is what it printed (the value of
 a last bare expression is shown as the Python prompt would show it).
+
+``lateinit summary MODULE:FACTORY --input 1x3x224x224 [--dtype bfloat16] [--kwargs JSON]``
+builds a network from a factory and prints its summary (:mod:`lateinit.summary`) without
+allocating its parameters. ``--input`` sizes are joined by ``x``, ``N`` for any size, with
+an optional dtype suffix for integer inputs (``2x16:int64``); repeat it for several inputs.
 
 Each subcommand is registered by one small function listed in ``_COMMANDS``.
 """
@@ -328,8 +333,225 @@ def _register_tour(subparsers: Any) -> None:
     parser.set_defaults(handler=_cmd_tour)
 
 
-#: The subcommands, in the order ``--help`` lists them (add ``summary`` here).
-_COMMANDS: list[Callable[[Any], None]] = [_register_tour]
+# ---------------------------------------------------------------------------------------
+# lateinit summary MODULE:FACTORY --input 2x20
+
+
+class _UsageError(Exception):
+    """A problem with the command's arguments or target: shown as one line, exit 2."""
+
+
+_INPUT_HELP = (
+    "an input's shape, sizes joined by 'x' (1x3x224x224); N for a dim of any size (Nx20); "
+    "an optional :DTYPE suffix, e.g. 2x16:int64 for token ids (default: --dtype, else "
+    "float32). Repeat for a network with several inputs."
+)
+
+
+def _parse_dtype(name: str, what: str) -> Any:
+    import torch
+
+    dtype = getattr(torch, name.removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype):
+        raise _UsageError(
+            f"{what}: unknown dtype {name!r}; use a torch dtype name such as float32, "
+            "bfloat16, float16 or int64"
+        )
+    return dtype
+
+
+def _parse_input(text: str, default_dtype: Any) -> Any:
+    """``"1x3x224x224"`` -> ``Spec((1, 3, 224, 224))``; ``"Nx16:int64"`` -> ``Spec((None,
+    16), torch.int64)``."""
+    from .shapes import Spec
+
+    shape_text, _, dtype_text = text.partition(":")
+    dtype = _parse_dtype(dtype_text, f"--input {text!r}") if dtype_text else default_dtype
+    dims: list[int | None] = []
+    for part in shape_text.lower().split("x"):
+        part = part.strip()
+        if part in ("n", "none"):
+            dims.append(None)
+        elif part.isdigit() and int(part) > 0:
+            dims.append(int(part))
+        else:
+            raise _UsageError(
+                f"--input {text!r}: {part!r} is not a size; expected positive sizes joined by "
+                "'x', such as 1x3x224x224, Nx20 (N: any size) or 2x16:int64"
+            )
+    return Spec(tuple(dims), dtype)
+
+
+def _parse_kwargs(text: str | None) -> dict[str, Any]:
+    import json
+
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _UsageError(
+            f"--kwargs {text!r} is not valid JSON ({err}); expected an object such as "
+            "'{\"num_classes\": 10}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise _UsageError(
+            f"--kwargs {text!r} must be a JSON object of keyword arguments, such as "
+            "'{\"num_classes\": 10}'"
+        )
+    return value
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _import_target(target: str) -> tuple[Callable[..., Any], str]:
+    """The factory named by ``MODULE:FACTORY`` (a dotted module importable from the
+    current directory or ``sys.path``, or a ``.py`` file path) and its display name."""
+    import importlib
+    import importlib.util
+    import os
+
+    module_name, sep, attr = target.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise _UsageError(
+            f"target {target!r} is not MODULE:FACTORY; e.g. lateinit.zoo:resnet18 or "
+            "path/to/models.py:build"
+        )
+    is_file = module_name.endswith(".py") or os.sep in module_name or "/" in module_name
+    added = os.path.dirname(os.path.abspath(module_name)) if is_file else os.getcwd()
+    sys.path.insert(0, added)
+    try:
+        if is_file:
+            if not os.path.isfile(module_name):
+                raise _UsageError(f"target {target!r}: no such file {module_name!r}")
+            stem = os.path.splitext(os.path.basename(module_name))[0]
+            spec = importlib.util.spec_from_file_location(f"_lateinit_target_{stem}", module_name)
+            if spec is None or spec.loader is None:
+                raise _UsageError(f"target {target!r}: cannot import {module_name!r}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except _UsageError:
+        raise
+    except ModuleNotFoundError as err:
+        if err.name is not None and module_name.startswith(err.name):
+            raise _UsageError(
+                f"target {target!r}: no module named {err.name!r} (give a module importable "
+                "from the current directory, or a path to a .py file)"
+            ) from None
+        raise _UsageError(f"target {target!r}: importing it failed: {_one_line(err)}") from None
+    except Exception as err:
+        raise _UsageError(f"target {target!r}: importing it failed: {_one_line(err)}") from None
+    finally:
+        sys.path.remove(added)
+    factory: Any = module
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise _UsageError(f"target {target!r}: {module_name!r} has no attribute {attr!r}")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise _UsageError(f"target {target!r}: {attr!r} is not callable")
+    return factory, f"{module_name}:{attr}"
+
+
+def _build_summary(args: argparse.Namespace) -> Any:
+    import torch
+
+    from .summary import summary
+
+    dtype = _parse_dtype(args.dtype, "--dtype") if args.dtype else None
+    if dtype is not None and not dtype.is_floating_point:
+        raise _UsageError(
+            f"--dtype {args.dtype!r} is not a floating dtype (float32, bfloat16, ...)"
+        )
+    inputs = [_parse_input(text, dtype or torch.get_default_dtype()) for text in args.input]
+    kwargs = _parse_kwargs(args.kwargs)
+    factory, name = _import_target(args.target)
+    try:
+        net = factory(**kwargs)
+    except Exception as err:
+        raise _UsageError(f"{name}(**{kwargs}) raised {_one_line(err)}") from None
+    if not isinstance(net, torch.nn.Module):
+        raise _UsageError(f"{name}() returned a {type(net).__name__}, not a torch.nn.Module")
+    if dtype is not None:
+        net.to(dtype)  # deferred parameters stay deferred; they will be created in dtype
+    try:
+        return summary(net, *inputs, max_depth=args.depth)
+    except Exception as err:
+        hint = ""
+        if isinstance(err, TypeError) and "int" in str(err):
+            hint = " (an --input takes a dtype suffix, e.g. 1x16:int64)"
+        raise _UsageError(f"summary of {name} failed: {_one_line(err)}{hint}") from None
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    try:
+        result = _build_summary(args)
+    except _UsageError as err:
+        print(f"lateinit summary: error: {err}", file=sys.stderr)
+        return 2
+    console = Console(highlight=False)
+    try:
+        if console.is_terminal:
+            result.print(console)
+        else:  # a file or a pipe: plain text, rows never wrapped
+            print(result.render())
+            sys.stdout.flush()
+    except BrokenPipeError:  # `lateinit summary ... | head`: the reader has gone
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+    return 0
+
+
+def _register_summary(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "summary",
+        help="print a network's layers, shapes, parameters and FLOPs (allocates nothing)",
+        description=(
+            "Build a network from a factory and print its summary: per layer the output "
+            "shape, parameter count and forward FLOPs, then totals (parameters, memory per "
+            "dtype, FLOPs). The forward runs on meta tensors: no parameter memory is "
+            "allocated, even for a 70B-parameter model. Errors are one line; exit status 2."
+        ),
+        epilog=(
+            "examples: lateinit summary lateinit.zoo:resnet18 --input 1x3x224x224 | "
+            "lateinit summary lateinit.zoo:llama --input 1x16:int64 --dtype bfloat16 | "
+            "lateinit summary models.py:build --kwargs '{\"num_classes\": 10}' --input Nx20"
+        ),
+    )
+    parser.add_argument(
+        "target",
+        metavar="MODULE:FACTORY",
+        help="a module importable from the current directory or sys.path (or a .py file "
+        "path), and a function or class in it that returns the network",
+    )
+    parser.add_argument(
+        "--input", action="append", default=[], metavar="SHAPE[:DTYPE]", help=_INPUT_HELP
+    )
+    parser.add_argument(
+        "--dtype",
+        help="the parameters' (and float inputs') dtype, e.g. bfloat16 (net.to(dtype) before "
+        "inference; nothing is allocated)",
+    )
+    parser.add_argument(
+        "--kwargs", metavar="JSON", help="keyword arguments for the factory, e.g. '{\"n\": 10}'"
+    )
+    parser.add_argument(
+        "--depth", type=int, metavar="N", help="show only layers nested at most N deep"
+    )
+    parser.set_defaults(handler=_cmd_summary)
+
+
+#: The subcommands, in the order ``--help`` lists them.
+_COMMANDS: list[Callable[[Any], None]] = [_register_tour, _register_summary]
 
 
 def build_parser() -> argparse.ArgumentParser:

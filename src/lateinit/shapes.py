@@ -87,7 +87,10 @@ class ShapeMismatchError(ValueError):
 # Data-free inference: run the forward on meta tensors.
 
 Inputs = Any
-_SENTINELS = (7, 11)  # sizes standing in for None dims; dims that differ become None
+# Sizes standing in for None dims (meta tensors cost nothing, whatever the size); dims
+# that differ between the two runs become None. Unusual primes, so that messages can
+# show them as None.
+_SENTINELS = (1031, 1033)
 
 
 def _to_meta(obj: Any, size: int) -> Any:
@@ -189,13 +192,18 @@ class _Inference:
                 for name, t in table.items():
                     if t is not None:
                         self.owners.setdefault(id(t), []).append((table, name))
-        self.memo: dict[Any, tuple[list[tuple[int, ...]], Any, float]] = {}
+        self.memo: dict[Any, tuple[list[tuple[int, ...]], Any, float, list[Any]]] = {}
         self.subtrees: dict[int, list[tuple[int, str, str]]] = {}
         self.saved_tables: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.saved_forwards: dict[int, Any] = {}
         self.records: dict[int, tuple[Any, float]] = {}  # per module: output spec, FLOPs
         self.flops = flops
         self.counter: Any = None
+        self.replayed_flops = 0  # FLOPs of replayed (memoized) calls
+
+    def _flops_so_far(self) -> float:
+        counted = self.counter.get_total_flops() if self.counter is not None else 0
+        return counted + self.replayed_flops
 
     def _signature(self, module: torch.nn.Module) -> Any:
         attrs = tuple(
@@ -288,23 +296,36 @@ class _Inference:
         )
         hit = self.memo.get(key)
         if hit is not None:
-            shapes, spec, flops = hit
+            shapes, spec, flops, subtree = hit
             for t, shape in zip(self._originals(module), shapes, strict=True):
                 _fill_and_stand_in(self, t, shape)
+            for m, record in zip(module.modules(), subtree, strict=True):
+                if record is not None:  # the descendants' calls, as in the run replayed
+                    self.records[id(m)] = record
             self.records[id(module)] = (spec, flops)
+            self.replayed_flops += flops  # the counter never sees a replayed module's ops
             return _from_spec(spec)
         if isinstance(module, Block):
             for _, p in module._infer_own(args, kwargs):
                 self.stand_in(p)
-        before = self.counter.get_total_flops() if self.counter is not None else 0
+        before = self._flops_so_far()
+        previous = {id(m): self.records.get(id(m)) for m in module.modules()}
         try:
             out = type(module).forward(module, *args, **kwargs)
         except (RuntimeError, NotImplementedError) as err:
-            raise _data_dependent(module, err) from err
-        flops = (self.counter.get_total_flops() - before) if self.counter is not None else 0
+            wrapped = _data_dependent(module, err)
+            if wrapped is err:
+                raise
+            raise wrapped from err
+        flops = self._flops_so_far() - before
         spec = _to_spec(out)
         shapes = [tuple(t.shape) if t is not None else () for t in self._originals(module)]
-        self.memo[key] = (shapes, spec, flops)
+        subtree = [
+            r if r is not previous[id(m)] else None
+            for m in module.modules()
+            for r in (self.records.get(id(m)),)
+        ]
+        self.memo[key] = (shapes, spec, flops, subtree)
         self.records[id(module)] = (spec, flops)
         return out
 
@@ -326,13 +347,20 @@ def _bound(ctx: _Inference, module: torch.nn.Module) -> Any:
     return forward
 
 
+class _NeedsValuesError(RuntimeError):
+    """A forward needed real values during infer_shape (raised once, at the innermost
+    block; enclosing blocks let it through)."""
+
+
 def _data_dependent(module: torch.nn.Module, err: BaseException) -> BaseException:
     text = str(err)
+    if isinstance(err, _NeedsValuesError):
+        return err
     if "meta" not in text.lower() and "data-dependent" not in text.lower():
         return err
     from .block import _layer_label, _locate
 
-    return RuntimeError(
+    return _NeedsValuesError(
         f"{_layer_label(module, _locate(module)[1])} needs real values in its forward "
         f"(e.g. .item(), a value-dependent branch or index), so its shapes cannot be inferred "
         f"without data ({text.splitlines()[0]}). Fix: pass one real batch instead of "

@@ -1,0 +1,55 @@
+"""``benchmarks/infer.py --quick`` runs, passes its checks and prints its table lines;
+its figures are never asserted here."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_infer_quick_runs_and_prints_table() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "infer.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=BENCHMARKS.parent,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "WARNING" not in out, out  # a failed check, or a fresh-process run that failed
+    # the real 7B's parameter count after infer_shape (checked with --quick too)
+    assert re.search(
+        r"^check: \[7B\] parameter count after infer_shape 6,738,415,616 == 6,738,415,616 .*: ok$",
+        out,
+        re.M,
+    ), out
+    assert re.search(
+        r"^check: \[7B\] after infer_shape all \d+ lateinit parameters .*: ok$", out, re.M
+    )
+    # one time line per config and variant, cold and warm fresh runs for the 7B-like config
+    for variant in ("(a) lateinit", "(b) torch Lazy*", "(c) torch.nn", "(ref) (c) + meta fwd"):
+        assert out.count(f"] {variant}: construction ") == 2, (variant, out)
+    for variant in ("(a) lateinit", "(b) torch Lazy*", "(c) torch.nn"):
+        for mode in ("cold", "warm"):
+            line = re.search(
+                rf"^fresh \[tiny-7B\] {re.escape(variant)} {mode}: .*peak RSS growth: .* MB",
+                out,
+                re.M,
+            )
+            assert line, (variant, mode, out)
+    # the targets table, as plain lines with a verdict each
+    verdicts = re.findall(
+        r"^target (.+): .*; goal .+: (met|MISSED|\(reported\)|\(too noisy\))$", out, re.M
+    )
+    names = [name for name, _ in verdicts]
+    assert any("infer_shape (warm)" in n for n in names), out
+    assert any("RSS growth (warm process)" in n for n in names), out
+    assert sum("speedup vs Lazy*" in n for n in names) == 4, out
+    assert sum("linear in layers" in n for n in names) == 3, out
+    assert len(re.findall(r"^layers \[tiny-7B, \d+ layers\]: ", out, re.M)) == 4, out
+    assert "Targets (issue 4)" in out and "load average" in out, out
