@@ -22,7 +22,6 @@ import torch
 from . import init as _init
 from .parameter import (
     LOCK,
-    Journal,
     Parameter,
     _draw_seed,
     _Meta,
@@ -33,7 +32,7 @@ from .parameter import (
     is_deferred,
     materialize,
     move_placeholder,
-    set_journal,
+    transaction,
 )
 from .shapes import ShapeMismatchError, fmt_shape
 
@@ -74,18 +73,6 @@ class ParameterDict(dict[str, torch.nn.Parameter]):
         for p in self.values():
             p.requires_grad_(requires_grad)
         return self
-
-
-def _restore_rng(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
-    cpu, cuda = state
-    torch.random.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state_all(cuda)
-
-
-def _save_rng() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    return torch.random.get_rng_state(), cuda
 
 
 def _iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
@@ -242,27 +229,17 @@ class Block(torch.nn.Module):
 
     def _first_call(self, *args: Any, **kwargs: Any) -> Any:
         forward = type(self).forward
-        with LOCK:
-            if active_journal() is not None:  # inside an enclosing first pass
-                self._prepare(args, kwargs)
-                return forward(self, *args, **kwargs)
-            if not _has_deferred(self):  # another thread finished the first pass
+        with transaction(restore_rng=True) as outermost:
+            if outermost and not _has_deferred(self):  # another thread finished the pass
                 self._disarm_tree()
                 return forward(self, *args, **kwargs)
-            journal, rng = Journal(), _save_rng()
-            set_journal(journal)
-            try:
+            if outermost:
                 self._name_params()
-                self._prepare(args, kwargs)
-                out = forward(self, *args, **kwargs)
-            except BaseException:
-                journal.rollback()
-                _restore_rng(rng)
-                raise
-            finally:
-                set_journal(None)
+            self._prepare(args, kwargs)
+            out = forward(self, *args, **kwargs)
+        if outermost:
             self._disarm_tree()
-            return out
+        return out
 
     # -- per-layer inference ------------------------------------------------------------
     def infer_param_shapes(self, *inputs: Any, **kwargs: Any) -> None:
@@ -508,24 +485,12 @@ class Block(torch.nn.Module):
         """
         resolved = _init.resolve(init) if init is not None else None
         dev = torch.device(device) if device is not None else None
-        with LOCK:
-            outer = active_journal() is None
-            journal = Journal() if outer else active_journal()
-            if outer:
-                set_journal(journal)
-            try:
-                for name, p in self._named_deferred_or_ready():
-                    if isinstance(p, Parameter):
-                        self._initialize_deferred(name, p, resolved, dev, dtype)
-                    else:
-                        self._initialize_ready(name, p, resolved, dev, dtype, force_reinit)
-            except BaseException:
-                if outer:
-                    journal.rollback()
-                raise
-            finally:
-                if outer:
-                    set_journal(None)
+        with transaction():
+            for name, p in self._named_deferred_or_ready():
+                if isinstance(p, Parameter):
+                    self._initialize_deferred(name, p, resolved, dev, dtype)
+                else:
+                    self._initialize_ready(name, p, resolved, dev, dtype, force_reinit)
             self._disarm_tree()
         return self
 

@@ -12,7 +12,8 @@ remains on the hot path. Torch interop facts: ``../../shared/TORCH_NOTES.md``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -155,6 +156,41 @@ def active_journal() -> Journal | None:
 
 def set_journal(journal: Journal | None) -> None:
     _journal.value = journal
+
+
+@contextmanager
+def transaction(*, restore_rng: bool = False) -> Iterator[bool]:
+    """Run a block of parameter changes atomically: under the first-pass lock, journaled,
+    and rolled back (with torch's RNG state, if ``restore_rng``) if it raises. Nested
+    inside another transaction it joins that one. Yields True for the outermost one."""
+    with LOCK:
+        if active_journal() is not None:
+            yield False
+            return
+        journal = Journal()
+        rng = _save_rng() if restore_rng else None
+        set_journal(journal)
+        try:
+            yield True
+        except BaseException:
+            journal.rollback()
+            if rng is not None:
+                _restore_rng(rng)
+            raise
+        finally:
+            set_journal(None)
+
+
+def _save_rng() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.random.get_rng_state(), cuda
+
+
+def _restore_rng(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
+    cpu, cuda = state
+    torch.random.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _set_storage(param: torch.Tensor, data: torch.Tensor, cls: type) -> None:

@@ -376,18 +376,14 @@ def infer_shape(root: torch.nn.Module, *inputs: Any, flops: bool = False) -> Any
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .parameter import LOCK, Journal, active_journal, set_journal
+    from .parameter import transaction
 
     sizes = _SENTINELS if _has_none(inputs) else _SENTINELS[:1]
-    with LOCK:
-        outer = active_journal() is None
-        journal = Journal() if outer else active_journal()
-        rng = torch.random.get_rng_state()
-        if outer:
-            set_journal(journal)
-        try:
-            specs: list[Any] = []
-            record: dict[int, tuple[Any, float]] = {}
+    rng = torch.random.get_rng_state()
+    specs: list[Any] = []
+    record: dict[int, tuple[Any, float]] = {}
+    try:
+        with transaction():
             ctx = _Inference(root, flops=flops)
             for i, size in enumerate(sizes):
                 meta_inputs = _to_meta(inputs, size)
@@ -402,13 +398,7 @@ def infer_shape(root: torch.nn.Module, *inputs: Any, flops: bool = False) -> Any
                 specs.append(_to_spec(out))
                 if i == 0:
                     record = dict(ctx.records)
-        except BaseException:
-            if outer:
-                journal.rollback()
-            raise
-        finally:
-            if outer:
-                set_journal(None)
-            torch.random.set_rng_state(rng)
+    finally:
+        torch.random.set_rng_state(rng)  # meta ops draw nothing; be sure of it
     result = specs[0] if len(specs) == 1 else _merge_specs(specs[0], specs[1])
     return (result, record) if flops else result  # record: id(module) -> (spec, FLOPs)
