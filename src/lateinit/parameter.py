@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from . import init as _init
+from .shapes import ShapeMismatchError, fmt_shape
 
 __all__ = ["Parameter", "DeferredInitializationError", "deferred_buffer", "is_deferred"]
 
@@ -31,11 +32,6 @@ LOCK = threading.RLock()
 
 class DeferredInitializationError(RuntimeError):
     """A parameter was used before it was READY (its initialization is deferred)."""
-
-
-def _fmt_shape(shape: Sequence[int]) -> str:
-    inner = ", ".join(str(d) for d in shape)
-    return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
 
 def _draw_seed() -> int:
@@ -339,14 +335,12 @@ class Parameter(torch.nn.Parameter):
     @shape.setter
     def shape(self, full_shape: Sequence[int]) -> None:
         """Fill unknown dims. Known dims must agree: a conflict is a ShapeMismatchError."""
-        from .shapes import ShapeMismatchError
-
         new = _normalize_shape(full_shape)
         old = self._li.shape
         if len(new) != len(old):
             raise ShapeMismatchError(
-                f"parameter {self._li.label!r} has {len(old)} dims {_fmt_shape(old)}, "
-                f"but the input implies {len(new)} dims {_fmt_shape(new)}",
+                f"parameter {self._li.label!r} has {len(old)} dims {fmt_shape(old)}, "
+                f"but the input implies {len(new)} dims {fmt_shape(new)}",
                 param=self._li.label,
                 expected=old,
                 got=new,
@@ -355,8 +349,8 @@ class Parameter(torch.nn.Parameter):
         for dim, (a, b) in enumerate(zip(old, new, strict=True)):
             if a != UNKNOWN and b != UNKNOWN and a != b:
                 raise ShapeMismatchError(
-                    f"parameter {self._li.label!r} has shape {_fmt_shape(old)}, but the input "
-                    f"implies {_fmt_shape(new)} (dim {dim}: {a} vs {b})",
+                    f"parameter {self._li.label!r} has shape {fmt_shape(old)}, but the input "
+                    f"implies {fmt_shape(new)} (dim {dim}: {a} vs {b})",
                     param=self._li.label,
                     expected=old,
                     got=new,
@@ -397,7 +391,7 @@ class Parameter(torch.nn.Parameter):
     def __repr__(self) -> str:
         dtype = str(self.dtype).replace("torch.", "")
         return (
-            f"Parameter(shape={_fmt_shape(self._li.shape)}, dtype={dtype}, "
+            f"Parameter(shape={fmt_shape(self._li.shape)}, dtype={dtype}, "
             f"device={self.device}, state={self.state})"
         )
 
@@ -558,7 +552,7 @@ def _use_error(param: Parameter, what: str) -> DeferredInitializationError:
         else ("its shape is known but it has not been created yet")
     )
     return DeferredInitializationError(
-        f"Parameter {meta.label!r}{owner} with shape {_fmt_shape(meta.shape)} is not "
+        f"Parameter {meta.label!r}{owner} with shape {fmt_shape(meta.shape)} is not "
         f"initialized: its initialization was deferred ({unknown}; -1 marks an unknown "
         f"dim), so {what} cannot be used yet. Fix: pass one batch through the network "
         f"first (net(x)), or call net.infer_shape(...) with the input shape and then "
