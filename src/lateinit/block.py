@@ -29,6 +29,7 @@ from .parameter import (
     _set_storage,
     active_journal,
     commit_storage,
+    initialized,
     is_deferred,
     materialize,
     move_placeholder,
@@ -422,19 +423,17 @@ class Block(torch.nn.Module):
         until something fails.
         """
         with LOCK:
-            saved: dict[str, torch.nn.Parameter] = {}
+            saved: list[tuple[dict[str, Any], str, torch.Tensor]] = []
             try:
-                tables = (self._parameters, self._buffers)
-                for name, p in [(n, t) for table in tables for n, t in table.items()]:
-                    if p is not None and not isinstance(p, Parameter):
-                        meta = _Meta(tuple(p.shape), None, 0)
-                        meta.name = name
-                        probe = Parameter._from_meta(
-                            meta, torch.empty(0, dtype=p.dtype, device="meta"), False
-                        )
-                        table = self._parameters if name in self._parameters else self._buffers
-                        saved[name] = p
-                        table[name] = probe
+                for table in (self._parameters, self._buffers):
+                    for name, p in list(table.items()):
+                        if p is not None and not isinstance(p, Parameter):
+                            meta = _Meta(tuple(p.shape), None, 0)
+                            meta.name = name
+                            saved.append((table, name, p))
+                            table[name] = Parameter._from_meta(
+                                meta, torch.empty(0, dtype=p.dtype, device="meta"), False
+                            )
                 self.infer_param_shapes(*inputs)
             except ShapeMismatchError as mismatch:
                 named = self._named(mismatch, inputs)
@@ -443,8 +442,7 @@ class Block(torch.nn.Module):
             except Exception:
                 pass
             finally:
-                for name, p in saved.items():
-                    table = self._parameters if name in self._parameters else self._buffers
+                for table, name, p in saved:
                     table[name] = p
         dtype_error = self._dtype_error(list(_iter_tensors(inputs)))
         if dtype_error is not None:
@@ -537,12 +535,7 @@ class Block(torch.nn.Module):
         if init is not None:
             meta.registered = init
         target_dtype = dtype if (dtype is not None and p.is_floating_point()) else p.dtype
-        with torch.no_grad():
-            data = torch.empty(tuple(p.shape), dtype=target_dtype, device=device or p.device)
-            if data.device.type != "meta":
-                generator = torch.Generator(device=data.device)
-                generator.manual_seed(meta.seed)
-                meta.effective_init(data, generator=generator, name=name)
+        data = initialized(meta, p.shape, target_dtype, device or p.device, name)
         journal = active_journal()
         if journal is not None:
             journal.record_storage(p, p.data, torch.nn.Parameter)

@@ -612,32 +612,33 @@ def is_deferred(tensor: Any) -> bool:
     return isinstance(tensor, Parameter)
 
 
-def materialize(
-    param: Parameter,
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    name: str | None = None,
-) -> None:
+def materialize(param: Parameter) -> None:
     """Allocate a SHAPED parameter and fill it with its initializer, keeping its identity.
 
-    The values are drawn from a generator seeded with the parameter's own seed (drawn at
-    declaration), so they do not depend on when or in which order parameters materialize.
-    Values are created directly on ``device`` (default: the placeholder's) in ``dtype``.
+    Values are created directly on the placeholder's device, in its dtype.
     """
     meta = param._li
     if UNKNOWN in meta.shape:
         raise _use_error(param, "materialize()")
     raw = _raw(param)
-    target_device = torch.device(device) if device is not None else raw.device
-    target_dtype = dtype or raw.dtype
+    commit_storage(
+        param, initialized(meta, meta.shape, raw.dtype, raw.device, meta.path or meta.name)
+    )
+
+
+def initialized(
+    meta: _Meta, shape: Sequence[int], dtype: torch.dtype, device: torch.device, name: str
+) -> torch.Tensor:
+    """A new tensor filled by ``meta``'s initializer from a generator seeded with the
+    parameter's own seed (drawn at declaration), so values do not depend on when or in
+    which order parameters are created. Nothing is drawn on the meta device."""
     with torch.no_grad():
-        data = torch.empty(meta.shape, dtype=target_dtype, device=target_device)
-        if target_device.type != "meta":
-            generator = torch.Generator(device=target_device)
+        data = torch.empty(tuple(shape), dtype=dtype, device=device)
+        if data.device.type != "meta":
+            generator = torch.Generator(device=data.device)
             generator.manual_seed(meta.seed)
-            meta.effective_init(data, generator=generator, name=meta.path or meta.name)
-    commit_storage(param, data)
+            meta.effective_init(data, generator=generator, name=name)
+    return data
 
 
 def commit_storage(param: Parameter, data: torch.Tensor) -> None:
