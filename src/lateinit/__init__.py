@@ -7,6 +7,7 @@ the parameters are then created on the right device.
 
 from . import init, nn
 from .block import Block, ParameterDict
+from .io import ParameterFileError
 from .parameter import DeferredInitializationError, Parameter, is_deferred
 from .shapes import ShapeMismatchError, Spec
 from .summary import Summary, count_params, param_bytes
@@ -22,6 +23,7 @@ __all__ = [
     "is_deferred",
     "DeferredInitializationError",
     "ShapeMismatchError",
+    "ParameterFileError",
     "Spec",
     "Summary",
     "count_params",

@@ -11,6 +11,7 @@ is deleted, so a READY network runs the class ``forward`` with nothing added.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import warnings
@@ -644,6 +645,62 @@ class Block(torch.nn.Module):
                 self._arm()
         return self
 
+    def save_parameters(self, path: str | os.PathLike[str], *, sync: bool = True) -> None:
+        """Write every parameter and persistent buffer to a safetensors file keyed by
+        structural names (``"0.weight"``); a shared parameter is written once.
+
+        Every parameter must be READY (a clear error names the ones that are not, and no
+        file is written). The file is written beside ``path`` under a temporary name,
+        flushed to disk, then renamed over ``path``: a crash leaves the old file or the
+        new one, never a broken one (``sync=False`` skips the flush: see
+        :func:`lateinit.io.save_parameters`).
+        """
+        from .io import save_parameters
+
+        save_parameters(self, path, sync=sync)
+
+    def load_parameters(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Block:
+        """Load a safetensors file written by :meth:`save_parameters`; returns ``self``.
+
+        Into a READY network the values are replaced in place (each parameter stays the
+        same object, in the same memory); into a deferred one the unknown dims are filled
+        from the file and the parameters are created on their device with the file's
+        values, with no forward pass and no initializer run. Everything (keys, shapes,
+        dtypes, the file itself) is checked before anything changes: a bad file or a
+        mismatch changes nothing. Never unpickles. See
+        :func:`lateinit.io.load_parameters` for the arguments.
+
+        Example:
+            >>> import os, tempfile, torch
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(4), nn.Dense(2))
+            >>> _ = net(torch.ones(1, 3))
+            >>> path = os.path.join(tempfile.mkdtemp(), "net.safetensors")
+            >>> net.save_parameters(path)
+            >>> fresh = nn.Sequential(nn.Dense(4), nn.Dense(2)).load_parameters(path)
+            >>> fresh[0].weight.shape, torch.equal(fresh[1].weight, net[1].weight)
+            (torch.Size([4, 3]), True)
+        """
+        from .io import load_parameters
+
+        load_parameters(
+            self,
+            path,
+            allow_missing=allow_missing,
+            ignore_extra=ignore_extra,
+            device=device,
+            dtype=dtype,
+        )
+        return self
+
     def _apply(self, fn: Any, recurse: bool = True) -> Block:
         """``.to()``/``.cuda()``/``.half()``...: a deferred parameter keeps its identity and
         stays deferred, and only changes where (and in which dtype) it will be created."""
@@ -695,7 +752,20 @@ class Block(torch.nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+        if active_journal() is None:  # else load_state_dict disarms once it has succeeded
+            self._disarm_tree()
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """As in torch; into a deferred network, unknown dims are filled from the stored
+        tensors first. If torch reports an error, every deferred parameter this call
+        shaped or created is deferred again (READY ones keep what torch copied, as in
+        torch). For an all-or-nothing load from a file, see :meth:`load_parameters`."""
+        with transaction():
+            result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self._disarm_tree()
+        return result
 
     def extra_repr(self) -> str:
         return ""

@@ -1,0 +1,316 @@
+"""Parameter files: lateinit ``save_parameters``/``load_parameters`` against raw safetensors
+and ``torch.save``/``torch.load``, on a ~1 GB parameter set.
+
+The parameter set is an MLP of square layers (``--width`` 4096: 16 layers of 4096x4096
+float32 weights + biases, 1.07 GB at ``--size-mb 1024``). Every variant runs in a fresh
+process (one sample = one subprocess, variants interleaved in ABBA order), which builds
+its network first, untimed, then times one operation and reports its wall time and its
+peak RSS growth during that operation (``VmHWM`` of ``/proc/self/status``, reset through
+``/proc/self/clear_refs`` just before; a sampling thread where that is unavailable).
+
+Saving (each writes its own file in the same folder):
+
+- **lateinit save_parameters**: READY network -> safetensors file, written under a
+  temporary name, ``fsync``-ed, renamed (crash-safe);
+- **safetensors save_file**: the plain torch twin's ``state_dict()`` -> ``save_file``
+  (raw; safetensors 0.8 writes a temporary file and renames too, without ``fsync``);
+- **safetensors save_file + fsync** (reference: the raw write made durable);
+- **torch.save** of the ``state_dict`` (pickle/zip).
+
+Loading (files written beforehand and read once, so every variant reads from the page
+cache; values always end up in a network):
+
+- **lateinit load_parameters (deferred)**: a fresh network with no input sizes; the shapes
+  come from the file, the parameters are created with the file's values;
+- **lateinit load_parameters (READY)**: values replaced in place;
+- **safetensors load_file + load_state_dict**: the raw reference: ``load_file`` (memory
+  map) then the torch twin's ``load_state_dict`` copies the values in;
+- **safetensors load_file (lazy mmap)**: ``load_file`` alone, for reference: it maps the
+  file and reads nothing until a value is used, so it is not a complete load;
+- **torch.load(weights_only) + load_state_dict**.
+
+Targets (issue 5): lateinit save and load within 1.2x of raw safetensors (save_file; and
+load_file + load_state_dict); peak RSS growth while loading <= 1.2x the file size.
+
+Run: ``python benchmarks/io.py`` (~3 minutes on 2 shared cores, 4-5 GB of free disk in
+``--dir``, default a temporary folder), ``--quick`` for a smoke run (64 MB, figures
+meaningless). Exit status 0 whether targets are met or not: a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+SAVES = {
+    "lateinit save_parameters": "save_lateinit",
+    "lateinit save_parameters(sync=False)": "save_lateinit_nosync",
+    "safetensors save_file": "save_raw",
+    "safetensors save_file + fsync": "save_raw_fsync",
+    "torch.save": "save_torch",
+}
+LOADS = {
+    "lateinit load_parameters (deferred)": "load_lateinit_deferred",
+    "lateinit load_parameters (READY)": "load_lateinit_ready",
+    "safetensors load_file + load_state_dict": "load_raw",
+    "safetensors load_file + load_state_dict (fresh memory)": "load_raw_fresh",
+    "safetensors load_file(backend=pread)": "load_raw_pread",
+    "safetensors load_file (lazy mmap)": "load_raw_lazy",
+    "torch.load(weights_only) + load_state_dict": "load_torch",
+}
+TARGET = 1.2
+
+
+# -- worker: one operation in this process -----------------------------------------------
+
+
+def _status(field: str) -> float:
+    """A ``kB`` field of /proc/self/status, in MB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+class PeakRSS:
+    """Peak RSS growth over a block: VmHWM reset via clear_refs, else a sampling thread."""
+
+    def __enter__(self) -> PeakRSS:
+        self.base = _status("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            self.sampler = None
+        except OSError:
+            self.peak = self.base
+            self.done = threading.Event()
+            self.sampler = threading.Thread(target=self._sample, daemon=True)
+            self.sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.002):
+            self.peak = max(self.peak, _status("VmRSS"))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sampler is None:
+            self.peak = _status("VmHWM")
+        else:
+            self.done.set()
+            self.sampler.join()
+            self.peak = max(self.peak, _status("VmRSS"))
+        self.growth = self.peak - self.base
+
+
+def _nets(width: int, layers: int) -> tuple[Callable, Callable]:
+    import torch
+
+    from lateinit import nn
+
+    def ours(ready: bool):
+        net = nn.Sequential(*(nn.Dense(width) for _ in range(layers)))
+        if ready:
+            net.infer_shape((1, width))
+            net.initialize("zeros")  # READY, every page touched
+        return net
+
+    def twin(touch: bool = True):
+        with torch.device("meta"):
+            net = torch.nn.Sequential(*(torch.nn.Linear(width, width) for _ in range(layers)))
+        net = net.to_empty(device="cpu")
+        if touch:  # else the memory is reserved but not yet backed by pages
+            for p in net.parameters():
+                p.detach().zero_()
+        return net
+
+    return ours, twin
+
+
+def worker(op: str, folder: Path, width: int, layers: int) -> dict[str, float]:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    torch.set_num_threads(1)
+    ours, twin = _nets(width, layers)
+    files = {k: folder / f"{k}.safetensors" for k in ("lateinit", "raw")}
+    files["torch"] = folder / "torch.pt"
+    out = folder / f"out-{op}"
+    action: Callable[[], object]
+    if op in ("save_lateinit", "save_lateinit_nosync"):
+        net = ours(True)
+        sync = op == "save_lateinit"
+        action = lambda: net.save_parameters(out, sync=sync)  # noqa: E731
+    elif op in ("save_raw", "save_raw_fsync", "save_torch"):
+        state = twin().state_dict()
+
+        def action() -> None:
+            if op == "save_torch":
+                torch.save(state, out)
+                return
+            save_file(state, out)
+            if op == "save_raw_fsync":
+                fd = os.open(out, os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+
+    elif op in ("load_lateinit_deferred", "load_lateinit_ready"):
+        net = ours(op.endswith("ready"))
+        action = lambda: net.load_parameters(files["lateinit"])  # noqa: E731
+    elif op in ("load_raw", "load_raw_fresh"):
+        model = twin(touch=op == "load_raw")
+        action = lambda: model.load_state_dict(load_file(files["raw"]))  # noqa: E731
+    elif op == "load_raw_pread":
+        kept_pread: list[object] = []
+        action = lambda: kept_pread.append(load_file(files["raw"], backend="pread"))  # noqa: E731
+    elif op == "load_raw_lazy":
+        kept: list[object] = []
+        action = lambda: kept.append(load_file(files["raw"]))  # noqa: E731
+    elif op == "load_torch":
+        model = twin()
+        action = lambda: model.load_state_dict(  # noqa: E731
+            torch.load(files["torch"], weights_only=True)
+        )
+    elif op == "prepare":
+        net = ours(True)
+        net.save_parameters(files["lateinit"])
+        state = twin().state_dict()
+        save_file(state, files["raw"])
+        torch.save(state, files["torch"])
+        for path in files.values():  # into the page cache
+            with open(path, "rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+        return {"file_mb": files["lateinit"].stat().st_size / 2**20}
+    else:
+        raise SystemExit(f"unknown op {op}")
+    import gc
+
+    gc.collect()
+    with PeakRSS() as rss:
+        start = time.perf_counter()
+        action()
+        seconds = time.perf_counter() - start
+    if out.exists():
+        out.unlink()
+    return {"seconds": seconds, "rss_mb": rss.growth}
+
+
+# -- driver -------------------------------------------------------------------------------
+
+
+def _run(op: str, folder: Path, width: int, layers: int) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--worker", op, "--dir", str(folder)]
+    cmd += ["--width", str(width), "--layers", str(layers)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {op} failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--width", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dir", type=Path, default=None, help="folder for the files")
+    parser.add_argument("--quick", action="store_true", help="64 MB, 2 repeats (smoke run)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--layers", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.dir, args.width, args.layers)))
+        return 0
+    if args.quick:
+        args.size_mb, args.width, args.repeats = 64, 1024, 2
+    layers = max(1, round(args.size_mb * 2**20 / (args.width * args.width * 4)))
+    folder = Path(tempfile.mkdtemp(prefix="lateinit-io-", dir=args.dir))
+    try:
+        file_mb = _run("prepare", folder, args.width, layers)["file_mb"]
+        print(
+            f"parameter set: {layers} x Dense({args.width}) float32, file {file_mb:.0f} MB; "
+            f"{args.repeats} samples per variant, each in a fresh process (torch 1 thread)"
+        )
+        results: dict[str, list[dict[str, float]]] = {}
+        for group in (SAVES, LOADS):
+            names = list(group)
+            for i in range(args.repeats):
+                for name in names if i % 2 == 0 else reversed(names):
+                    sample = _run(group[name], folder, args.width, layers)
+                    results.setdefault(name, []).append(sample)
+        _report(results, file_mb)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+def _report(results: dict[str, list[dict[str, float]]], file_mb: float) -> None:
+    med = {n: statistics.median(s["seconds"] for s in r) for n, r in results.items()}
+    rss = {n: max(s["rss_mb"] for s in r) for n, r in results.items()}
+    for name, samples in results.items():
+        times = ", ".join(f"{s['seconds']:.3f}" for s in samples)
+        print(
+            f"{name}: median {med[name]:.3f} s (samples {times}); "
+            f"peak RSS growth {rss[name]:.0f} MB ({rss[name] / file_mb:.2f}x the file)"
+        )
+    print("Targets (issue 5):")
+    checks = [
+        (
+            "save (fsync) vs raw save_file + fsync",
+            "lateinit save_parameters",
+            "safetensors save_file + fsync",
+        ),
+        (
+            "save(sync=False) vs raw save_file",
+            "lateinit save_parameters(sync=False)",
+            "safetensors save_file",
+        ),
+        (
+            "save (fsync) vs raw save_file without fsync (reference)",
+            "lateinit save_parameters",
+            "safetensors save_file",
+        ),
+        ("save vs torch.save (reference)", "lateinit save_parameters", "torch.save"),
+        (
+            "load into deferred vs raw load_file + load_state_dict into fresh memory",
+            "lateinit load_parameters (deferred)",
+            "safetensors load_file + load_state_dict (fresh memory)",
+        ),
+        (
+            "load into deferred vs raw load_file(backend=pread) (reference)",
+            "lateinit load_parameters (deferred)",
+            "safetensors load_file(backend=pread)",
+        ),
+        (
+            "load into READY vs raw load_file + load_state_dict",
+            "lateinit load_parameters (READY)",
+            "safetensors load_file + load_state_dict",
+        ),
+        (
+            "load into READY vs torch.load (reference)",
+            "lateinit load_parameters (READY)",
+            "torch.load(weights_only) + load_state_dict",
+        ),
+    ]
+    for label, a, b in checks:
+        ratio = med[a] / med[b]
+        goal = "(reported)" if "reference" in label else ("met" if ratio <= TARGET else "MISSED")
+        print(f"target {label}: ratio {ratio:.3f}; goal <= {TARGET}: {goal}")
+    for name in ("lateinit load_parameters (deferred)", "lateinit load_parameters (READY)"):
+        ratio = rss[name] / file_mb
+        goal = "met" if ratio <= TARGET else "MISSED"
+        print(f"target peak RSS growth, {name}: {ratio:.2f}x the file; goal <= {TARGET}: {goal}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
