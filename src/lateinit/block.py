@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 from . import init as _init
+from .distributed import initialize_sharded, is_dtensor
 from .parameter import (
     LOCK,
     Parameter,
@@ -472,7 +473,9 @@ class Block(torch.nn.Module):
                 one is left alone with a ``UserWarning``.
 
         Returns ``self``. Parameters whose shape is still unknown wait for data (or
-        ``infer_shape``), then use the registered initializer.
+        ``infer_shape``), then use the registered initializer. On a network sharded by
+        FSDP2's ``fully_shard`` while SHAPED, each rank creates only its own shard, on the
+        mesh's device, with the single-device values (see :mod:`lateinit.distributed`).
 
         Example:
             >>> import torch
@@ -488,6 +491,9 @@ class Block(torch.nn.Module):
             for name, p in self._named_deferred_or_ready():
                 if isinstance(p, Parameter):
                     self._initialize_deferred(name, p, resolved, dev, dtype)
+                elif is_dtensor(p):  # sharded by FSDP2: create this rank's shard
+                    meta = self._meta_of(name, p)
+                    initialize_sharded(name, p, meta, resolved, dev, dtype, force_reinit)
                 else:
                     self._initialize_ready(name, p, resolved, dev, dtype, force_reinit)
             self._disarm_tree()

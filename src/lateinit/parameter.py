@@ -11,8 +11,9 @@ remains on the hot path. Torch interop facts: ``../../shared/TORCH_NOTES.md``.
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -131,12 +132,18 @@ class Journal:
     def record_storage(self, param: torch.Tensor, old_data: torch.Tensor, old_cls: type) -> None:
         self._undo.append(("storage", param, old_data, old_cls))
 
+    def record_undo(self, undo: Callable[[], None]) -> None:
+        """Record a change that ``undo()`` reverts (e.g. a sharded parameter's swap)."""
+        self._undo.append(("call", undo))
+
     def rollback(self) -> None:
         """Undo every recorded change, newest first; never stops part-way."""
         for entry in reversed(self._undo):
             if entry[0] == "shape":
                 _, param, old = entry
                 param._li.shape = old
+            elif entry[0] == "call":
+                entry[1]()
             else:
                 _, param, old_data, old_cls = entry
                 _restore_storage(param, old_data, old_cls)
@@ -430,6 +437,11 @@ class Parameter(torch.nn.Parameter):
             if attr == "ndim":
                 return len(args[0]._li.shape)
             if attr in _OK_ATTRS:
+                caller = _parallel_caller() if attr in _WATCHED_ATTRS else ""
+                if caller:  # torch's DDP / FSDP code: see lateinit.distributed
+                    from .distributed import check_parallel_read
+
+                    check_parallel_read(args[0], caller)
                 return _disabled(func, args, kwargs)
             raise _use_error(args[0], f".{attr}")
         if name in ("__set__", "__delete__"):
@@ -441,7 +453,34 @@ class Parameter(torch.nn.Parameter):
             return _convert(self, name, args[1:], kwargs)
         if name in _QUERIES and args and args[0] is self:
             return _query(self, name, func, args, kwargs)
+        caller = _parallel_caller()
+        if caller:  # torch's DDP / FSDP code: see lateinit.distributed
+            from .distributed import parallel_use
+
+            return parallel_use(self, caller, func, args, kwargs)
         raise _use_error(self, _op_name(func))
+
+
+# Parallel wrappers read a parameter's ``device``/``requires_grad`` first (DDP at
+# construction, FSDP2's fully_shard when it moves states), and FSDP2 then computes on it.
+# Only on those reads, and before raising, does the gate look at who is calling.
+_WATCHED_ATTRS = frozenset({"device", "requires_grad"})
+_PARALLEL_PREFIXES = ("torch.nn.parallel.", "torch.distributed.")
+_PASS_THROUGH = frozenset({"torch.overrides", "torch._tensor", "torch.functional", __name__})
+
+
+def _parallel_caller() -> str:
+    """The module name of the code using a deferred parameter when it is one of torch's
+    parallel wrappers (``torch.nn.parallel.*``, ``torch.distributed.*``), else ``""``."""
+    frame = sys._getframe(1)
+    for _ in range(8):
+        if frame is None:
+            break
+        name = frame.f_globals.get("__name__", "")
+        if name not in _PASS_THROUGH:
+            return name if name.startswith(_PARALLEL_PREFIXES) else ""
+        frame = frame.f_back
+    return ""
 
 
 def _disabled(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
