@@ -140,6 +140,13 @@ def _shown(t: torch.Tensor) -> tuple[int | None, ...]:
     return tuple(None if d in _SENTINELS else d for d in t.shape)
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type autocast does not know (meta)
+        return False
+
+
 def _layer_label(block: torch.nn.Module, path: str) -> str:
     kind = type(block).__name__
     return f"layer {path!r} ({kind})" if path else f"layer {kind} (the network called)"
@@ -181,12 +188,20 @@ class Block(torch.nn.Module):
     def _arm(self) -> None:
         if "forward" not in self.__dict__:
             self.__dict__["forward"] = self._first_call
+            if self.__dict__.get("_li_hybrid") is not None:  # eager until READY again
+                self._compiled_call_impl = None
 
     def _disarm_tree(self) -> None:
         for module in self.modules():
             if isinstance(module, Block) and "forward" in module.__dict__:
                 if not _has_deferred(module):
                     del module.__dict__["forward"]
+                    module._compile_if_hybrid()
+
+    def _compile_if_hybrid(self) -> None:
+        options = self.__dict__.get("_li_hybrid")
+        if options is not None and "forward" not in self.__dict__:
+            self.compile(**options)  # torch.nn.Module.compile: __call__ runs the compiled
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
@@ -406,8 +421,8 @@ class Block(torch.nn.Module):
         if not floating or not params:
             return None
         got, want = floating[0].dtype, params[0].dtype
-        if got == want or torch.is_autocast_enabled():
-            return None
+        if got == want or _autocast_on(floating[0].device.type):
+            return None  # under autocast, ops cast their inputs themselves
         _, path = _locate(self)
         short = str(want).replace("torch.", "")
         return TypeError(
@@ -585,6 +600,40 @@ class Block(torch.nn.Module):
 
         self._name_params()
         return infer_shape(self, *inputs)
+
+    def hybridize(self, active: bool = True, **compile_kwargs: Any) -> Block:
+        """Run this block through ``torch.compile`` once its shapes are known.
+
+        Args:
+            active: ``False`` turns compilation off again (calls run eagerly).
+            **compile_kwargs: options for ``torch.compile`` (``fullgraph=True``,
+                ``dynamic=True``, ``mode=``, ``backend=``...).
+
+        Returns ``self``. While a parameter under this block is still deferred, calls run
+        eagerly (the initializing call must: it creates the parameters); as soon as the
+        whole block is READY (first batch, ``infer_shape`` + ``initialize``, or
+        ``load_parameters``) later calls go through the compiled block
+        (``torch.nn.Module.compile``). Calling ``hybridize`` again with other options
+        recompiles.
+
+        Example:
+            >>> import torch
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(8, activation="relu"), nn.Dense(2))
+            >>> _ = net.hybridize(backend="eager", fullgraph=True)
+            >>> net(torch.ones(3, 4)).shape  # eager: infers the shapes, then compiles
+            torch.Size([3, 2])
+            >>> net(torch.ones(3, 4)).shape  # compiled
+            torch.Size([3, 2])
+        """
+        if not active:
+            self.__dict__["_li_hybrid"] = None
+            self._compiled_call_impl = None
+            return self
+        self.__dict__["_li_hybrid"] = dict(compile_kwargs)
+        self._compiled_call_impl = None
+        self._compile_if_hybrid()
+        return self
 
     def summary(self, *inputs: Any, max_depth: int | None = None) -> Any:
         """A table of layers (path, type, output shape, parameters, FLOPs) with totals;

@@ -1,0 +1,135 @@
+"""Block.hybridize: eager initializing call, torch.compile afterwards, no graph breaks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lateinit
+from lateinit import nn, zoo
+
+
+class CountingBackend:
+    """A torch.compile backend that counts the graphs it is given and runs them as is."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        self.graphs += 1
+        return gm.forward
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def mlp() -> nn.Sequential:
+    return nn.Sequential(nn.Dense(16, activation="relu"), nn.Dense(4))
+
+
+def test_first_call_is_eager_then_compiled():
+    torch.manual_seed(0)
+    backend = CountingBackend()
+    net = mlp().hybridize(backend=backend, fullgraph=True)
+    assert net._compiled_call_impl is None  # deferred: nothing to compile yet
+    x = torch.randn(3, 5)
+    out = net(x)  # eager: infers the shapes, creates the parameters
+    assert backend.graphs == 0 and net._compiled_call_impl is not None
+    assert torch.equal(net(x), out)
+    assert backend.graphs == 1
+    net.hybridize(False)
+    assert net._compiled_call_impl is None
+    assert torch.equal(net(x), out) and backend.graphs == 1
+
+
+def test_compiled_equals_eager_with_inductor():
+    torch.manual_seed(0)
+    net = zoo.lenet()
+    x = torch.randn(4, 1, 28, 28)
+    eager = net(x)
+    net.hybridize()
+    compiled = net(x)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    loss = compiled.square().sum()
+    loss.backward()  # and it trains
+    assert net[0].weight.grad is not None
+
+
+def test_dynamic_shapes_compile_once():
+    backend = CountingBackend()
+    net = mlp().hybridize(backend=backend, dynamic=True)
+    net(torch.randn(2, 5))
+    for batch in (3, 7, 11):
+        assert net(torch.randn(batch, 5)).shape == (batch, 4)
+    assert backend.graphs == 1
+
+
+@pytest.mark.parametrize("how", ["infer_shape", "load_parameters"])
+def test_ready_without_a_call_compiles_at_once(tmp_path, how):
+    backend = CountingBackend()
+    net = mlp().hybridize(backend=backend)
+    if how == "infer_shape":
+        net.infer_shape((2, 5))
+        net.initialize()
+    else:
+        donor = mlp()
+        donor(torch.randn(1, 5))
+        donor.save_parameters(tmp_path / "mlp.safetensors")
+        net.load_parameters(tmp_path / "mlp.safetensors")
+    assert net._compiled_call_impl is not None
+    net(torch.randn(2, 5))
+    assert backend.graphs == 1
+
+
+def test_hybridize_inside_a_larger_network_and_rearm():
+    backend = CountingBackend()
+    trunk = mlp().hybridize(backend=backend)
+    net = nn.Sequential(trunk, nn.Dense(2))
+    net(torch.randn(2, 5))  # the root's first pass makes the trunk READY: compiled next time
+    assert trunk._compiled_call_impl is not None
+    net(torch.randn(2, 5))
+    assert backend.graphs == 1
+    # deferred parameters come in again (shared from a fresh block): eager until READY
+    fresh = mlp()
+    trunk.share_parameters(fresh.collect_params())
+    assert lateinit.is_deferred(trunk[0].weight)
+    assert trunk._compiled_call_impl is None and "forward" in trunk.__dict__
+    trunk(torch.randn(2, 5))  # eager first pass creates them, then compiles again
+    assert not lateinit.is_deferred(trunk[0].weight) and trunk._compiled_call_impl is not None
+    x = torch.randn(2, 5)
+    eager = trunk.forward(x)  # the class forward, not compiled
+    assert torch.equal(trunk(x), eager) and backend.graphs >= 1
+
+
+ZOO = [
+    ("mlp", lambda: zoo.mlp(hidden=(32,)), (2, 1, 28, 28)),
+    ("lenet", zoo.lenet, (2, 1, 28, 28)),
+    ("alexnet", zoo.alexnet, (1, 3, 224, 224)),
+    ("vgg11", zoo.vgg11, (1, 3, 64, 64)),
+    ("nin", zoo.nin, (1, 1, 224, 224)),
+    ("googlenet", zoo.googlenet, (1, 3, 64, 64)),
+    ("resnet18", lambda: zoo.resnet18(num_classes=10), (2, 3, 32, 32)),
+    ("resnet50", lambda: zoo.resnet50(num_classes=10), (1, 3, 32, 32)),
+    ("densenet121", lambda: zoo.densenet121(num_classes=10), (1, 3, 32, 32)),
+    ("llama", lambda: zoo.llama(vocab_size=50, dim=32, n_layers=2, n_heads=4, hidden_dim=64), None),
+]
+
+
+@pytest.mark.parametrize(("name", "factory", "shape"), ZOO, ids=[z[0] for z in ZOO])
+def test_zoo_models_have_no_graph_breaks(name, factory, shape):
+    """fullgraph=True makes any graph break an error; Dynamo's own eager backend keeps
+    the test fast (the graph capture is what can break, not the code generation)."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 50, (2, 7)) if shape is None else torch.randn(shape)
+    net = factory().eval()
+    backend = CountingBackend()
+    net.hybridize(backend=backend, fullgraph=True)
+    with torch.no_grad():
+        eager = net(x)
+        compiled = net(x)
+    assert backend.graphs == 1
+    assert torch.equal(compiled, eager)
