@@ -304,3 +304,33 @@ def test_sequence_classifier_infers_input_size_from_one_batch():
     assert net[0].l0_i2h_weight.shape == (32, 5)
     assert net[2].weight.shape == (2, 8)
     assert losses[-1] < 0.25 * losses[0]
+
+
+@pytest.mark.parametrize("cls", [RNN, LSTM, GRU])
+@pytest.mark.parametrize("layout", ["TNC", "NTC"])
+def test_infer_shape_skips_the_step_by_step_meta_kernel(monkeypatch, cls, layout):
+    """torch's meta version of the fused kernel unrolls every step in Python (seconds for
+    a None-sized sequence); shapes come from the formula instead, and agree with it."""
+    import lateinit.nn.rnn as rnn_module
+
+    layer = cls(6, num_layers=2, bidirectional=True, layout=layout)
+    spec = (None, 3, 5) if layout == "TNC" else (3, None, 5)
+    expected_states = (4, 3, 6)
+    kernel = rnn_module._VF
+    monkeypatch.setattr(rnn_module, "_VF", None)  # any kernel call would fail
+    out = layer.infer_shape(lateinit.Spec(spec))
+    assert out.shape == (*spec[:2], 12)
+    x = (
+        torch.empty(7, 3, 5, device="meta")
+        if layout == "TNC"
+        else torch.empty(3, 7, 5, device="meta")
+    )
+    layer.initialize(device="meta")
+    states = layer.begin_state(3)
+    y, new_states = layer(x, states)
+    monkeypatch.setattr(rnn_module, "_VF", kernel)
+    with torch.utils.flop_counter.FlopCounterMode(display=False):  # a mode: the kernel runs
+        y_kernel, kernel_states = layer(x, states)
+    assert y.shape == y_kernel.shape and y.dtype == y_kernel.dtype
+    for a, b in zip(new_states, kernel_states, strict=True):
+        assert a.shape == b.shape == expected_states

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import _VF
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import init as _init
 from ..block import Block, _layer_label, _locate
@@ -194,17 +195,24 @@ class _RNNLayer(Block):
                     raise RuntimeError("initial states of the wrong shape")
                 if self._n_states == 1:
                     hx = hx[0]
-            result = getattr(_VF, self._mode)(
-                inputs,
-                hx,
-                flat,
-                self._use_bias,
-                self._num_layers,
-                self._dropout,
-                self.training,
-                self._bidirectional,
-                self._batch_first,
-            )
+            if (
+                inputs.device.type == "meta"
+                and inputs.dtype == flat[0].dtype
+                and _get_current_dispatch_mode() is None
+            ):
+                result = self._meta_result(inputs)
+            else:
+                result = getattr(_VF, self._mode)(
+                    inputs,
+                    hx,
+                    flat,
+                    self._use_bias,
+                    self._num_layers,
+                    self._dropout,
+                    self.training,
+                    self._bidirectional,
+                    self._batch_first,
+                )
         except (RuntimeError, IndexError) as err:
             raise self._explain(err, inputs, states)
         if states is None:
@@ -212,6 +220,16 @@ class _RNNLayer(Block):
         if self._n_states == 2:
             return result[0], [result[1], result[2]]
         return result[0], (result[1] if isinstance(states, torch.Tensor) else [result[1]])
+
+    def _meta_result(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The kernel's outputs as meta tensors, from the shapes alone (``infer_shape``):
+        torch's meta version of the fused kernel runs its Python decomposition step by
+        step, which for a long (or ``None``-sized) sequence takes seconds. A FLOP count
+        (a dispatch mode is active) takes the kernel's path."""
+        steps = inputs.shape[:2]
+        out = inputs.new_empty((*steps, self._dirs * self._hidden_size))
+        state = inputs.new_empty(self._state_shape(inputs))
+        return (out, state, state) if self._n_states == 2 else (out, state)
 
     def begin_state(
         self, batch_size: int, func: Any = torch.zeros, **kwargs: Any
