@@ -11,6 +11,7 @@ from .io import ParameterFileError
 from .parameter import DeferredInitializationError, Parameter, is_deferred
 from .shapes import ShapeMismatchError, Spec
 from .summary import Summary, count_params, param_bytes
+from .trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "ShapeMismatchError",
     "ParameterFileError",
     "Spec",
+    "Trainer",
     "Summary",
     "count_params",
     "param_bytes",

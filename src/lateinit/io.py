@@ -44,7 +44,7 @@ from .parameter import (
 )
 from .shapes import ShapeMismatchError, fmt_shape
 
-__all__ = ["ParameterFileError", "load_parameters", "save_parameters"]
+__all__ = ["ParameterFileError", "atomic_write", "load_parameters", "save_parameters"]
 
 _VERSION_KEY = "lateinit.version"
 _DTYPES_KEY = "lateinit.dtypes"
@@ -173,10 +173,10 @@ def save_parameters(
         ),
         _TIED_KEY: json.dumps(tied),
     }
-    _atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata), sync)
+    atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata), sync)
 
 
-def _atomic_write(path: str, write: Callable[[str], None], sync: bool) -> None:
+def atomic_write(path: str, write: Callable[[str], None], sync: bool) -> None:
     """Run ``write(tmp)`` on a new file beside ``path``, flush it to disk (if ``sync``),
     rename it over ``path``. On any failure the temporary file is removed and ``path`` is
     untouched."""

@@ -1,0 +1,618 @@
+"""Trainer: MXNet Gluon's ``Trainer`` on torch optimizers, usable before shapes are known.
+
+``Trainer(net.collect_params(), "adam", {"learning_rate": 1e-3})`` can be built as soon as
+the network is, before any batch: the torch optimizer it drives only ever holds READY
+parameters. Deferred ones wait in a *pending* list; at each :meth:`Trainer.step` (only
+while that list is not empty) the ones that became READY *join* the optimizer, in place:
+they are appended to its first parameter group (so they get the group's current
+hyperparameters, a changed learning rate included) with the per-parameter state the
+optimizer class would give them (taken from a throwaway instance built over them, which
+covers ``Adagrad``, whose constructor fills its state). The optimizer object never
+changes, so an ``lr_scheduler`` attached to :attr:`Trainer.optimizer` keeps working.
+
+A layer that no batch has reached yet neither breaks :meth:`~Trainer.step` nor is
+silently dropped: its parameters stay pending, one ``UserWarning`` per layer says so, and
+they join as soon as data reaches it.
+
+Gradients follow Gluon: the loss is usually *summed* over the batch, and ``step(batch_size)``
+multiplies every gradient by ``rescale_grad / batch_size`` (one fused ``_foreach_mul_``),
+clips it to ``±clip_gradient`` if set, then runs the torch optimizer's step.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from .io import atomic_write
+from .parameter import is_deferred
+
+__all__ = ["OPTIMIZERS", "Trainer"]
+
+#: Optimizer names accepted by :class:`Trainer`: name -> (``torch.optim`` class name,
+#: fixed constructor arguments). A name whose class this torch lacks (``lamb``) is
+#: refused with a message that says so.
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sgd": ("SGD", {}),
+    "nag": ("SGD", {"nesterov": True}),
+    "adam": ("Adam", {}),
+    "adamw": ("AdamW", {}),
+    "adagrad": ("Adagrad", {}),
+    "adadelta": ("Adadelta", {}),
+    "adamax": ("Adamax", {}),
+    "nadam": ("NAdam", {}),
+    "radam": ("RAdam", {}),
+    "rmsprop": ("RMSprop", {}),
+    "rprop": ("Rprop", {}),
+    "asgd": ("ASGD", {}),
+    "lamb": ("Lamb", {}),
+}
+
+# Gluon hyperparameter names -> torch's (where the optimizer takes the torch one).
+_GLUON_NAMES = {"learning_rate": "lr", "wd": "weight_decay", "epsilon": "eps"}
+_TRAINER_KEYS = ("clip_gradient", "rescale_grad")
+_FORMAT = "lateinit.Trainer.states"
+_VERSION = 1
+_PLAIN = (bool, int, float, str, type(None), torch.Tensor)
+
+
+def available_optimizers() -> list[str]:
+    """The optimizer names this torch provides (``lamb`` only if ``torch.optim.Lamb``)."""
+    return [name for name, (cls, _) in OPTIMIZERS.items() if hasattr(torch.optim, cls)]
+
+
+def _resolve_optimizer(optimizer: Any) -> tuple[type[torch.optim.Optimizer], str, dict[str, Any]]:
+    """(class, label for messages, fixed kwargs) for a name or an Optimizer subclass."""
+    if isinstance(optimizer, str):
+        key = optimizer.lower()
+        names = ", ".join(available_optimizers())
+        if key not in OPTIMIZERS:
+            raise ValueError(
+                f"Trainer: unknown optimizer {optimizer!r}; use one of {names}, or pass a "
+                f"torch.optim.Optimizer subclass (e.g. torch.optim.SGD)"
+            )
+        cls_name, fixed = OPTIMIZERS[key]
+        cls = getattr(torch.optim, cls_name, None)
+        if cls is None:
+            raise ValueError(
+                f"Trainer: optimizer {optimizer!r} needs torch.optim.{cls_name}, which torch "
+                f"{torch.__version__} does not have; use one of {names}, or pass an "
+                f"Optimizer subclass from another package"
+            )
+        return cls, f"{key!r} (torch.optim.{cls_name})", dict(fixed)
+    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+        return optimizer, f"{optimizer.__module__}.{optimizer.__qualname__}", {}
+    if isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            "Trainer: pass the optimizer's class (e.g. torch.optim.Adam) and its "
+            "hyperparameters in optimizer_params, not an optimizer instance (a torch "
+            "optimizer built over the network's parameters works without a Trainer)"
+        )
+    raise TypeError(
+        f"Trainer: optimizer must be a name ({', '.join(available_optimizers())}) or a "
+        f"torch.optim.Optimizer subclass, got {optimizer!r}"
+    )
+
+
+def _constructor_keys(cls: type) -> tuple[list[str], bool]:
+    """The keyword arguments ``cls.__init__`` takes (besides ``params``), and whether it
+    also takes ``**kwargs``."""
+    keys, var_kw = [], False
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            var_kw = True
+        elif name not in ("self", "params") and p.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        ):
+            keys.append(name)
+    return keys, var_kw
+
+
+def _default(cls: type, key: str) -> Any:
+    return inspect.signature(cls.__init__).parameters[key].default
+
+
+def _translate(
+    cls: type, label: str, given: Mapping[str, Any], fixed: dict[str, Any]
+) -> tuple[dict[str, Any], float | None, float]:
+    """Gluon and torch hyperparameter names -> the torch constructor's kwargs, plus the
+    Trainer's own ``clip_gradient`` and ``rescale_grad``."""
+    keys, var_kw = _constructor_keys(cls)
+    aliases = {g: t for g, t in _GLUON_NAMES.items() if t in keys or var_kw}
+    has_betas = "betas" in keys
+    if issubclass(cls, torch.optim.RMSprop):
+        aliases["gamma1"] = "alpha"
+    gluon = [*aliases, *(("beta1", "beta2") if has_betas else ())]
+    out: dict[str, Any] = dict(fixed)
+    source: dict[str, str] = {}
+    betas: dict[str, Any] = {}
+    clip: float | None = None
+    rescale = 1.0
+
+    def put(target: str, value: Any, key: str) -> None:
+        if target in source:
+            raise ValueError(
+                f"Trainer: optimizer_params gives {target!r} twice (as {source[target]!r} and "
+                f"as {key!r}) for {label}"
+            )
+        source[target] = key
+        out[target] = value
+
+    for key, value in given.items():
+        if key == "clip_gradient":
+            if value is not None and not value > 0:
+                raise ValueError(f"Trainer: clip_gradient must be > 0 (or None), got {value!r}")
+            clip = None if value is None else float(value)
+        elif key == "rescale_grad":
+            rescale = float(value)
+        elif key in aliases:
+            put(aliases[key], value, key)
+        elif key in ("beta1", "beta2") and has_betas:
+            betas[key] = value
+        elif key in keys or var_kw:
+            put(key, value, key)
+        else:
+            raise ValueError(
+                f"Trainer: unknown optimizer_params key {key!r} for {label}. Accepted: "
+                f"{', '.join(gluon)} (Gluon names); {', '.join(keys)} (torch names); "
+                f"{', '.join(_TRAINER_KEYS)} (Trainer)"
+            )
+    if betas:
+        b1, b2 = _default(cls, "betas")
+        put("betas", (betas.get("beta1", b1), betas.get("beta2", b2)), "beta1/beta2")
+    if fixed.get("nesterov"):  # 'nag': torch's Nesterov SGD needs momentum > 0
+        out.setdefault("momentum", 0.9)
+        if not out["momentum"] > 0:
+            raise ValueError(
+                f"Trainer: {label} (Nesterov momentum) needs momentum > 0, got "
+                f"{out['momentum']!r}; use 'sgd' for plain SGD"
+            )
+    return out, clip, rescale
+
+
+def _named_params(params: Any) -> list[tuple[str, torch.Tensor]]:
+    """(name, parameter) pairs, shared parameters once (by identity)."""
+    if isinstance(params, torch.nn.Module):
+        collect = getattr(params, "collect_params", None)
+        items: Iterable[tuple[str, Any]] = (
+            collect().items() if callable(collect) else params.named_parameters()
+        )
+    elif isinstance(params, Mapping):
+        items = ((str(k), v) for k, v in params.items())
+    elif isinstance(params, torch.Tensor):
+        items = [("param0", params)]
+    else:
+        try:
+            items = [(f"param{i}", p) for i, p in enumerate(params)]
+        except TypeError:
+            raise TypeError(
+                "Trainer: params must be a ParameterDict/dict (net.collect_params()) or an "
+                f"iterable of parameters, got {type(params).__name__}"
+            ) from None
+    out, seen = [], set()
+    for name, p in items:
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"Trainer: {name!r} is a {type(p).__name__}, not a parameter")
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append((name, p))
+    return out
+
+
+def _layer_of(name: str, p: torch.Tensor, named: bool) -> str:
+    """The layer path of a parameter: its name without the last part (``'2.weight'`` ->
+    ``'2'``), with the layer type when lateinit knows it. For parameters given without
+    names, the path lateinit recorded in the network is used when there is one."""
+    meta = getattr(p, "_li", None)
+    if not named and meta is not None and meta.path:
+        name = meta.path
+    path = name.rpartition(".")[0] or name
+    owner = getattr(meta, "owner", "")
+    return f"{path!r} ({owner})" if owner else repr(path)
+
+
+def _shape_of(p: torch.Tensor) -> list[int]:
+    return [int(d) for d in p.shape]  # -1 for the unknown dims of a deferred parameter
+
+
+def _shapes_agree(saved: list[int], current: list[int]) -> bool:
+    return len(saved) == len(current) and all(
+        a == b or a == -1 or b == -1 for a, b in zip(saved, current, strict=True)
+    )
+
+
+def _cast_state(p: torch.Tensor, state: Mapping[str, Any], group: Mapping[str, Any]) -> dict:
+    """Put loaded state values where ``p`` lives, as torch's ``Optimizer.load_state_dict``
+    does: floating state in the parameter's dtype and on its device; ``step`` left as it
+    is unless the group is fused or capturable."""
+    special = bool(group.get("fused")) or bool(group.get("capturable"))
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            if key == "step":
+                if special:
+                    value = value.to(dtype=torch.float32, device=p.device)
+            elif p.is_floating_point():
+                value = value.to(dtype=p.dtype, device=p.device)
+            else:
+                value = value.to(device=p.device)
+        out[key] = value
+    return out
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``torch.load(weights_only=True)`` can read ``value`` back."""
+    if isinstance(value, (tuple, list)):
+        return all(_plain(v) for v in value)
+    return isinstance(value, _PLAIN)
+
+
+class Trainer:
+    """Gluon's ``Trainer`` on a torch optimizer; can be built before any shape is known.
+
+    Args:
+        params: ``net.collect_params()`` (or any ``dict`` of names to parameters; the
+            names are used in messages and in :meth:`save_states`), a network (its
+            ``collect_params()``), or any iterable of parameters (then named ``param0``,
+            ``param1``, ...). A parameter listed twice (shared) is counted once.
+        optimizer: a name — ``sgd``, ``nag`` (SGD with Nesterov momentum, default
+            momentum 0.9), ``adam``, ``adamw``, ``adagrad``, ``adadelta``, ``adamax``,
+            ``nadam``, ``radam``, ``rmsprop``, ``rprop``, ``asgd`` (``lamb`` if
+            ``torch.optim`` has it) — or a ``torch.optim.Optimizer`` subclass.
+        optimizer_params: hyperparameters, by Gluon name (``learning_rate``, ``wd``,
+            ``beta1``, ``beta2``, ``epsilon``, ``momentum``, ``gamma1`` for rmsprop) or by
+            torch name (``lr``, ``weight_decay``, ``betas``, ``eps``, ``alpha``, ...);
+            unset ones take torch's defaults. Two more are the Trainer's own:
+            ``rescale_grad`` (default 1) and ``clip_gradient`` (clip each gradient
+            element to ``±value`` after rescaling; default none).
+
+    The torch optimizer (:attr:`optimizer`) exists from the start and only ever holds
+    READY parameters; deferred ones join its first parameter group at the first
+    :meth:`step` after they become READY. Its step must not need a closure (so not
+    ``LBFGS``).
+
+    Example:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> from lateinit import Trainer
+        >>> net = nn.Sequential(nn.Dense(8, activation="relu"), nn.Dense(3))
+        >>> trainer = Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+        >>> trainer  # built before any shape is known
+        Trainer('sgd' (torch.optim.SGD), lr=0.1, parameters: 0 ready, 4 pending)
+        >>> x, y = torch.rand(4, 5), torch.tensor([0, 1, 2, 0])
+        >>> trainer.zero_grad()
+        >>> loss = torch.nn.functional.cross_entropy(net(x), y, reduction="sum")
+        >>> loss.backward()
+        >>> trainer.step(batch_size=4)  # gradients / 4, then SGD
+        >>> trainer
+        Trainer('sgd' (torch.optim.SGD), lr=0.1, parameters: 4 ready, 0 pending)
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        optimizer: str | type[torch.optim.Optimizer],
+        optimizer_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._cls, self._label, fixed = _resolve_optimizer(optimizer)
+        self._kwargs, self._clip, self._rescale = _translate(
+            self._cls, self._label, dict(optimizer_params or {}), fixed
+        )
+        keys, var_kw = _constructor_keys(self._cls)
+        self._ctor_keys = set(keys) | (set(self._kwargs) if var_kw else set())
+        named = _named_params(params)
+        self._named = isinstance(params, (Mapping, torch.nn.Module))
+        self._params: dict[str, torch.Tensor] = dict(named)
+        self._loaded: dict[str, dict[str, Any]] = {}  # loaded states of pending parameters
+        self._loaded_shapes: dict[str, list[int]] = {}
+        self._warned: set[str] = set()  # layers warned about
+        ready = [(n, p) for n, p in named if not is_deferred(p)]
+        # READY parameters held by the optimizer (in its order) and their names; the
+        # pending ones, waiting to join.
+        self._ready: list[torch.Tensor] = [p for _, p in ready]
+        self._ready_names: list[str] = [n for n, _ in ready]
+        self._pending: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in named if is_deferred(p)]
+        self._optimizer: torch.optim.Optimizer | None = self._create(self._ready)
+        if self._optimizer is None:  # the class refuses an empty group: made at the first join
+            self._ready, self._ready_names, self._pending = [], [], list(named)
+
+    # -- the optimizer and the pending list --------------------------------------------
+    def _create(self, ready: list[torch.Tensor]) -> torch.optim.Optimizer | None:
+        """The torch optimizer over ``ready`` (possibly none: an empty group, which every
+        ``torch.optim`` optimizer accepts). A class that refuses an empty group gets
+        ``None`` (created at the first join), once its hyperparameters have been checked
+        on a stand-in parameter."""
+        try:
+            return self._cls([{"params": ready}], **self._kwargs)
+        except Exception:
+            if ready:
+                raise
+        self._cls([torch.zeros(1, requires_grad=True)], **self._kwargs)  # raises if bad
+        return None
+
+    def _admit(self) -> None:
+        """Let the pending parameters that are READY now join the optimizer; warn once
+        per layer about those still deferred."""
+        joining = [(n, p) for n, p in self._pending if not is_deferred(p)]
+        if joining:
+            self._join(joining)
+            joined = {id(p) for _, p in joining}
+            self._pending = [(n, p) for n, p in self._pending if id(p) not in joined]
+        waiting: dict[str, list[str]] = {}
+        for name, p in self._pending:
+            layer = _layer_of(name, p, self._named)
+            if layer not in self._warned:
+                waiting.setdefault(layer, []).append(name)
+        for layer, names in waiting.items():
+            self._warned.add(layer)
+            warnings.warn(
+                f"Trainer.step: the parameters of layer {layer} ({', '.join(names)}) are not "
+                f"initialized yet: no batch has reached this layer. They are not updated now, "
+                f"and will join the optimizer when data reaches the layer.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _fresh_state(self, params: list[torch.Tensor]) -> tuple[dict, bool]:
+        """The state the optimizer class gives ``params`` when built over them (empty for
+        most; filled for ``Adagrad``), with the first group's current hyperparameters."""
+        assert self._optimizer is not None
+        group = self._optimizer.param_groups[0]
+        kwargs = {k: group[k] for k in self._ctor_keys if k in group}
+        temp = self._cls([{"params": params}], **kwargs)
+        fused_check = bool(getattr(temp, "_need_device_dtype_check_for_fused", False))
+        return {p: temp.state[p] for p in params if p in temp.state}, fused_check
+
+    def _join(self, joining: list[tuple[str, torch.Tensor]]) -> None:
+        params = [p for _, p in joining]
+        for name, p in joining:
+            saved = self._loaded_shapes.get(name)
+            if saved is not None and saved != _shape_of(p):
+                raise ValueError(
+                    f"Trainer: the optimizer states loaded for {name!r} are for shape "
+                    f"{tuple(saved)}, but the parameter was created with shape "
+                    f"{tuple(p.shape)}"
+                )
+        if self._optimizer is None:
+            self._optimizer = self._cls([{"params": params}], **self._kwargs)
+        else:
+            fresh, fused_check = self._fresh_state(params)
+            self._optimizer.param_groups[0]["params"].extend(params)
+            self._optimizer.state.update(fresh)
+            if fused_check:
+                self._optimizer._need_device_dtype_check_for_fused = True  # type: ignore[attr-defined]
+        group = self._optimizer.param_groups[0]
+        for name, p in joining:
+            self._loaded_shapes.pop(name, None)
+            saved_state = self._loaded.pop(name, None)
+            if saved_state is not None:
+                self._optimizer.state[p] = _cast_state(p, saved_state, group)
+        self._ready.extend(params)
+        self._ready_names.extend(n for n, _ in joining)
+
+    # -- training ------------------------------------------------------------------------
+    def step(self, batch_size: int | float, ignore_stale_grad: bool = False) -> None:
+        """Rescale the gradients by ``rescale_grad / batch_size``, clip them if
+        ``clip_gradient`` is set, and make one optimizer step.
+
+        Args:
+            batch_size: divides the gradients (the loss is usually summed over the
+                batch, as in Gluon; pass 1 for a mean-reduced loss, which also skips
+                the rescaling pass over the gradients).
+            ignore_stale_grad: a READY parameter that requires a gradient but has none
+                (``.grad is None``: backward did not reach it since ``zero_grad()``) is an
+                error unless this is True, then it is skipped (torch skips it anyway).
+
+        Parameters still deferred (a layer no batch has reached) are skipped, with one
+        ``UserWarning`` per layer; they join the optimizer once READY.
+        """
+        if not batch_size > 0:
+            raise ValueError(f"Trainer.step: batch_size must be > 0, got {batch_size!r}")
+        if self._pending:
+            self._admit()
+        opt = self._optimizer
+        if opt is None:
+            return
+        grads = [g for p in self._ready if (g := p.grad) is not None]
+        if len(grads) != len(self._ready) and not ignore_stale_grad:
+            self._check_stale()
+        if grads:
+            scale = self._rescale / batch_size
+            with torch.no_grad():
+                if scale != 1.0:
+                    torch._foreach_mul_(grads, scale)
+                if self._clip is not None:
+                    torch._foreach_clamp_min_(grads, -self._clip)
+                    torch._foreach_clamp_max_(grads, self._clip)
+        opt.step()
+
+    def _check_stale(self) -> None:
+        stale = [
+            n
+            for n, p in zip(self._ready_names, self._ready, strict=True)
+            if p.requires_grad and p.grad is None
+        ]
+        if stale:
+            listed = ", ".join(repr(n) for n in stale[:8])
+            more = f" and {len(stale) - 8} more" if len(stale) > 8 else ""
+            raise RuntimeError(
+                f"Trainer.step: parameter(s) {listed}{more} have no gradient: backward did "
+                f"not reach them since the gradients were last cleared. This could mean "
+                f"your model used only some of its layers for this batch; if that is "
+                f"intended, call step(batch_size, ignore_stale_grad=True) to skip them."
+            )
+
+    def zero_grad(self) -> None:
+        """Set every gradient to ``None`` (``set_to_none``, as torch's default)."""
+        if self._optimizer is not None:
+            self._optimizer.zero_grad(set_to_none=True)
+        for _, p in self._pending:
+            if not is_deferred(p):  # became READY since the last step
+                p.grad = None
+
+    # -- hyperparameters -----------------------------------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate (of the optimizer's first parameter group)."""
+        if self._optimizer is not None and self._optimizer.param_groups:
+            lr = self._optimizer.param_groups[0]["lr"]
+        else:
+            lr = self._kwargs.get("lr")
+            if lr is None and "lr" in self._ctor_keys:
+                lr = _default(self._cls, "lr")
+        return float("nan") if lr is None else float(lr)
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Set the learning rate of every parameter group; parameters that join later
+        get it too."""
+        self._kwargs["lr"] = lr
+        if self._optimizer is not None:
+            for group in self._optimizer.param_groups:
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = lr
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The torch optimizer: it holds the READY parameters (none before the first
+        batch) and stays the same object as parameters join. ``None`` only for an
+        optimizer class that refuses an empty parameter group, until a parameter is
+        READY."""
+        return self._optimizer
+
+    @property
+    def pending(self) -> list[str]:
+        """Names of the parameters that have not joined the optimizer yet."""
+        return [n for n, _ in self._pending]
+
+    # -- states ----------------------------------------------------------------------------
+    def save_states(self, path: str | os.PathLike[str]) -> None:
+        """Write the optimizer's state (per parameter, keyed by the parameters' names) and
+        its hyperparameters to ``path`` with ``torch.save``.
+
+        The file is independent of the order in which parameters joined. It is written
+        beside ``path`` under a temporary name, flushed, then renamed over ``path``.
+        """
+        opt = self._optimizer
+        group = opt.param_groups[0] if opt is not None else self._kwargs
+        hyper = {k: v for k, v in group.items() if k != "params" and _plain(v)}
+        entries: dict[str, dict[str, Any]] = {}
+        for name, p in self._params.items():
+            entry: dict[str, Any] = {"shape": _shape_of(p)}
+            state = opt.state.get(p) if opt is not None else None
+            if state:
+                entry["state"] = dict(state)
+            elif name in self._loaded:
+                entry["state"] = self._loaded[name]
+                entry["shape"] = self._loaded_shapes.get(name, entry["shape"])
+            entries[name] = entry
+        data = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "optimizer": self._cls.__name__,
+            "hyperparameters": hyper,
+            "params": entries,
+        }
+        atomic_write(os.fspath(path), lambda tmp: torch.save(data, tmp), sync=True)
+
+    def load_states(self, path: str | os.PathLike[str]) -> None:
+        """Load a file written by :meth:`save_states`: hyperparameters and per-parameter
+        optimizer state, matched by name.
+
+        States of parameters that are still deferred are kept and applied when they
+        join. Never unpickles arbitrary objects (``torch.load(weights_only=True)``).
+        Everything is checked before anything changes: a file that is not a states file,
+        was written for another optimizer class, or names other parameters or shapes
+        raises ``ValueError`` naming the file and the parameter.
+        """
+        path = os.fspath(path)
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ValueError(
+                f"{path}: not a Trainer states file that can be read safely "
+                f"({type(err).__name__}: {first[:200]})"
+            ) from err
+        self._check_states(path, data)
+        opt = self._optimizer
+        hyper = data["hyperparameters"]
+        self._kwargs.update({k: v for k, v in hyper.items() if k in self._ctor_keys})
+        if opt is not None:
+            for group in opt.param_groups:
+                group.update(hyper)
+        entries = data["params"]
+        reset = []
+        self._loaded, self._loaded_shapes = {}, {}
+        pending = {n for n, _ in self._pending}
+        for name, p in self._params.items():
+            state = entries[name].get("state")
+            if name in pending:
+                if state:
+                    self._loaded[name] = state
+                    self._loaded_shapes[name] = list(entries[name]["shape"])
+            elif state:
+                assert opt is not None
+                opt.state[p] = _cast_state(p, state, opt.param_groups[0])
+            else:
+                reset.append(p)
+        if reset and opt is not None:
+            for p in reset:
+                opt.state.pop(p, None)
+            fresh, _ = self._fresh_state(reset)
+            opt.state.update(fresh)
+
+    def _check_states(self, path: str, data: Any) -> None:
+        if not (isinstance(data, dict) and data.get("format") == _FORMAT):
+            raise ValueError(
+                f"{path}: not a lateinit Trainer states file (write one with Trainer.save_states)"
+            )
+        if (
+            data.get("version") != _VERSION
+            or not isinstance(data.get("params"), dict)
+            or not isinstance(data.get("hyperparameters"), dict)
+        ):
+            raise ValueError(f"{path}: unsupported Trainer states version {data.get('version')!r}")
+        if data.get("optimizer") != self._cls.__name__:
+            raise ValueError(
+                f"{path}: holds the states of a {data.get('optimizer')} optimizer, but this "
+                f"Trainer uses {self._label}"
+            )
+        entries: dict[str, Any] = data["params"]
+        missing = [n for n in self._params if n not in entries]
+        extra = [n for n in entries if n not in self._params]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"no states for {', '.join(map(repr, missing[:8]))}")
+            if extra:
+                parts.append(f"states for unknown parameters {', '.join(map(repr, extra[:8]))}")
+            raise ValueError(
+                f"{path}: does not match this Trainer's parameters: {'; '.join(parts)}"
+            )
+        for name, p in self._params.items():
+            entry = entries[name]
+            saved = entry.get("shape") if isinstance(entry, dict) else None
+            if not isinstance(saved, list) or not isinstance(entry.get("state", {}), dict):
+                raise ValueError(f"{path}: malformed entry for parameter {name!r}")
+            if not _shapes_agree(saved, _shape_of(p)):
+                raise ValueError(
+                    f"{path}: the states of parameter {name!r} are for shape {tuple(saved)}, "
+                    f"but the parameter has shape {tuple(_shape_of(p))}"
+                )
+
+    def __repr__(self) -> str:
+        ready = len(self._params) - len(self._pending)
+        return (
+            f"Trainer({self._label}, lr={self.learning_rate:g}, parameters: {ready} ready, "
+            f"{len(self._pending)} pending)"
+        )
