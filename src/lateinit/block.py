@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -25,7 +24,6 @@ from .distributed import initialize_sharded, is_dtensor
 from .parameter import (
     LOCK,
     Parameter,
-    _draw_seed,
     _Meta,
     _raw,
     _set_storage,
@@ -35,6 +33,7 @@ from .parameter import (
     is_deferred,
     materialize,
     move_placeholder,
+    reinit_plan,
     transaction,
 )
 from .shapes import ShapeMismatchError, fmt_shape
@@ -541,22 +540,10 @@ class Block(torch.nn.Module):
         dtype: torch.dtype | None,
         force_reinit: bool,
     ) -> None:
-        meta = self._meta_of(name, p)
-        if meta is None and not force_reinit:
-            return  # a plain torch module's parameter: torch initialized it already
-        if not force_reinit:
-            warnings.warn(
-                f"Parameter {name!r} is already initialized; initialize() leaves it as it "
-                "is. Use initialize(..., force_reinit=True) to re-initialize it.",
-                UserWarning,
-                stacklevel=3,
-            )
+        plan = reinit_plan(name, p, self._meta_of(name, p), init, dtype, force_reinit)
+        if plan is None:
             return
-        if meta is None:
-            meta = _Meta(tuple(p.shape), None, _draw_seed())
-        if init is not None:
-            meta.registered = init
-        target_dtype = dtype if (dtype is not None and p.is_floating_point()) else p.dtype
+        meta, target_dtype = plan
         data = initialized(meta, p.shape, target_dtype, device or p.device, name)
         journal = active_journal()
         if journal is not None:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import warnings
 from typing import Any
 
 import torch
@@ -51,13 +50,13 @@ from .parameter import (
     UNKNOWN,
     DeferredInitializationError,
     Parameter,
-    _draw_seed,
     _Meta,
     _op_name,
     _raw,
     _use_error,
     active_journal,
     initialized,
+    reinit_plan,
 )
 from .shapes import fmt_shape
 
@@ -296,20 +295,10 @@ def initialize_sharded(
     re-initialized in place with ``force_reinit``.
     """
     pending = meta is not None and p.device.type == "meta"
-    if not pending and not force_reinit:
-        if meta is not None:
-            warnings.warn(
-                f"Parameter {name!r} is already initialized; initialize() leaves it as it "
-                "is. Use initialize(..., force_reinit=True) to re-initialize it.",
-                UserWarning,
-                stacklevel=4,
-            )
+    plan = reinit_plan(name, p, meta, init, dtype, force_reinit or pending)
+    if plan is None:
         return
-    if meta is None:
-        meta = _Meta(tuple(p.shape), None, _draw_seed())
-    if init is not None:
-        meta.registered = init
-    target_dtype = dtype if (dtype is not None and p.is_floating_point()) else p.dtype
+    meta, target_dtype = plan
     target_device = _shard_device(name, p, device, pending)
     if not pending and target_dtype != p.dtype:
         raise TypeError(

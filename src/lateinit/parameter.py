@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -437,7 +438,8 @@ class Parameter(torch.nn.Parameter):
             if attr == "ndim":
                 return len(args[0]._li.shape)
             if attr in _OK_ATTRS:
-                caller = _parallel_caller() if attr in _WATCHED_ATTRS else ""
+                watched = attr in _WATCHED_ATTRS and _process_group_exists()
+                caller = _parallel_caller() if watched else ""
                 if caller:  # torch's DDP / FSDP code: see lateinit.distributed
                     from .distributed import check_parallel_read
 
@@ -463,10 +465,17 @@ class Parameter(torch.nn.Parameter):
 
 # Parallel wrappers read a parameter's ``device``/``requires_grad`` first (DDP at
 # construction, FSDP2's fully_shard when it moves states), and FSDP2 then computes on it.
-# Only on those reads, and before raising, does the gate look at who is calling.
+# Only on those reads, and only in a process with a process group (DDP and FSDP need
+# one), and before raising, does the gate look at who is calling: infer_shape reads
+# these attributes hundreds of times.
 _WATCHED_ATTRS = frozenset({"device", "requires_grad"})
 _PARALLEL_PREFIXES = ("torch.nn.parallel.", "torch.distributed.")
 _PASS_THROUGH = frozenset({"torch.overrides", "torch._tensor", "torch.functional", __name__})
+
+
+def _process_group_exists() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized()
 
 
 def _parallel_caller() -> str:
@@ -678,6 +687,34 @@ def initialized(
             generator.manual_seed(meta.seed)
             meta.effective_init(data, generator=generator, name=name)
     return data
+
+
+def reinit_plan(
+    name: str,
+    p: torch.Tensor,
+    meta: _Meta | None,
+    init: Any,
+    dtype: torch.dtype | None,
+    force: bool,
+) -> tuple[_Meta, torch.dtype] | None:
+    """What ``initialize()`` does with a parameter that already has values: ``None`` to
+    leave it alone (with a ``UserWarning`` when lateinit created it; a plain torch
+    module's parameter silently), else the metadata (seed, initializer) and dtype to
+    create it again with."""
+    if not force:
+        if meta is not None:
+            warnings.warn(
+                f"Parameter {name!r} is already initialized; initialize() leaves it as it "
+                "is. Use initialize(..., force_reinit=True) to re-initialize it.",
+                UserWarning,
+                stacklevel=4,  # the caller of initialize()
+            )
+        return None
+    if meta is None:
+        meta = _Meta(tuple(p.shape), None, _draw_seed())
+    if init is not None:
+        meta.registered = init
+    return meta, (dtype if (dtype is not None and p.is_floating_point()) else p.dtype)
 
 
 def commit_storage(param: Parameter, data: torch.Tensor) -> None:
