@@ -16,13 +16,27 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import gc
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["CLOCKS", "Comparison", "interleaved", "min_of_medians", "round_medians"]
+__all__ = [
+    "CLOCKS",
+    "Comparison",
+    "add_run_options",
+    "environment",
+    "fmt_time",
+    "interleaved",
+    "load_average",
+    "min_of_medians",
+    "round_medians",
+]
 
 
 #: The clocks every sample is read on: ``cpu`` is the CPU time of the whole process
@@ -173,3 +187,54 @@ class Comparison:
     def met(self) -> bool:
         """Whether the headline ratio (of the medians) is within the target."""
         return self.ratio <= self.target
+
+
+# -- what every benchmark script prints and accepts ----------------------------------------
+
+
+def fmt_time(seconds: float) -> str:
+    """Three or four significant digits: ``371.2 µs``, ``1.76 ms``, ``463.7 ms``, ``1.15 s``."""
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if seconds >= scale or unit == "µs":
+            value = seconds / scale
+            return f"{value:.1f} {unit}" if value >= 100 else f"{value:.2f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, ``"2.10 2.45 1.98"``."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def environment(clock: str | None = None) -> str:
+    """One line on where a run was made: date, torch, python, CPUs, torch threads, the
+    headline clock (if given) and the load average."""
+    import torch
+
+    return (
+        f"date {datetime.datetime.now().isoformat(timespec='seconds')}; "
+        f"torch {torch.__version__}; python {platform.python_version()}; "
+        f"{os.cpu_count()} CPUs ({platform.machine()}); torch threads "
+        f"{torch.get_num_threads()}; "
+        + (f"clock {clock}; " if clock is not None else "")
+        + f"load average {load_average()}"
+    )
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the side-by-side step benchmarks: ``--quick``, ``--threads``,
+    ``--scale`` and ``--clock``."""
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: seconds, figures not meaningful"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the number of samples (1.0)"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="cpu",
+        help="clock of the verdict: cpu = process CPU time (default; robust when other "
+        "processes share the cores), wall = elapsed time",
+    )

@@ -44,12 +44,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime
 import gc
 import json
 import math
 import os
-import platform
 import pstats
 import statistics
 import subprocess
@@ -65,7 +63,7 @@ from rich.console import Console
 from rich.table import Table
 
 import lateinit
-from _timing import Comparison, interleaved
+from _timing import Comparison, environment, fmt_time, interleaved, load_average
 from lateinit import zoo
 from lateinit.zoo.llama import rotary
 
@@ -594,15 +592,6 @@ def _short(filename: str) -> str:
 
 
 # -- report ------------------------------------------------------------------------------
-def fmt_time(seconds: float) -> str:
-    """``371.2 µs``, ``1.76 ms``, ``463.7 ms``, ``1.15 s``."""
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if seconds >= scale or unit == "µs":
-            value = seconds / scale
-            return f"{value:.1f} {unit}" if value >= 100 else f"{value:.2f} {unit}"
-    raise AssertionError("unreachable")
-
-
 def fmt_mb(b: float) -> str:
     return f"{b / 1e6:.1f} MB"
 
@@ -616,10 +605,6 @@ def verdict(ok: bool | None, goal: str = "-") -> str:
 def styled(v: str) -> str:
     style = {"met": "green", "MISSED": "bold red"}.get(v)
     return f"[{style}]{v}[/]" if style else v
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 Timed = dict[str, tuple[dict[str, Phases], dict[str, dict[str, list[float]]]]]
@@ -883,14 +868,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fresh_repeats = {"7B": fresh_n, "70B": 0 if args.quick else max(1, fresh_n // 3)}
     console = Console(width=None if sys.stdout.isatty() else 170)
     quick = " (--quick: tiny configs, figures meaningless)" if args.quick else ""
-    load_start = load()
-    console.print(
-        f"lateinit data-free shape inference benchmark{quick}\n"
-        f"date {datetime.datetime.now().isoformat(timespec='seconds')}; "
-        f"torch {torch.__version__}; python {platform.python_version()}; "
-        f"{os.cpu_count()} CPUs ({platform.machine()}); torch threads "
-        f"{torch.get_num_threads()}; load average {load_start}"
-    )
+    load_start = load_average()
+    console.print(f"lateinit data-free shape inference benchmark{quick}\n" + environment())
     started = time.perf_counter()
 
     # 1. checks (also the first, untimed meta run of every variant in this process)
@@ -921,7 +900,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale_name = f"{scale_cfg.name} at {'/'.join(map(str, depths))}"
     console.print(f"measuring lateinit, {scale_name} layers, {n7} samples ...")
     scaling = bench_scaling(scale_cfg, depths, n7)
-    load_end = load()
+    load_end = load_average()
 
     render_times(configs, timed, fresh, console)
     targets = compute_targets(configs, timed, fresh, repeats, scale_name, depths, scaling)

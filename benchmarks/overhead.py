@@ -27,10 +27,7 @@ a measurement, not a test.
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
-import os
-import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +37,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from _timing import CLOCKS, Comparison, interleaved
+from _timing import Comparison, add_run_options, environment, fmt_time, interleaved
 from lateinit import nn as lnn
 
 STEADY_TARGET = 1.03
@@ -261,15 +258,6 @@ def bench_first_call(
 
 
 # -- report ---------------------------------------------------------------------------
-def fmt_time(seconds: float) -> str:
-    """Three or four significant digits: ``371.2 µs``, ``1.76 ms``, ``463.7 ms``, ``1.15 s``."""
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if seconds >= scale or unit == "µs":
-            value = seconds / scale
-            return f"{value:.1f} {unit}" if value >= 100 else f"{value:.2f} {unit}"
-    raise AssertionError("unreachable")
-
-
 def verdict(c: Comparison) -> str:
     if c.target == float("inf"):
         return "(no target)"
@@ -333,22 +321,7 @@ def render(results: list[Comparison], console: Console) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: seconds, figures not meaningful"
-    )
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch.set_num_threads for every case (1)"
-    )
-    parser.add_argument(
-        "--scale", type=float, default=1.0, help="multiply the number of samples (1.0)"
-    )
-    parser.add_argument(
-        "--clock",
-        choices=sorted(CLOCKS),
-        default="cpu",
-        help="clock of the headline figures: cpu = process CPU time (default; robust "
-        "when other processes share the cores), wall = elapsed time",
-    )
+    add_run_options(parser)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -358,14 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     init_bound = INIT_QUICK if args.quick else INIT
     console = Console(width=None if sys.stdout.isatty() else 170)
     quick = " (--quick: smoke run, figures not meaningful)" if args.quick else ""
-    console.print(
-        f"lateinit overhead benchmark{quick}\n"
-        f"date {datetime.datetime.now().isoformat(timespec='seconds')}; "
-        f"torch {torch.__version__}; python {platform.python_version()}; "
-        f"{os.cpu_count()} CPUs ({platform.machine()}); torch threads "
-        f"{torch.get_num_threads()}; clock {args.clock}; load average "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    )
+    console.print(f"lateinit overhead benchmark{quick}\n" + environment(args.clock))
 
     clk = args.clock
     steps = [

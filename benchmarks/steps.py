@@ -30,9 +30,6 @@ if a check before timing fails (then the two networks are not comparable).
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,7 +39,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from _timing import CLOCKS, Comparison, interleaved
+from _timing import CLOCKS, Comparison, add_run_options, environment, fmt_time, interleaved
 from lateinit import nn as lnn
 from lateinit import zoo
 
@@ -302,15 +299,6 @@ def bench(case: Case, console: Console) -> dict[str, dict[str, list[float]]]:
 
 
 # -- report -------------------------------------------------------------------------------
-def fmt_time(seconds: float) -> str:
-    """Three or four significant digits: ``371.2 µs``, ``1.76 ms``, ``463.7 ms``."""
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if seconds >= scale or unit == "µs":
-            value = seconds / scale
-            return f"{value:.1f} {unit}" if value >= 100 else f"{value:.2f} {unit}"
-    raise AssertionError("unreachable")
-
-
 def render(results: list[tuple[Comparison, int]], headline: str, console: Console) -> None:
     """The table (one row per case and clock), then one plain ``ratio ...`` line per row."""
     table = Table(title="training step, lateinit / torch.nn, READY, measured side by side")
@@ -363,25 +351,12 @@ def render(results: list[tuple[Comparison, int]], headline: str, console: Consol
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: seconds, figures not meaningful"
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1)")
-    parser.add_argument(
-        "--scale", type=float, default=1.0, help="multiply the number of samples (1.0)"
-    )
+    add_run_options(parser)
     parser.add_argument(
         "--resolution", type=int, default=None, help="CNN input size (64; 32 with --quick)"
     )
     parser.add_argument(
         "--only", choices=("cnn", "lstm"), default=None, help="run one network only"
-    )
-    parser.add_argument(
-        "--clock",
-        choices=sorted(CLOCKS),
-        default="cpu",
-        help="clock of the verdict: cpu = process CPU time (default; robust when other "
-        "processes share the cores), wall = elapsed time",
     )
     args = parser.parse_args(argv)
 
@@ -403,14 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = Console(width=None if sys.stdout.isatty() else 170)
     quick = " (--quick: smoke run, figures not meaningful)" if args.quick else ""
-    console.print(
-        f"lateinit training-step benchmark{quick}\n"
-        f"date {datetime.datetime.now().isoformat(timespec='seconds')}; "
-        f"torch {torch.__version__}; python {platform.python_version()}; "
-        f"{os.cpu_count()} CPUs ({platform.machine()}); torch threads "
-        f"{torch.get_num_threads()}; clock {args.clock}; load average "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    )
+    console.print(f"lateinit training-step benchmark{quick}\n" + environment(args.clock))
     results: list[tuple[Comparison, int]] = []
     try:
         for case in cases.values():

@@ -31,9 +31,6 @@ is met or not; 1 if a check before timing fails.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,9 +40,17 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from _timing import CLOCKS, Comparison, interleaved
+from _timing import (
+    CLOCKS,
+    Comparison,
+    add_run_options,
+    environment,
+    fmt_time,
+    interleaved,
+    load_average,
+)
 from lateinit import Trainer, zoo
-from steps import TorchResNet18, assert_hot_path_clean, copy_in_order, fmt_time, n_params
+from steps import TorchResNet18, assert_hot_path_clean, copy_in_order, n_params
 
 TARGET = 1.03
 LR = 1e-3
@@ -280,21 +285,9 @@ def render(rows: list[Row], headline: str, console: Console) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: seconds, figures not meaningful"
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1)")
-    parser.add_argument(
-        "--scale", type=float, default=1.0, help="multiply the number of samples (1.0)"
-    )
+    add_run_options(parser)
     parser.add_argument(
         "--only", choices=("lenet", "resnet"), default=None, help="run one network only"
-    )
-    parser.add_argument(
-        "--clock",
-        choices=sorted(CLOCKS),
-        default="cpu",
-        help="clock of the verdict: cpu = process CPU time (default), wall = elapsed time",
     )
     args = parser.parse_args(argv)
 
@@ -313,14 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = Console(width=None if sys.stdout.isatty() else 170)
     quick = " (--quick: smoke run, figures not meaningful)" if args.quick else ""
-    console.print(
-        f"lateinit Trainer training benchmark{quick}\n"
-        f"date {datetime.datetime.now().isoformat(timespec='seconds')}; "
-        f"torch {torch.__version__}; python {platform.python_version()}; "
-        f"{os.cpu_count()} CPUs ({platform.machine()}); torch threads "
-        f"{torch.get_num_threads()}; clock {args.clock}; load average "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    )
+    console.print(f"lateinit Trainer training benchmark{quick}\n" + environment(args.clock))
     rows: list[Row] = []
     try:
         for case in cases.values():
@@ -345,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     render(rows, args.clock, console)
     console.print(
-        "load average at the end " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "load average at the end " + load_average(),
         soft_wrap=False,
     )
     return 0
