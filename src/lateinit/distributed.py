@@ -58,7 +58,7 @@ from .parameter import (
     initialized,
     reinit_plan,
 )
-from .shapes import fmt_shape
+from .shapes import fmt_list, fmt_shape
 
 __all__ = ["pending_shards"]
 
@@ -159,8 +159,7 @@ def _not_ready_error(param: Parameter, wrapper: str) -> DeferredInitializationEr
                 named.append((name, t))
     if not named:
         named = [(param._li.label, param)]
-    listed = ", ".join(_describe(n, p._li) for n, p in named[:8])
-    more = f" and {len(named) - 8} more" if len(named) > 8 else ""
+    listed = fmt_list(_describe(n, p._li) for n, p in named)
     many = len(named) > 1
     count = f"{len(named)} parameter{'s are' if many else ' is'} not initialized"
     unknown = "; -1 marks an unknown dim" if any(UNKNOWN in p._li.shape for _, p in named) else ""
@@ -170,7 +169,7 @@ def _not_ready_error(param: Parameter, wrapper: str) -> DeferredInitializationEr
         else ""
     )
     return DeferredInitializationError(
-        f"{wrapper} cannot wrap this network yet: {count} ({listed}{more}{unknown}); "
+        f"{wrapper} cannot wrap this network yet: {count} ({listed}{unknown}); "
         f"{'their' if many else 'its'} initialization was deferred. {wrapper} needs every "
         "parameter created when it is constructed (it broadcasts and buckets them). "
         f"Fix: {_FIXES}; then wrap the network{extra}."
@@ -254,11 +253,10 @@ def pending_shards(module: torch.nn.Module) -> list[tuple[str, _Meta]]:
 
 
 def _not_created_error(pending: list[tuple[str, _Meta]]) -> DeferredInitializationError:
-    listed = ", ".join(f"{n!r} {fmt_shape(m.shape)}" for n, m in pending[:8])
-    more = f" and {len(pending) - 8} more" if len(pending) > 8 else ""
+    listed = fmt_list(f"{n!r} {fmt_shape(m.shape)}" for n, m in pending)
     return DeferredInitializationError(
         f"This FSDP network cannot run yet: its sharded parameters are not created "
-        f"({listed}{more}); fully_shard was applied to it while their initialization was "
+        f"({listed}); fully_shard was applied to it while their initialization was "
         f"deferred. Fix: call net.initialize() on every rank before the first forward: it "
         f"creates each rank's shard on the mesh's device."
     )

@@ -28,7 +28,7 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,14 +42,14 @@ from .parameter import (
     commit_storage,
     transaction,
 )
-from .shapes import ShapeMismatchError, fmt_shape
+from .shapes import ShapeMismatchError, fmt_list, fmt_shape
 
 __all__ = ["ParameterFileError", "atomic_write", "load_parameters", "save_parameters"]
 
 _VERSION_KEY = "lateinit.version"
 _DTYPES_KEY = "lateinit.dtypes"
 _TIED_KEY = "lateinit.tied"
-_LISTED = 8  # problems of one kind listed in a message before "... and N more"
+_SHOWN = 24  # problem lines in one message before "... and N more"
 
 # The safetensors header's dtype names.
 _DTYPES: dict[str, torch.dtype] = {
@@ -127,7 +127,7 @@ def save_parameters(
     entries = list(module.state_dict(keep_vars=True).items())
     not_ready = [(n, t) for n, t in entries if isinstance(t, Parameter)]
     if not_ready:
-        listed = _listing(f"{n!r} {fmt_shape(tuple(t.shape))}" for n, t in not_ready)
+        listed = fmt_list(f"{n!r} {fmt_shape(tuple(t.shape))}" for n, t in not_ready)
         raise DeferredInitializationError(
             f"cannot save the parameters of {type(module).__name__} to {target!r}: "
             f"{len(not_ready)} parameter(s) are not created yet (their initialization is "
@@ -379,7 +379,7 @@ class _Problems:
         if self.extra:
             lines.append(
                 f"the file has {len(self.extra)} key(s) the network does not: "
-                + _listing(repr(k) for k in self.extra)
+                + fmt_list(repr(k) for k in self.extra)
             )
         fixes = []
         if self.shapes:
@@ -393,7 +393,7 @@ class _Problems:
             fixes.append("pass allow_missing=True to leave the missing ones as they are")
         if self.extra:
             fixes.append("pass ignore_extra=True to skip the extra keys")
-        shown = [f"  - {line}" for line in lines[: 3 * _LISTED]]
+        shown = [f"  - {line}" for line in lines[:_SHOWN]]
         if len(lines) > len(shown):
             shown.append(f"  - ... and {len(lines) - len(shown)} more")
         message = (
@@ -585,7 +585,7 @@ def _read_in_place(
     except (OSError, ParameterFileError) as err:
         raise ParameterFileError(
             f"reading {path!r} failed part-way ({err}): {len(done)} of {len(items)} READY "
-            f"tensors were already replaced in place ({_listing(repr(n) for n in done)}); "
+            f"tensors were already replaced in place ({fmt_list(repr(n) for n in done)}); "
             "every other tensor is as it was. Fix: check the file and the disk, then load "
             "again."
         ) from err
@@ -632,12 +632,6 @@ def _is_param(module: torch.nn.Module, name: str) -> bool:
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-def _listing(parts: Iterable[str]) -> str:
-    shown = list(parts)
-    head = ", ".join(shown[:_LISTED])
-    return head + (f", ... and {len(shown) - _LISTED} more" if len(shown) > _LISTED else "")
 
 
 def _version() -> str:

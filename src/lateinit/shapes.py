@@ -7,19 +7,27 @@ with a size it already knows; the block that raised it adds its path and type.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["Spec", "ShapeMismatchError", "fmt_shape"]
+__all__ = ["Spec", "ShapeMismatchError", "fmt_list", "fmt_shape"]
 
 
 def fmt_shape(shape: Sequence[Any]) -> str:
     """``(2, 30)`` for a shape, ``(5,)`` for one dim, ``None`` shown as ``None``."""
     inner = ", ".join(str(d) for d in shape)
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def fmt_list(parts: Iterable[str], limit: int = 8) -> str:
+    """``'a', 'b', 'c'`` joined for a message: at most ``limit`` parts, then
+    `` and N more``."""
+    shown = list(parts)
+    head = ", ".join(shown[:limit])
+    return head + (f" and {len(shown) - limit} more" if len(shown) > limit else "")
 
 
 @dataclass(frozen=True)

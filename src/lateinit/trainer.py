@@ -31,6 +31,7 @@ import torch
 
 from .io import atomic_write
 from .parameter import is_deferred
+from .shapes import fmt_list
 
 __all__ = ["OPTIMIZERS", "Trainer"]
 
@@ -439,10 +440,9 @@ class Trainer:
             if p.requires_grad and p.grad is None
         ]
         if stale:
-            listed = ", ".join(repr(n) for n in stale[:8])
-            more = f" and {len(stale) - 8} more" if len(stale) > 8 else ""
+            listed = fmt_list(repr(n) for n in stale)
             raise RuntimeError(
-                f"Trainer.step: parameter(s) {listed}{more} have no gradient: backward did "
+                f"Trainer.step: parameter(s) {listed} have no gradient: backward did "
                 f"not reach them since the gradients were last cleared. This could mean "
                 f"your model used only some of its layers for this batch; if that is "
                 f"intended, call step(batch_size, ignore_stale_grad=True) to skip them."
@@ -593,9 +593,9 @@ class Trainer:
         if missing or extra:
             parts = []
             if missing:
-                parts.append(f"no states for {', '.join(map(repr, missing[:8]))}")
+                parts.append(f"no states for {fmt_list(map(repr, missing))}")
             if extra:
-                parts.append(f"states for unknown parameters {', '.join(map(repr, extra[:8]))}")
+                parts.append(f"states for unknown parameters {fmt_list(map(repr, extra))}")
             raise ValueError(
                 f"{path}: does not match this Trainer's parameters: {'; '.join(parts)}"
             )
