@@ -6,20 +6,8 @@ import pytest
 import torch
 
 import lateinit
-from lateinit import nn, zoo
-
-
-def net_factory() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2D(4, 3, activation="relu"),
-        nn.BatchNorm(),
-        nn.Flatten(),
-        nn.Dense(8, activation="relu"),
-        nn.Dense(3),
-    )
-
-
-X = torch.randn(2, 3, 6, 6)
+from lateinit import zoo
+from test_io import X, small_net  # conv, BatchNorm, Dense: every kind of state
 
 
 def dtypes(net: torch.nn.Module) -> set[torch.dtype]:
@@ -39,7 +27,7 @@ def dtypes(net: torch.nn.Module) -> set[torch.dtype]:
     ids=["half", "bfloat16", "double", "to_dtype", "to_device_dtype", "initialize_dtype"],
 )
 def test_dtype_chosen_before_inference_decides_creation(convert, dtype):
-    net = net_factory()
+    net = small_net()
     params = list(net.parameters())
     convert(net)
     # still deferred (initialize() creates the parameters whose shape is known already)
@@ -60,9 +48,9 @@ def test_infer_shape_then_initialize_on_device_and_dtype():
 
 def test_autocast_on_a_deferred_network_matches_a_ready_one():
     torch.manual_seed(0)
-    deferred = net_factory()
+    deferred = small_net()
     torch.manual_seed(0)
-    ready = net_factory()
+    ready = small_net()
     ready(X)  # READY in float32 before any autocast
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = deferred(X)  # the initializing call runs under autocast
@@ -95,7 +83,7 @@ def test_autocast_infer_shape_and_training_step():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_before_inference_creates_on_the_gpu():
-    net = net_factory().cuda()
+    net = small_net().cuda()
     out = net(X.cuda())
     assert out.is_cuda and {t.device.type for t in net.state_dict().values()} == {"cuda"}
 
