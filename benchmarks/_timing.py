@@ -22,20 +22,27 @@ import gc
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "CLOCKS",
     "Comparison",
     "add_run_options",
+    "clocks_from",
     "environment",
     "fmt_time",
     "interleaved",
     "load_average",
     "min_of_medians",
     "round_medians",
+    "start_run",
 ]
 
 
@@ -238,3 +245,22 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="clock of the verdict: cpu = process CPU time (default; robust when other "
         "processes share the cores), wall = elapsed time",
     )
+
+
+def start_run(args: argparse.Namespace, title: str) -> Console:
+    """Set up a run with :func:`add_run_options`' options (torch threads, seed 0) and
+    print its title and :func:`environment` line; returns the console to report on."""
+    import torch
+    from rich.console import Console
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    console = Console(width=None if sys.stdout.isatty() else 170)
+    quick = " (--quick: smoke run, figures not meaningful)" if args.quick else ""
+    console.print(f"{title}{quick}\n" + environment(args.clock))
+    return console
+
+
+def clocks_from(headline: str) -> tuple[str, ...]:
+    """Every clock of :data:`CLOCKS`, the headline one first."""
+    return (headline, *(c for c in sorted(CLOCKS) if c != headline))

@@ -37,7 +37,13 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from _timing import Comparison, add_run_options, environment, fmt_time, interleaved
+from _timing import (
+    Comparison,
+    add_run_options,
+    fmt_time,
+    interleaved,
+    start_run,
+)
 from lateinit import nn as lnn
 
 STEADY_TARGET = 1.03
@@ -324,14 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_run_options(parser)
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    console = start_run(args, "lateinit overhead benchmark")
     plan = (QUICK_PLAN if args.quick else FULL_PLAN).scaled(args.scale)
     compute = COMPUTE_QUICK if args.quick else COMPUTE
     init_bound = INIT_QUICK if args.quick else INIT
-    console = Console(width=None if sys.stdout.isatty() else 170)
-    quick = " (--quick: smoke run, figures not meaningful)" if args.quick else ""
-    console.print(f"lateinit overhead benchmark{quick}\n" + environment(args.clock))
 
     clk = args.clock
     steps = [

@@ -39,7 +39,14 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from _timing import CLOCKS, Comparison, add_run_options, environment, fmt_time, interleaved
+from _timing import (
+    Comparison,
+    add_run_options,
+    clocks_from,
+    fmt_time,
+    interleaved,
+    start_run,
+)
 from lateinit import nn as lnn
 from lateinit import zoo
 
@@ -360,8 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    console = start_run(args, "lateinit training-step benchmark")
 
     def n(samples: int) -> int:
         return max(2, round(samples * args.scale))
@@ -376,15 +382,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only:
         cases = {args.only: cases[args.only]}
 
-    console = Console(width=None if sys.stdout.isatty() else 170)
-    quick = " (--quick: smoke run, figures not meaningful)" if args.quick else ""
-    console.print(f"lateinit training-step benchmark{quick}\n" + environment(args.clock))
     results: list[tuple[Comparison, int]] = []
     try:
         for case in cases.values():
             console.print(f"measuring {case.name} ({case.detail}) ...")
             samples = bench(case, console)
-            for clock in (args.clock, *(c for c in sorted(CLOCKS) if c != args.clock)):
+            for clock in clocks_from(args.clock):
                 comparison = Comparison(
                     case.name, case.detail, "lateinit", "torch", samples, TARGET, case.rounds, clock
                 )

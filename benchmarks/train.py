@@ -41,13 +41,13 @@ from rich.console import Console
 from rich.table import Table
 
 from _timing import (
-    CLOCKS,
     Comparison,
     add_run_options,
-    environment,
+    clocks_from,
     fmt_time,
     interleaved,
     load_average,
+    start_run,
 )
 from lateinit import Trainer, zoo
 from steps import TorchResNet18, assert_hot_path_clean, copy_in_order, n_params
@@ -291,8 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    console = start_run(args, "lateinit Trainer training benchmark")
 
     def n(samples: int) -> int:
         return max(2, round(samples * args.scale))
@@ -304,15 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only:
         cases = {args.only: cases[args.only]}
 
-    console = Console(width=None if sys.stdout.isatty() else 170)
-    quick = " (--quick: smoke run, figures not meaningful)" if args.quick else ""
-    console.print(f"lateinit Trainer training benchmark{quick}\n" + environment(args.clock))
     rows: list[Row] = []
     try:
         for case in cases.values():
             console.print(f"measuring {case.name} ({case.detail}) ...")
             samples = bench(case, console)
-            clocks = (args.clock, *(c for c in sorted(CLOCKS) if c != args.clock))
+            clocks = clocks_from(args.clock)
             for reference, target in (("torch", TARGET), ("lateinit+SGD", None)):
                 for clock in clocks:
                     comparison = Comparison(
