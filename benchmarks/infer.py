@@ -27,7 +27,8 @@ growth (``/proc/self/status`` ``VmHWM``, reset through ``/proc/self/clear_refs``
 construction + shape pass, both cold and after a tiny warm-up in the same process
 (*warm*: the network's own memory).
 
-Targets (issue 4): the 7B ``infer_shape`` under 100 ms and under 50 MB of RSS growth; at
+Targets (docs/design.md, Promises): the 7B ``infer_shape`` under 100 ms and under 50 MB
+of RSS growth; at
 least 5x faster than the ``torch.nn.Lazy*`` meta dry run; time linear in the number of
 layers (the 7B configuration at 8/16/32/64 layers: least-squares slope per layer, and the
 marginal per-layer cost 32->64 over 8->16, 1.0 when linear, 4.0 when quadratic; target
@@ -811,7 +812,7 @@ def render_targets(
     scaling: dict[int, Phases],
     console: Console,
 ) -> None:
-    table = Table(title="Targets (issue 4), wall time")
+    table = Table(title="Targets (docs/design.md, Promises), wall time")
     for col in ("target", "measured", "goal", ""):
         table.add_column(col, justify="right" if col == "goal" else "left", no_wrap=True)
     for name, measured, goal, ok in targets:

@@ -1,6 +1,6 @@
 """Overhead of lateinit against plain ``torch.nn``, measured side by side in one run.
 
-Two promises of DESIGN.md §4 are measured on an MLP built both ways:
+Two promises of docs/design.md ("Promises") are measured on an MLP built both ways:
 
 1. **Steady state**: once READY, a lateinit network trains as fast as the same network of
    plain ``torch.nn`` modules. One training step (``zero_grad``, forward, cross-entropy,

@@ -1,8 +1,8 @@
 """Training-step time of real networks, lateinit vs plain ``torch.nn``, side by side.
 
-The steady-state promise of DESIGN.md §4 (once READY, a lateinit network trains as fast
-as the same network of plain ``torch.nn`` modules) measured on two networks a practitioner
-actually trains, rather than on an MLP (see ``overhead.py`` for that):
+The steady-state promise of docs/design.md ("Promises": once READY, a lateinit network
+trains as fast as the same network of plain ``torch.nn`` modules) measured on two networks
+a practitioner actually trains, rather than on an MLP (see ``overhead.py`` for that):
 
 - **CNN**: ``lateinit.zoo.resnet18(num_classes=10)`` against a torchvision-style
   ResNet-18 written here in plain ``torch.nn`` (7x7/2 conv, BN, ReLU, 3x3/2 max pool,

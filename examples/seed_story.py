@@ -1,4 +1,5 @@
-"""The seed story of lateinit (DESIGN.md §1) as a script: a network without input sizes.
+"""The seed story of lateinit (docs/design.md, "The story") as a script: a network without
+input sizes.
 
 Run: python examples/seed_story.py
 """

@@ -183,7 +183,7 @@ def check_infer_shape(case: LayerCase) -> None:
     (``None`` where they depend on a ``None`` leading dim), leaves every parameter SHAPED
     and unallocated with the real forward's shapes, and ``initialize()`` then creates the
     same values as the real forward under the same seed."""
-    from lateinit.parameter import _raw
+    from lateinit.parameter import placeholder
 
     def specs(inputs: tuple[Any, ...], free: frozenset[int] = frozenset()) -> tuple[Any, ...]:
         return tuple(
@@ -232,7 +232,7 @@ def check_infer_shape(case: LayerCase) -> None:
         for t in deferred:
             assert lateinit.is_deferred(t), f"{case.id}: infer_shape allocated {t!r}"
             assert -1 not in tuple(t.shape), f"{case.id}: {t!r} not SHAPED"
-            assert _raw(t).numel() == 0 and t.device.type == "cpu", f"{case.id}: {t!r}"
+            assert placeholder(t).numel() == 0 and t.device.type == "cpu", f"{case.id}: {t!r}"
         assert tensor_shapes(layer) == tensor_shapes(real), case.id
 
     got = shapes(case.output(layer.infer_shape(*specs(inputs))))

@@ -1,4 +1,4 @@
-"""Basic layers and Sequential (issue 2 item 4): Dense (Gluon semantics), Activation,
+"""Basic layers and Sequential (docs/design.md, "Public API"): Dense (Gluon semantics), Activation,
 Dropout, Flatten, Lambda, Identity; Sequential's API; mixing with plain torch modules;
 Gluon-style repr; state_dict round trips; torch.compile on a READY network.
 """
@@ -151,7 +151,9 @@ def test_dense_weight_and_bias_initializers():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"units": 0}, {"units": -3}, {"units": 4, "in_units": 0}], ids=str
+    "kwargs",
+    [{"units": 0}, {"units": -3}, {"units": True}, {"units": 4, "in_units": -2}],
+    ids=str,
 )
 def test_dense_rejects_bad_sizes(kwargs):
     with pytest.raises(ValueError):
@@ -582,3 +584,22 @@ def test_torch_compile_fullgraph_matches_eager():
     torch.testing.assert_close(compiled(x), eager, rtol=1e-6, atol=1e-6)
     x2 = torch.rand(4, 2, 3)
     torch.testing.assert_close(compiled(x2), net(x2), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("layer", "unknown"),
+    [
+        (lambda size: nn.Dense(4, in_units=size), "weight"),
+        (lambda size: nn.Conv2D(4, 3, in_channels=size), "weight"),
+        (lambda size: nn.BatchNorm(in_channels=size), "gamma"),
+        (lambda size: nn.LSTM(4, input_size=size), "l0_i2h_weight"),
+    ],
+    ids=["Dense", "Conv2D", "BatchNorm", "LSTM"],
+)
+def test_none_and_gluons_zero_both_mean_an_unknown_input_size(layer, unknown):
+    """One spelling, None, for an unknown input size in every constructor; Gluon's 0 is
+    accepted as the same."""
+    for size in (None, 0):
+        param = getattr(layer(size), unknown)
+        assert lateinit.state(param) == "DECLARED", (size, param)
+        assert -1 in tuple(param.shape)

@@ -52,4 +52,4 @@ def test_infer_quick_runs_and_prints_table() -> None:
     assert sum("speedup vs Lazy*" in n for n in names) == 4, out
     assert sum("linear in layers" in n for n in names) == 3, out
     assert len(re.findall(r"^layers \[tiny-7B, \d+ layers\]: ", out, re.M)) == 4, out
-    assert "Targets (issue 4)" in out and "load average" in out, out
+    assert "Targets (docs/design.md, Promises)" in out and "load average" in out, out

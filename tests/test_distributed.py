@@ -1,4 +1,4 @@
-"""DDP and FSDP2 (fully_shard) on lateinit networks (DESIGN §4 "Devices and scale").
+"""DDP and FSDP2 (fully_shard) on lateinit networks (docs/design.md, "Promises": devices and scale).
 
 Two kinds of checks:
 - two ranks (gloo, CPU, ``file://`` rendezvous) run ``dist_worker.py`` once for the whole
@@ -77,8 +77,8 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
         res = torch.load(path, weights_only=True)
         if not res.get("ok"):
             pytest.fail(f"rank {r} failed:\n{res.get('error')}\n{_logs(logs)}", pytrace=False)
-        # A clean gloo run occasionally aborts at interpreter exit (TORCH_NOTES): the
-        # results, saved before that, are what counts.
+        # A clean gloo run occasionally aborts at interpreter exit (docs/design.md, "Torch
+        # facts"): the results, saved before that, are what counts.
         results.append(res)
     return results
 
@@ -222,7 +222,10 @@ def test_ddp_error_names_only_the_parameters_not_ready(group):
 
 def test_fsdp_one_rank_exact_values_and_rank_local_device(group):
     net = _sharded_one_rank()
-    assert lateinit.distributed.pending_shards(net)[0] == ("0.weight", net[0]._li_meta["weight"])
+    assert lateinit.distributed.pending_shards(net)[0] == (
+        "0.weight",
+        net[0]._lateinit.records["weight"],
+    )
     net.initialize(init.Xavier())
     assert lateinit.distributed.pending_shards(net) == []
     _assert_equal(_full(net), worker.reference(1)["init"])
@@ -261,7 +264,7 @@ def test_fsdp_failed_initialize_changes_nothing(group):
         net.initialize()
     assert [p.device.type for p in net.parameters()] == ["meta"] * 4  # rolled back
     assert [id(p) for p in net.parameters()] == ids
-    net[1]._li_meta["bias"].init = "zeros"  # fix the initializer and try again
+    net[1]._lateinit.records["bias"].init = "zeros"  # fix the initializer and try again
     net.initialize()
     assert all(p.device.type == "cpu" for p in net.parameters())
     assert torch.equal(net[1].bias.full_tensor(), torch.zeros(2))

@@ -18,7 +18,7 @@ import torch
 
 import lateinit
 from lateinit import ShapeMismatchError, Spec, init, nn, zoo
-from lateinit.parameter import _raw
+from lateinit.parameter import placeholder
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -41,7 +41,7 @@ def assert_shaped(module: torch.nn.Module) -> None:
     for name, t in params + deferred_buffers:
         assert lateinit.is_deferred(t), f"{name} was allocated"
         assert -1 not in tuple(t.shape), f"{name} {tuple(t.shape)} not SHAPED"
-        assert _raw(t).numel() == 0, f"{name}: storage allocated"
+        assert placeholder(t).numel() == 0, f"{name}: storage allocated"
 
 
 def states(module: torch.nn.Module) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """Initializers (lateinit.init): values, statistics, names, torch callables, Mixed, and the
-layer defaults (DESIGN.md §3 "init", issue 2 item 5).
+layer defaults (docs/design.md, "Public API": init).
 
 Statistical checks use fixed seeds, large tensors and generous tolerances.
 """

@@ -1,4 +1,4 @@
-"""The Parameter lifecycle (DECLARED -> SHAPED -> READY), DESIGN.md §2 and §3 "Parameter".
+"""The Parameter lifecycle (DECLARED -> SHAPED -> READY), docs/design.md ("Lifecycle").
 
 Covers: the logical shape with -1 and its merge rules, state/is_deferred/initializer/repr,
 the DeferredInitializationError gate and its message, what works before READY (conversions,
@@ -781,3 +781,73 @@ def test_seed_is_drawn_at_declaration():
     b2(x)
     assert torch.equal(a.weight, a2.weight)
     assert torch.equal(b.weight, b2.weight)
+
+
+# -- one way to ask a state, for any tensor (docs/design.md, "Lifecycle") ------------------
+
+
+def test_state_answers_for_any_tensor():
+    p = lateinit.Parameter((3, -1))
+    assert lateinit.state(p) is lateinit.State.DECLARED and lateinit.state(p) == "DECLARED"
+    p.shape = (3, 4)
+    assert lateinit.state(p) == "SHAPED" and p.state == lateinit.State.SHAPED
+    lateinit.parameter.materialize(p)
+    assert lateinit.state(p) == "READY" and type(p) is torch.nn.Parameter
+    assert lateinit.state(torch.ones(2)) == "READY"
+    assert lateinit.state(torch.nn.Parameter(torch.ones(2))) == "READY"
+    assert lateinit.state(lateinit.parameter.deferred_buffer((-1,))) == "DECLARED"
+    assert f"{lateinit.State.READY}" == "READY" and repr(lateinit.State.SHAPED) == "SHAPED"
+
+
+def test_record_of_finds_the_record_of_ready_parameters_too():
+    layer = nn.Dense(2, in_units=3)
+    rec = lateinit.parameter.record_of(layer.weight)
+    assert rec is layer.weight.record and rec.hint == "in_units" and rec.owner == "Dense"
+    layer.initialize()
+    assert lateinit.parameter.record_of(layer.weight) is rec  # kept for force_reinit
+    assert lateinit.parameter.record_of(torch.ones(2)) is None
+
+
+def test_layers_pass_their_default_initializer_to_the_constructor():
+    p = lateinit.Parameter((2, -1), default_init="ones", in_size_arg="in_features")
+    assert p.default_init == "ones" and p.initializer == lateinit.init.One()
+    p.shape = (2, 2)
+    with pytest.raises(DeferredInitializationError, match=r"in_features=\.\.\."):
+        p.sum()
+    with pytest.raises(ValueError):
+        lateinit.Parameter((2,), default_init="no-such-initializer")
+
+
+# -- the registration point of the gate (docs/design.md, "Layers of the package") ---------
+
+
+def test_distributed_registers_torchs_parallel_wrappers():
+    from lateinit import distributed, parameter
+
+    assert distributed.INTEGRATION in parameter._INTEGRATIONS
+    assert distributed.INTEGRATION.prefixes == ("torch.nn.parallel.", "torch.distributed.")
+
+
+def test_a_registered_integration_sees_uses_from_its_callers_only(monkeypatch):
+    from lateinit import parameter
+
+    seen = []
+
+    def on_use(param, caller, func, args, kwargs):
+        seen.append((caller, getattr(func, "__name__", "")))
+        return "handled"
+
+    integration = parameter.GateIntegration(
+        prefixes=("lateinit_test_caller",), on_read=lambda p, c: None, on_use=on_use
+    )
+    monkeypatch.setattr(parameter, "_INTEGRATIONS", [])
+    parameter.register_integration(integration)
+    parameter.register_integration(integration)  # registering twice: once
+    assert parameter._INTEGRATIONS == [integration]
+    p = lateinit.Parameter((2, -1))
+    namespace = {"__name__": "lateinit_test_caller.module"}
+    exec("def use(p):\n    return p.sum()\n", namespace)
+    assert namespace["use"](p) == "handled"
+    assert seen == [("lateinit_test_caller.module", "sum")]
+    with pytest.raises(DeferredInitializationError):  # any other caller: the usual error
+        p.sum()

@@ -1,4 +1,4 @@
-"""The seed story of DESIGN.md section 1, end to end, and its three exercises."""
+"""The seed story of docs/design.md ("The story"), end to end, and its three exercises."""
 
 from __future__ import annotations
 

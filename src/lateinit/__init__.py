@@ -5,23 +5,25 @@ before any shape is known; shapes are inferred layer by layer from the first bat
 the parameters are then created on the right device.
 """
 
-from . import init, nn
+from . import distributed, init, nn
 from .block import Block, ParameterDict
 from .io import ParameterFileError
-from .parameter import DeferredInitializationError, Parameter, is_deferred
-from .shapes import ShapeMismatchError, Spec
+from .parameter import Parameter, State, is_deferred, state
+from .shapes import DeferredInitializationError, ShapeMismatchError, Spec
 from .summary import Summary, count_params, param_bytes
 from .trainer import Trainer
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
+    "distributed",
     "init",
     "nn",
     "Block",
     "ParameterDict",
     "Parameter",
     "is_deferred",
+    "state",
+    "State",
     "DeferredInitializationError",
     "ShapeMismatchError",
     "ParameterFileError",

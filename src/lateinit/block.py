@@ -13,30 +13,31 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import torch
 
 from . import init as _init
-from .distributed import initialize_sharded, is_dtensor
+from .explain import dtype_error, explain, locate, missing_hook_error, named_mismatch
 from .parameter import (
     LOCK,
     Parameter,
-    _Meta,
-    _raw,
-    _set_storage,
+    ParamRecord,
     active_journal,
     commit_storage,
     initialized,
+    integration_for,
     is_deferred,
     materialize,
     move_placeholder,
+    placeholder,
+    record_of,
     reinit_plan,
+    set_storage,
     transaction,
 )
-from .shapes import ShapeMismatchError, fmt_shape
+from .shapes import ShapeMismatchError, fmt_shape, iter_tensors
 
 __all__ = ["Block", "ParameterDict"]
 
@@ -77,78 +78,40 @@ class ParameterDict(dict[str, torch.nn.Parameter]):
         return self
 
 
-def _iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for item in obj:
-            yield from _iter_tensors(item)
-    elif isinstance(obj, Mapping):
-        for item in obj.values():
-            yield from _iter_tensors(item)
+class BlockState:
+    """A Block's own lateinit state, in one record (``block._lateinit``).
+
+    ``records``: the records of its own deferred parameters by attribute name (kept after
+    they are READY, for ``force_reinit`` and FSDP2 shards); ``uses``: how many parents hold
+    it (a block used twice); ``fixed_by``: the path of the use whose input fixed its sizes;
+    ``hybrid``: the ``torch.compile`` options given to ``hybridize``, or ``None``.
+    """
+
+    __slots__ = ("fixed_by", "hybrid", "records", "uses")
+
+    def __init__(self) -> None:
+        self.records: dict[str, ParamRecord] = {}
+        self.uses = 0
+        self.fixed_by: str | None = None
+        self.hybrid: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k in self.__slots__:
+            setattr(self, k, state[k])
+
+
+def block_state(module: torch.nn.Module) -> BlockState | None:
+    """The lateinit state of a Block (``None`` for any other module)."""
+    return module.__dict__.get("_lateinit")
 
 
 def _has_deferred(module: torch.nn.Module) -> bool:
     return any(isinstance(p, Parameter) for p in module.parameters()) or any(
         isinstance(b, Parameter) for b in module.buffers()
     )
-
-
-def _locate(block: torch.nn.Module) -> tuple[torch.nn.Module, str]:
-    """Find the outermost module being called around ``block`` and ``block``'s path in it.
-
-    Walks the caller frames (error path only) for enclosing modules' ``self``. When a
-    container's frame holds the child's name in a local (``Sequential`` iterates over
-    names), that name is used, so a block used twice is named by the use that failed.
-    """
-    callers: list[tuple[torch.nn.Module, dict[str, Any]]] = []
-    frame = sys._getframe(1)
-    while frame is not None:
-        obj = frame.f_locals.get("self")
-        if isinstance(obj, torch.nn.Module) and obj is not block:
-            if not callers or callers[-1][0] is not obj:
-                callers.append((obj, frame.f_locals))
-        frame = frame.f_back
-    current, parts = block, []
-    for outer, local_vars in callers:
-        name = next(
-            (
-                v
-                for v in local_vars.values()
-                if isinstance(v, str) and outer._modules.get(v) is current
-            ),
-            None,
-        ) or next(
-            (n for n, m in outer.named_modules(remove_duplicate=False) if m is current and n),
-            None,
-        )
-        if name is None:
-            continue
-        parts.insert(0, name)
-        current = outer
-    return current, ".".join(parts)
-
-
-def _shown(t: torch.Tensor) -> tuple[int | None, ...]:
-    """An input's shape for a message: during infer_shape, the sizes standing in for
-    ``None`` dims are shown as ``None``."""
-    from .shapes import _SENTINELS
-
-    if t.device.type != "meta":
-        return tuple(t.shape)
-    return tuple(None if d in _SENTINELS else d for d in t.shape)
-
-
-def _autocast_on(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except RuntimeError:  # a device type autocast does not know (meta)
-        return False
-
-
-def _layer_label(block: torch.nn.Module, path: str) -> str:
-    kind = type(block).__name__
-    return f"layer {path!r} ({kind})" if path else f"layer {kind} (the network called)"
 
 
 class Block(torch.nn.Module):
@@ -180,14 +143,15 @@ class Block(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._li_meta: dict[str, _Meta] = {}
+        self.__dict__["_lateinit"] = BlockState()
         self._arm()
 
     # -- arming: the per-instance first-call forward ------------------------------------
     def _arm(self) -> None:
         if "forward" not in self.__dict__:
             self.__dict__["forward"] = self._first_call
-            if self.__dict__.get("_li_hybrid") is not None:  # eager until READY again
+            state = block_state(self)
+            if state is not None and state.hybrid is not None:  # eager until READY again
                 self._compiled_call_impl = None
 
     def _disarm_tree(self) -> None:
@@ -198,13 +162,13 @@ class Block(torch.nn.Module):
                     module._compile_if_hybrid()
 
     def _compile_if_hybrid(self) -> None:
-        options = self.__dict__.get("_li_hybrid")
-        if options is not None and "forward" not in self.__dict__:
-            self.compile(**options)  # torch.nn.Module.compile: __call__ runs the compiled
+        state = block_state(self)
+        if state is not None and state.hybrid is not None and "forward" not in self.__dict__:
+            self.compile(**state.hybrid)  # torch.nn.Module.compile: __call__ runs the compiled
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
-        if isinstance(value, torch.nn.Module) and "_li_meta" in self.__dict__:
+        if isinstance(value, torch.nn.Module) and "_lateinit" in self.__dict__:
             self._adopt(name, value)
 
     def add_module(self, name: str, module: torch.nn.Module | None) -> None:
@@ -216,12 +180,13 @@ class Block(torch.nn.Module):
         """A child was added: arm this block if the child has deferred parameters, and
         name them by their structural path in this block (for error messages). Only the
         child's own subtree is walked, so building a network stays linear in its size."""
-        if isinstance(child, Block):  # count uses, to tell them apart in messages
-            child.__dict__["_li_uses"] = child.__dict__.get("_li_uses", 0) + 1
+        state = block_state(child)
+        if state is not None:  # count uses, to tell them apart in messages
+            state.uses += 1
         named = [*child.named_parameters(prefix=name), *child.named_buffers(prefix=name)]
         deferred = [(n, t) for n, t in named if isinstance(t, Parameter)]
         for path, t in deferred:
-            t._li.path = path
+            t.record.path = path
         if deferred:
             self._arm()
 
@@ -237,11 +202,13 @@ class Block(torch.nn.Module):
 
     def _annotate(self, name: str, param: Any) -> None:
         if isinstance(param, Parameter):
-            meta = param._li
-            meta.name = meta.name or name
-            meta.owner = meta.owner or type(self).__name__
-            meta.hint = meta.hint or self._in_size_arg
-            self.__dict__.setdefault("_li_meta", {})[name] = meta
+            rec = param.record
+            rec.name = rec.name or name
+            rec.owner = rec.owner or type(self).__name__
+            rec.hint = rec.hint or self._in_size_arg
+            if "_lateinit" not in self.__dict__:  # registered before Block.__init__ ran
+                self.__dict__["_lateinit"] = BlockState()
+            self._lateinit.records[name] = rec
             self._arm()
 
     def _first_call(self, *args: Any, **kwargs: Any) -> Any:
@@ -281,13 +248,13 @@ class Block(torch.nn.Module):
         own = self._infer_own(args, kwargs)
         if not own:
             return
-        tensors = list(_iter_tensors((args, kwargs)))
-        dtype_error = self._dtype_error(tensors)
-        if dtype_error is not None:
-            raise dtype_error
+        tensors = list(iter_tensors((args, kwargs)))
+        error = dtype_error(self, tensors)
+        if error is not None:
+            raise error
         device = self._creation_device(tensors)
         for _, p in own:
-            if device is not None and not p._li.device_explicit and _raw(p).device != device:
+            if device is not None and not p.record.device_explicit and p.device != device:
                 move_placeholder(p, device, None)
             materialize(p)
 
@@ -299,16 +266,16 @@ class Block(torch.nn.Module):
         own = self._own_deferred()
         if own and any(not p.is_shaped for _, p in own):
             if type(self).infer_param_shapes is Block.infer_param_shapes:
-                raise self._missing_hook_error(own)
+                raise missing_hook_error(self, [(n, p) for n, p in own if not p.is_shaped])
             try:
                 self.infer_param_shapes(*args, **kwargs)
             except ShapeMismatchError as err:
-                raise self._named(err, args) from None
-            unfilled = [f"{n} {fmt_shape(p._li.shape)}" for n, p in own if not p.is_shaped]
+                raise named_mismatch(self, err, args, self._lateinit.fixed_by) from None
+            unfilled = [f"{n} {fmt_shape(tuple(p.shape))}" for n, p in own if not p.is_shaped]
             if unfilled:
-                raise self._missing_hook_error(own, filled_nothing=", ".join(unfilled))
-            if self.__dict__.get("_li_uses", 0) > 1:  # a block used twice: remember which
-                self.__dict__["_li_fixed_by"] = _locate(self)[1]  # use fixed the sizes
+                raise missing_hook_error(self, [], filled_nothing=", ".join(unfilled))
+            if self._lateinit.uses > 1:  # a block used twice: remember which use fixed
+                self._lateinit.fixed_by = locate(self)[1]  # the sizes
         return own
 
     def _creation_device(self, tensors: list[torch.Tensor]) -> torch.device | None:
@@ -321,25 +288,6 @@ class Block(torch.nn.Module):
                     return t.device
         return tensors[0].device if tensors else None
 
-    def _missing_hook_error(
-        self, own: list[tuple[str, Parameter]], filled_nothing: str = ""
-    ) -> RuntimeError:
-        _, path = _locate(self)
-        label = _layer_label(self, path)
-        names = ", ".join(f"{n} {fmt_shape(p._li.shape)}" for n, p in own if not p.is_shaped)
-        if filled_nothing:
-            return RuntimeError(
-                f"{label}: infer_param_shapes() left unknown dims in {filled_nothing}. "
-                "Fix: assign every parameter its full shape there (param.shape = (...))."
-            )
-        return RuntimeError(
-            f"{label} has parameters of unknown shape ({names}) but does not define "
-            f"infer_param_shapes(self, *inputs). Fix: define "
-            f"{type(self).__name__}.infer_param_shapes to fill the unknown dims from the "
-            "input shapes (self.weight.shape = (out, x.shape[-1])), or give the parameters "
-            "their full shapes."
-        )
-
     def _named_deferred_or_ready(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Every parameter, then every deferred buffer, by structural name (once each)."""
         yield from self.named_parameters()
@@ -350,121 +298,22 @@ class Block(torch.nn.Module):
     def _name_params(self) -> None:
         for name, p in self._named_deferred_or_ready():
             if isinstance(p, Parameter):
-                p._li.path = name
+                p.record.path = name
 
     # -- error translation (error path only: nothing runs on the happy path) ------------
     def _describe_expected(self, param: str, dim: int, size: int) -> str:
         """Say what input size the layer expects; layers override to name the axis."""
         return f"its parameter {param!r} needs size {size} on dim {dim}"
 
-    def _named(self, err: ShapeMismatchError, args: tuple[Any, ...]) -> ShapeMismatchError:
-        """Complete a hook's ShapeMismatchError with this layer's path, type and the fix."""
-        if err.layer is not None:
-            return err
-        root, path = _locate(self)
-        fixed_by = self.__dict__.get("_li_fixed_by")
-        if fixed_by is not None and path == fixed_by:
-            # The use that fixed the sizes cannot be the one that disagrees with them: when
-            # the frames do not tell the uses apart, name another use of this block.
-            others = [
-                n for n, m in root.named_modules(remove_duplicate=False) if m is self and n != path
-            ]
-            path = others[0] if others else path
-        label = _layer_label(self, path)
-        shapes = ", ".join(fmt_shape(_shown(t)) for t in _iter_tensors(args))
-        got = f"an input of shape {shapes}" if shapes else "its input"
-        hint = self._in_size_arg
-        if err.expected is not None and err.dim is not None and err.param is not None:
-            local = err.param.rsplit(".", 1)[-1]
-            expected = self._describe_expected(local, err.dim, err.expected[err.dim])
-            sharers = self._sharers(root, local, path)
-            shared = (
-                f" Its {local!r} is shared with {', '.join(repr(s) for s in sharers)}, "
-                "whose input fixed that size."
-                if sharers
-                else ""
-            )
-            fix = (
-                "feed inputs of that size"
-                + (f", or build the layer without {hint} so the size is inferred" if hint else "")
-                + "; for inputs of several sizes use one input layer per size in front of "
-                "a shared trunk (share_parameters)"
-            )
-            message = (
-                f"{label} got {got}, but {expected}. Its {local} has shape "
-                f"{fmt_shape(err.expected)}; this input would need {fmt_shape(err.got or ())}."
-                f"{shared} Fix: {fix}."
-            )
-        else:
-            detail = err.detail.rstrip(".")
-            fix = "" if "Fix:" in detail else " Fix: give it an input of the shape it expects."
-            message = f"{label} got {got}: {detail}.{fix}"
-        new = err.with_message(message, path or type(self).__name__)
-        new.__cause__ = err.__cause__
-        return new
-
-    def _sharers(self, root: torch.nn.Module, local: str, path: str) -> list[str]:
-        """Paths of the other layers (or other uses of this one) holding ``local``."""
-        param = self._parameters.get(local)
-        if param is None:
-            return []
-        return [
-            name or type(root).__name__
-            for name, m in root.named_modules(remove_duplicate=False)
-            if name != path and any(q is param for q in m._parameters.values())
-        ]
-
-    def _dtype_error(self, tensors: list[torch.Tensor]) -> TypeError | None:
-        floating = [t for t in tensors if t.is_floating_point()]
-        params = [p for p in self._parameters.values() if p is not None and p.is_floating_point()]
-        if not floating or not params:
-            return None
-        got, want = floating[0].dtype, params[0].dtype
-        if got == want or _autocast_on(floating[0].device.type):
-            return None  # under autocast, ops cast their inputs themselves
-        _, path = _locate(self)
-        short = str(want).replace("torch.", "")
-        return TypeError(
-            f"{_layer_label(self, path)} got a {str(got).replace('torch.', '')} input but its "
-            f"parameters are {short}. Fix: convert the input (x.to(torch.{short})), or create "
-            f"the parameters in {str(got).replace('torch.', '')}: "
-            f"net.initialize(dtype={got}) or net.to({got}) before the first batch."
-        )
-
     def _explain(self, err: BaseException, *inputs: Any) -> BaseException:
         """Turn a raw kernel error into a named ShapeMismatchError/TypeError when the
-        inputs disagree with this layer's known sizes or dtype; else return ``err``.
+        inputs disagree with this layer's known sizes or dtype; else return ``err``
+        (see :func:`lateinit.explain.explain`).
 
         Layers call it from an ``except`` branch around their kernels, so it costs nothing
         until something fails.
         """
-        with LOCK:
-            saved: list[tuple[dict[str, Any], str, torch.Tensor]] = []
-            try:
-                for table in (self._parameters, self._buffers):
-                    for name, p in list(table.items()):
-                        if p is not None and not isinstance(p, Parameter):
-                            meta = _Meta(tuple(p.shape), None, 0)
-                            meta.name = name
-                            saved.append((table, name, p))
-                            table[name] = Parameter._from_meta(
-                                meta, torch.empty(0, dtype=p.dtype, device="meta"), False
-                            )
-                self.infer_param_shapes(*inputs)
-            except ShapeMismatchError as mismatch:
-                named = self._named(mismatch, inputs)
-                named.__cause__ = err
-                return named
-            except Exception:
-                pass
-            finally:
-                for table, name, p in saved:
-                    table[name] = p
-        dtype_error = self._dtype_error(list(_iter_tensors(inputs)))
-        if dtype_error is not None:
-            dtype_error.__cause__ = err
-            return dtype_error
-        return err
+        return explain(self, err, inputs, self._lateinit.fixed_by)
 
     # -- public API -----------------------------------------------------------------------
     def initialize(
@@ -505,9 +354,10 @@ class Block(torch.nn.Module):
             for name, p in self._named_deferred_or_ready():
                 if isinstance(p, Parameter):
                     self._initialize_deferred(name, p, resolved, dev, dtype)
-                elif is_dtensor(p):  # sharded by FSDP2: create this rank's shard
-                    meta = self._meta_of(name, p)
-                    initialize_sharded(name, p, meta, resolved, dev, dtype, force_reinit)
+                elif (owner := integration_for(p)) is not None and owner.initialize:
+                    # e.g. sharded by FSDP2: lateinit.distributed creates this rank's shard
+                    rec = self._record_of(name, p)
+                    owner.initialize(name, p, rec, resolved, dev, dtype, force_reinit)
                 else:
                     self._initialize_ready(name, p, resolved, dev, dtype, force_reinit)
             self._disarm_tree()
@@ -521,13 +371,13 @@ class Block(torch.nn.Module):
         device: torch.device | None,
         dtype: torch.dtype | None,
     ) -> None:
-        meta = p._li
-        meta.path = name
+        rec = p.record
+        rec.path = name
         if init is not None:
-            meta.registered = init
+            rec.registered = init
         if device is not None or dtype is not None:
             move_placeholder(p, device, dtype)
-            meta.device_explicit = meta.device_explicit or device is not None
+            rec.device_explicit = rec.device_explicit or device is not None
         if p.is_shaped:
             materialize(p)
 
@@ -540,24 +390,26 @@ class Block(torch.nn.Module):
         dtype: torch.dtype | None,
         force_reinit: bool,
     ) -> None:
-        plan = reinit_plan(name, p, self._meta_of(name, p), init, dtype, force_reinit)
+        plan = reinit_plan(name, p, self._record_of(name, p), init, dtype, force_reinit)
         if plan is None:
             return
-        meta, target_dtype = plan
-        data = initialized(meta, p.shape, target_dtype, device or p.device, name)
+        rec, target_dtype = plan
+        data = initialized(rec, p.shape, target_dtype, device or p.device, name)
         journal = active_journal()
         if journal is not None:
             journal.record_storage(p, p.data, torch.nn.Parameter)
-        _set_storage(p, data, torch.nn.Parameter)
+        set_storage(p, data, torch.nn.Parameter)
 
-    def _meta_of(self, name: str, p: torch.nn.Parameter) -> _Meta | None:
-        meta = p.__dict__.get("_li")
-        if meta is not None:
-            return meta
+    def _record_of(self, name: str, p: torch.nn.Parameter) -> ParamRecord | None:
+        """lateinit's record of a parameter under this block: its own, else the one its
+        layer kept (a parameter FSDP2 replaced by a DTensor)."""
+        rec = record_of(p)
+        if rec is not None:
+            return rec
         owner_name, _, attr = name.rpartition(".")
         owner = self.get_submodule(owner_name) if owner_name else self
-        metas = owner.__dict__.get("_li_meta", {})
-        return metas.get(attr)
+        state = block_state(owner)
+        return state.records.get(attr) if state is not None else None
 
     def infer_shape(self, *inputs: Any) -> Any:
         """Infer every parameter's shape without data and without allocating.
@@ -583,7 +435,7 @@ class Block(torch.nn.Module):
             >>> net.collect_params()["0.weight"]
             Parameter(shape=(256, 20), dtype=float32, device=cpu, state=SHAPED)
         """
-        from .shapes import infer_shape
+        from .inference import infer_shape
 
         self._name_params()
         return infer_shape(self, *inputs)
@@ -614,10 +466,10 @@ class Block(torch.nn.Module):
             torch.Size([3, 2])
         """
         if not active:
-            self.__dict__["_li_hybrid"] = None
+            self._lateinit.hybrid = None
             self._compiled_call_impl = None
             return self
-        self.__dict__["_li_hybrid"] = dict(compile_kwargs)
+        self._lateinit.hybrid = dict(compile_kwargs)
         self._compiled_call_impl = None
         self._compile_if_hybrid()
         return self
@@ -651,7 +503,7 @@ class Block(torch.nn.Module):
         out = ParameterDict()
         for name, p in self.named_parameters():
             if isinstance(p, Parameter):
-                p._li.path = name
+                p.record.path = name
             if pattern is None or pattern.match(name):
                 out[name] = p
         return out
@@ -681,7 +533,7 @@ class Block(torch.nn.Module):
                     target.shape = merged
                 module._parameters[attr] = target
                 if isinstance(target, Parameter) and isinstance(module, Block):
-                    module._li_meta[attr] = target._li
+                    module._lateinit.records[attr] = target.record
                     module._arm()
             if any(isinstance(t, Parameter) for _, _, t, _ in plan):
                 self._arm()
@@ -759,8 +611,8 @@ class Block(torch.nn.Module):
             for _, p in deferred:
                 converted = fn(p)
                 if converted is not p:
-                    _set_storage(p, _raw(converted), Parameter)
-                    p._li.device_explicit = converted._li.device_explicit
+                    set_storage(p, placeholder(converted), Parameter)
+                    p.record.device_explicit = converted.record.device_explicit
         finally:
             current = dict(self._parameters)
             current.update(deferred)
@@ -789,8 +641,8 @@ class Block(torch.nn.Module):
             except ShapeMismatchError:
                 continue  # torch reports the size mismatch below
             with torch.no_grad():
-                raw = _raw(p)
-                commit_storage(p, torch.empty(p._li.shape, dtype=raw.dtype, device=raw.device))
+                raw = placeholder(p)
+                commit_storage(p, torch.empty(p.shape, dtype=raw.dtype, device=raw.device))
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )

@@ -556,7 +556,7 @@ _COMMANDS: list[Callable[[Any], None]] = [_register_tour, _register_summary]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lateinit`` argument parser, with one subparser per command."""
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(
         prog="lateinit",

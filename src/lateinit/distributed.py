@@ -46,28 +46,24 @@ from typing import Any
 import torch
 
 from . import init as _init
+from .block import block_state
 from .parameter import (
-    UNKNOWN,
-    DeferredInitializationError,
+    GateIntegration,
     Parameter,
-    _Meta,
-    _op_name,
-    _raw,
-    _use_error,
+    ParamRecord,
     active_journal,
     initialized,
+    op_name,
+    placeholder,
+    register_integration,
     reinit_plan,
+    use_error,
 )
-from .shapes import fmt_list, fmt_shape
+from .shapes import UNKNOWN, DeferredInitializationError, fmt_list, fmt_shape, not_ready_fixes
 
-__all__ = ["pending_shards"]
+__all__ = ["pending_shards", "is_dtensor", "INTEGRATION"]
 
 _FSDP2 = "torch.distributed.fsdp._fully_shard"
-_FIXES = (
-    "pass one batch through the network first (net(x)), or call net.infer_shape(...) with "
-    "the input shape and then net.initialize(), or give the input sizes when building the "
-    "layers (in_units=... / in_channels=...) and call net.initialize()"
-)
 
 
 # ---------------------------------------------------------------------------------------
@@ -82,7 +78,7 @@ def check_parallel_read(param: Parameter, caller: str) -> None:
     parameter cannot be sharded; a SHAPED one may pass.
     """
     if caller.startswith(_FSDP2):
-        if UNKNOWN in param._li.shape:
+        if UNKNOWN in param.record.shape:
             raise _fsdp_declared_error(param)
         return
     wrapper = _wrapper_name(caller)
@@ -100,15 +96,15 @@ def parallel_use(
     else raises a clear error.
     """
     if caller.startswith(_FSDP2):
-        if UNKNOWN in param._li.shape:
+        if UNKNOWN in param.record.shape:
             raise _fsdp_declared_error(param)
         _install_fsdp_guard()
-        twin = torch.empty(param._li.shape, dtype=_raw(param).dtype, device="meta")
+        twin = torch.empty(param.record.shape, dtype=placeholder(param).dtype, device="meta")
         return func(*_replace(args, param, twin), **_replace(kwargs, param, twin))
     wrapper = _wrapper_name(caller)
     if wrapper:
         raise _not_ready_error(param, wrapper)
-    raise _use_error(param, _op_name(func))
+    raise use_error(param, op_name(func))
 
 
 def _replace(obj: Any, param: Parameter, twin: torch.Tensor) -> Any:
@@ -143,9 +139,9 @@ def _wrapped_module(param: Parameter) -> torch.nn.Module | None:
     return None
 
 
-def _describe(name: str, meta: _Meta) -> str:
-    state = "DECLARED" if UNKNOWN in meta.shape else "SHAPED"
-    return f"{name!r} {fmt_shape(meta.shape)} {state}"
+def _describe(name: str, rec: ParamRecord) -> str:
+    state = "DECLARED" if UNKNOWN in rec.shape else "SHAPED"
+    return f"{name!r} {fmt_shape(rec.shape)} {state}"
 
 
 def _not_ready_error(param: Parameter, wrapper: str) -> DeferredInitializationError:
@@ -158,11 +154,11 @@ def _not_ready_error(param: Parameter, wrapper: str) -> DeferredInitializationEr
                 seen.add(id(t))
                 named.append((name, t))
     if not named:
-        named = [(param._li.label, param)]
-    listed = fmt_list(_describe(n, p._li) for n, p in named)
+        named = [(param.label, param)]
+    listed = fmt_list(_describe(n, p.record) for n, p in named)
     many = len(named) > 1
     count = f"{len(named)} parameter{'s are' if many else ' is'} not initialized"
-    unknown = "; -1 marks an unknown dim" if any(UNKNOWN in p._li.shape for _, p in named) else ""
+    unknown = "; -1 marks an unknown dim" if any(not p.is_shaped for _, p in named) else ""
     extra = (
         " (or, to shard it with FSDP2, apply fully_shard after infer_shape and before initialize)"
         if wrapper == "FullyShardedDataParallel"
@@ -172,17 +168,17 @@ def _not_ready_error(param: Parameter, wrapper: str) -> DeferredInitializationEr
         f"{wrapper} cannot wrap this network yet: {count} ({listed}{unknown}); "
         f"{'their' if many else 'its'} initialization was deferred. {wrapper} needs every "
         "parameter created when it is constructed (it broadcasts and buckets them). "
-        f"Fix: {_FIXES}; then wrap the network{extra}."
+        f"Fix: {not_ready_fixes('in_units / in_channels')}; then wrap the network{extra}."
     )
 
 
 def _fsdp_declared_error(param: Parameter) -> DeferredInitializationError:
-    meta = param._li
-    owner = f" of {meta.owner}" if meta.owner else ""
-    hint = meta.hint or "in_units / in_channels"
+    rec = param.record
+    owner = f" of {rec.owner}" if rec.owner else ""
+    hint = rec.hint or "in_units / in_channels"
     return DeferredInitializationError(
-        f"fully_shard cannot shard parameter {meta.label!r}{owner} with shape "
-        f"{fmt_shape(meta.shape)}: its input size is not known yet (-1 marks an unknown "
+        f"fully_shard cannot shard parameter {rec.label!r}{owner} with shape "
+        f"{fmt_shape(rec.shape)}: its input size is not known yet (-1 marks an unknown "
         f"dim), and sharding needs the full shape of every parameter. Fix: call "
         f"net.infer_shape(...) with the input shape before fully_shard (or pass one batch "
         f"first, or give the input size: {hint}=...), then call net.initialize() after "
@@ -231,7 +227,7 @@ def _install_fsdp_guard() -> None:
     FSDPState._lazy_init = _lazy_init  # type: ignore[method-assign]
 
 
-def pending_shards(module: torch.nn.Module) -> list[tuple[str, _Meta]]:
+def pending_shards(module: torch.nn.Module) -> list[tuple[str, ParamRecord]]:
     """Structural names and metadata of the lateinit parameters under ``module`` that
     ``fully_shard`` has sharded but ``initialize()`` has not created yet (meta DTensors).
 
@@ -240,19 +236,19 @@ def pending_shards(module: torch.nn.Module) -> list[tuple[str, _Meta]]:
         >>> pending_shards(nn.Dense(3, in_units=2))  # not sharded: nothing pending
         []
     """
-    out: list[tuple[str, _Meta]] = []
+    out: list[tuple[str, ParamRecord]] = []
     for mod_name, m in module.named_modules():
-        metas = m.__dict__.get("_li_meta")
-        if not metas:
+        state = block_state(m)
+        if state is None:
             continue
-        for attr, meta in metas.items():
+        for attr, rec in state.records.items():
             t = m._parameters.get(attr)
             if is_dtensor(t) and t.device.type == "meta":
-                out.append((f"{mod_name}.{attr}" if mod_name else attr, meta))
+                out.append((f"{mod_name}.{attr}" if mod_name else attr, rec))
     return out
 
 
-def _not_created_error(pending: list[tuple[str, _Meta]]) -> DeferredInitializationError:
+def _not_created_error(pending: list[tuple[str, ParamRecord]]) -> DeferredInitializationError:
     listed = fmt_list(f"{n!r} {fmt_shape(m.shape)}" for n, m in pending)
     return DeferredInitializationError(
         f"This FSDP network cannot run yet: its sharded parameters are not created "
@@ -272,10 +268,10 @@ def is_dtensor(t: Any) -> bool:
     return module is not None and isinstance(t, module.DTensor)
 
 
-def initialize_sharded(
+def _initialize_sharded(
     name: str,
     p: Any,
-    meta: _Meta | None,
+    rec: ParamRecord | None,
     init: _init.Initializer | None,
     device: torch.device | None,
     dtype: torch.dtype | None,
@@ -292,11 +288,11 @@ def initialize_sharded(
     initialization. A parameter that already has values is left alone with a warning, or
     re-initialized in place with ``force_reinit``.
     """
-    pending = meta is not None and p.device.type == "meta"
-    plan = reinit_plan(name, p, meta, init, dtype, force_reinit or pending)
+    pending = rec is not None and p.device.type == "meta"
+    plan = reinit_plan(name, p, rec, init, dtype, force_reinit or pending)
     if plan is None:
         return
-    meta, target_dtype = plan
+    rec, target_dtype = plan
     target_device = _shard_device(name, p, device, pending)
     if not pending and target_dtype != p.dtype:
         raise TypeError(
@@ -307,7 +303,7 @@ def initialize_sharded(
     from torch.distributed.tensor import DTensor
 
     with torch.no_grad():
-        full = initialized(meta, tuple(p.shape), target_dtype, target_device, name)
+        full = initialized(rec, tuple(p.shape), target_dtype, target_device, name)
         shard = _local_part(name, full, p)
         del full
         journal = active_journal()
@@ -375,3 +371,16 @@ def _local_part(name: str, full: torch.Tensor, p: Any) -> torch.Tensor:
         )
     index = tuple(slice(o, o + s) for o, s in zip(offset, local_shape, strict=True))
     return full[index].clone(memory_format=torch.contiguous_format)
+
+
+#: The registration of torch's DDP/FSDP2 with the parameter gate (see
+#: :func:`lateinit.parameter.register_integration`): made when this module is imported
+#: (``import lateinit`` does).
+INTEGRATION = GateIntegration(
+    prefixes=("torch.nn.parallel.", "torch.distributed."),
+    on_read=check_parallel_read,
+    on_use=parallel_use,
+    owns=is_dtensor,
+    initialize=_initialize_sharded,
+)
+register_integration(INTEGRATION)

@@ -41,9 +41,8 @@ __all__ = [
     "Orthogonal",
     "Mixed",
     "resolve",
+    "linear_default",
 ]
-
-InitLike = "Initializer | str | Callable[..., Any]"
 
 
 def _fans(shape: Sequence[int]) -> tuple[int, int]:
@@ -345,9 +344,21 @@ _NAMES: dict[str, Callable[[], Initializer]] = {
     "he_uniform": lambda: Xavier("uniform", "in", 6.0),
     "lecun_uniform": lambda: Xavier("uniform", "in", 3.0),
     "lecun_normal": lambda: Xavier("gaussian", "in", 1.0),
-    "torch_default": lambda: Xavier("uniform", "in", 1.0),
+    "torch_default": lambda: linear_default(),
     "orthogonal": Orthogonal,
 }
+
+
+def linear_default() -> Xavier:
+    """The distribution of ``torch.nn.Linear``'s (and ``ConvNd``'s) weight,
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``: the default of lateinit's weights.
+
+    Example:
+        >>> from lateinit import init
+        >>> init.linear_default()
+        Xavier(rnd_type='uniform', factor_type='in', magnitude=1.0)
+    """
+    return Xavier("uniform", "in", 1.0)
 
 
 def resolve(obj: Any) -> Initializer:

@@ -36,13 +36,16 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .parameter import (
+from .block import Block
+from .parameter import Parameter, commit_storage, transaction
+from .shapes import (
     DeferredInitializationError,
-    Parameter,
-    commit_storage,
-    transaction,
+    ShapeMismatchError,
+    fmt_list,
+    fmt_shape,
+    not_ready_fixes,
 )
-from .shapes import ShapeMismatchError, fmt_list, fmt_shape
+from .version import __version__
 
 __all__ = ["ParameterFileError", "atomic_write", "load_parameters", "save_parameters"]
 
@@ -131,9 +134,8 @@ def save_parameters(
         raise DeferredInitializationError(
             f"cannot save the parameters of {type(module).__name__} to {target!r}: "
             f"{len(not_ready)} parameter(s) are not created yet (their initialization is "
-            f"deferred; -1 marks an unknown dim): {listed}. No file was written. Fix: pass "
-            "one batch through the network first (net(x)), or call net.infer_shape(...) "
-            "with the input shape and then net.initialize()."
+            f"deferred; -1 marks an unknown dim): {listed}. No file was written. "
+            f"Fix: {not_ready_fixes()}."
         )
     tensors: dict[str, torch.Tensor] = {}
     tied: dict[str, str] = {}
@@ -167,7 +169,7 @@ def save_parameters(
         tensors[name] = data
     metadata = {
         "format": "pt",
-        _VERSION_KEY: _version(),
+        _VERSION_KEY: __version__,
         _DTYPES_KEY: json.dumps(
             {n: str(t.dtype).removeprefix("torch.") for n, t in tensors.items()}
         ),
@@ -595,15 +597,11 @@ def _read_in_place(
 
 
 def _name_params(module: torch.nn.Module) -> None:
-    from .block import Block
-
     if isinstance(module, Block):
         module._name_params()
 
 
 def _disarm(module: torch.nn.Module) -> None:
-    from .block import Block
-
     if isinstance(module, Block):
         module._disarm_tree()
     else:
@@ -632,9 +630,3 @@ def _is_param(module: torch.nn.Module, name: str) -> bool:
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

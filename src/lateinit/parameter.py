@@ -6,34 +6,55 @@ dtype and device, and every tensor use raises :class:`DeferredInitializationErro
 Materializing allocates the full tensor, fills it with the initializer under
 ``torch.no_grad()``, and swaps the object's class to plain ``torch.nn.Parameter``: the
 object stays the same (optimizers built earlier keep working) and nothing of lateinit
-remains on the hot path. Torch interop facts: ``../../shared/TORCH_NOTES.md``.
+remains on the hot path.
+
+This module sits just above the leaf (:mod:`lateinit.shapes`) and :mod:`lateinit.init`
+and imports nothing else of lateinit. Integrations that must see tensor uses of deferred
+parameters (DDP/FSDP2 in :mod:`lateinit.distributed`) plug into the gate through
+:func:`register_integration`. The lifecycle and the torch facts it relies on are described
+in ``docs/design.md``.
 """
 
 from __future__ import annotations
 
+import enum
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from . import init as _init
-from .shapes import ShapeMismatchError, fmt_shape
+from .shapes import (
+    UNKNOWN,
+    DeferredInitializationError,
+    ShapeMismatchError,
+    fmt_shape,
+    not_ready_fixes,
+)
 
-__all__ = ["Parameter", "DeferredInitializationError", "deferred_buffer", "is_deferred"]
-
-UNKNOWN = -1
+__all__ = [
+    "Parameter",
+    "ParamRecord",
+    "State",
+    "DeferredInitializationError",
+    "GateIntegration",
+    "deferred_buffer",
+    "is_deferred",
+    "state",
+    "record_of",
+    "placeholder",
+    "register_integration",
+    "integration_for",
+]
 
 # One lock serializes every first pass and every initialize(): several threads making the
 # first call at once initialize each parameter exactly once.
 LOCK = threading.RLock()
-
-
-class DeferredInitializationError(RuntimeError):
-    """A parameter was used before it was READY (its initialization is deferred)."""
 
 
 def _draw_seed() -> int:
@@ -41,12 +62,31 @@ def _draw_seed() -> int:
     return int(torch.empty((), dtype=torch.int64, device="cpu").random_())
 
 
-class _Meta:
-    """What a deferred parameter knows about itself.
+class State(str, enum.Enum):
+    """A parameter's place in the lifecycle; compares equal to its name (``"READY"``)."""
 
-    ``init`` is its own initializer; ``registered`` the one set by ``initialize(init)``;
-    ``default`` the layer's fallback. ``hint`` names the constructor argument that would
-    have given the input size (``in_units``) and ``owner`` the layer type.
+    DECLARED = "DECLARED"  #: some dims unknown (-1), no storage
+    SHAPED = "SHAPED"  #: every dim known, no storage yet
+    READY = "READY"  #: a plain torch tensor with values
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+    __repr__ = __str__
+
+
+class ParamRecord:
+    """What a deferred parameter knows about itself (lateinit's record of it).
+
+    ``shape`` is the logical shape (-1 for unknown dims); ``init`` its own initializer;
+    ``registered`` the one set by ``initialize(init)``; ``default`` the layer's fallback;
+    ``seed`` its own seed, drawn at declaration. ``name`` is its attribute name, ``path``
+    its structural name in the network last called, ``owner`` the layer type and ``hint``
+    the constructor argument that would have given the input size (``in_units``).
+    ``device_explicit`` tells whether its device was chosen (so inputs do not move it);
+    ``buffer`` that it becomes a plain tensor, not a parameter. The record stays in a READY
+    parameter's ``__dict__`` (for ``force_reinit``): :func:`record_of` finds it.
     """
 
     __slots__ = (
@@ -76,28 +116,32 @@ class _Meta:
         self.device_explicit = False
         self.buffer = False
 
-    def copy(self) -> _Meta:
-        new = _Meta.__new__(_Meta)
-        for slot in _Meta.__slots__:
+    def copy(self) -> ParamRecord:
+        """An independent copy (for ``deepcopy`` and conversions)."""
+        new = ParamRecord.__new__(ParamRecord)
+        for slot in ParamRecord.__slots__:
             setattr(new, slot, getattr(self, slot))
         return new
 
     def __getstate__(self) -> dict[str, Any]:
-        return {slot: getattr(self, slot) for slot in _Meta.__slots__}
+        return {slot: getattr(self, slot) for slot in ParamRecord.__slots__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for slot in _Meta.__slots__:
+        for slot in ParamRecord.__slots__:
             setattr(self, slot, state.get(slot, False))
 
     @property
     def effective_init(self) -> _init.Initializer:
+        """The initializer materializing runs: its own, else the registered one, else the
+        layer's default, else ``torch.nn.Linear``'s distribution."""
         for candidate in (self.init, self.registered, self.default):
             if candidate is not None:
                 return _init.resolve(candidate)
-        return _init.Xavier("uniform", "in", 1.0)
+        return _init.linear_default()
 
     @property
     def label(self) -> str:
+        """The name to show in messages: structural path, else attribute name."""
         return self.path or self.name or "<unnamed>"
 
 
@@ -142,7 +186,7 @@ class Journal:
         for entry in reversed(self._undo):
             if entry[0] == "shape":
                 _, param, old = entry
-                param._li.shape = old
+                param._record.shape = old
             elif entry[0] == "call":
                 entry[1]()
             else:
@@ -197,8 +241,9 @@ def _restore_rng(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def _set_storage(param: torch.Tensor, data: torch.Tensor, cls: type) -> None:
-    """Point ``param`` at ``data`` and make it an instance of ``cls``, in place."""
+def set_storage(param: torch.Tensor, data: torch.Tensor, cls: type) -> None:
+    """Point ``param`` at ``data`` and make it an instance of ``cls``, in place (the Python
+    object stays the same). Not journaled: see :func:`commit_storage`."""
     with torch._C.DisableTorchFunctionSubclass():
         if torch._has_compatible_shallow_copy_type(param, data):
             param.data = data
@@ -220,17 +265,19 @@ def _restore_storage(param: torch.Tensor, old_data: torch.Tensor, old_cls: type)
     explicitly) will move to the device of the next input.
     """
     try:
-        _set_storage(param, old_data, old_cls)
+        set_storage(param, old_data, old_cls)
     except RuntimeError:
         if old_cls is torch.nn.Parameter or old_cls is torch.Tensor:
             raise
         with torch._C.DisableTorchFunctionSubclass():
             current = param.data
-        _set_storage(param, torch.empty(0, dtype=old_data.dtype, device=current.device), old_cls)
+        set_storage(param, torch.empty(0, dtype=old_data.dtype, device=current.device), old_cls)
 
 
-def _raw(param: torch.Tensor) -> torch.Tensor:
-    """The placeholder tensor of a deferred parameter, as a plain tensor."""
+def placeholder(param: torch.Tensor) -> torch.Tensor:
+    """The tensor behind ``param`` as a plain tensor, past the gate: for a deferred
+    parameter its empty placeholder (which carries the dtype and device it will be
+    created with)."""
     with torch._C.DisableTorchFunctionSubclass():
         return param.data
 
@@ -305,7 +352,7 @@ class Parameter(torch.nn.Parameter):
         (False, 12.0)
     """
 
-    _li: _Meta
+    _record: ParamRecord
 
     def __new__(
         cls,
@@ -315,41 +362,49 @@ class Parameter(torch.nn.Parameter):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         requires_grad: bool = True,
+        default_init: Any = None,
+        in_size_arg: str = "",
     ) -> Parameter:
         dims = _normalize_shape(shape)
-        if init is not None:
-            _init.resolve(init)  # fail now on a bad initializer, not at the first batch
-        placeholder = torch.empty(0, dtype=dtype or torch.get_default_dtype(), device=device)
-        self = torch.Tensor._make_subclass(cls, placeholder, requires_grad)
-        self._li = _Meta(dims, init, _draw_seed())
-        self._li.device_explicit = device is not None
+        for given in (init, default_init):
+            if given is not None:
+                _init.resolve(given)  # fail now on a bad initializer, not at the first batch
+        empty = torch.empty(0, dtype=dtype or torch.get_default_dtype(), device=device)
+        self = torch.Tensor._make_subclass(cls, empty, requires_grad)
+        self._record = ParamRecord(dims, init, _draw_seed())
+        self._record.device_explicit = device is not None
+        self._record.default = default_init
+        self._record.hint = in_size_arg
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # torch.nn.Parameter has none
         pass
 
     @classmethod
-    def _from_meta(cls, meta: _Meta, placeholder: torch.Tensor, requires_grad: bool) -> Parameter:
-        self = torch.Tensor._make_subclass(cls, placeholder, requires_grad)
-        self._li = meta
+    def from_record(
+        cls, record: ParamRecord, empty: torch.Tensor, requires_grad: bool
+    ) -> Parameter:
+        """A deferred parameter with this record and this (empty) placeholder."""
+        self = torch.Tensor._make_subclass(cls, empty, requires_grad)
+        self._record = record
         return self
 
     # -- lifecycle -------------------------------------------------------------------
     @property
     def shape(self) -> torch.Size:  # type: ignore[override]
         """The logical shape, ``-1`` for each unknown dim."""
-        return torch.Size(self._li.shape)
+        return torch.Size(self._record.shape)
 
     @shape.setter
     def shape(self, full_shape: Sequence[int]) -> None:
         """Fill unknown dims. Known dims must agree: a conflict is a ShapeMismatchError."""
         new = _normalize_shape(full_shape)
-        old = self._li.shape
+        old = self._record.shape
         if len(new) != len(old):
             raise ShapeMismatchError(
-                f"parameter {self._li.label!r} has {len(old)} dims {fmt_shape(old)}, "
+                f"parameter {self._record.label!r} has {len(old)} dims {fmt_shape(old)}, "
                 f"but the input implies {len(new)} dims {fmt_shape(new)}",
-                param=self._li.label,
+                param=self._record.label,
                 expected=old,
                 got=new,
             )
@@ -357,9 +412,9 @@ class Parameter(torch.nn.Parameter):
         for dim, (a, b) in enumerate(zip(old, new, strict=True)):
             if a != UNKNOWN and b != UNKNOWN and a != b:
                 raise ShapeMismatchError(
-                    f"parameter {self._li.label!r} has shape {fmt_shape(old)}, but the input "
+                    f"parameter {self._record.label!r} has shape {fmt_shape(old)}, but the input "
                     f"implies {fmt_shape(new)} (dim {dim}: {a} vs {b})",
-                    param=self._li.label,
+                    param=self._record.label,
                     expected=old,
                     got=new,
                     dim=dim,
@@ -370,7 +425,7 @@ class Parameter(torch.nn.Parameter):
             journal = active_journal()
             if journal is not None:
                 journal.record_shape(self, old)
-            self._li.shape = merged_t
+            self._record.shape = merged_t
 
     @property
     def is_deferred(self) -> bool:
@@ -380,36 +435,60 @@ class Parameter(torch.nn.Parameter):
     @property
     def is_shaped(self) -> bool:
         """True when every dim is known (SHAPED): it can be materialized."""
-        return UNKNOWN not in self._li.shape
+        return UNKNOWN not in self._record.shape
 
     @property
-    def state(self) -> str:
-        """``"DECLARED"`` (some dims unknown) or ``"SHAPED"`` (all known, no storage)."""
-        return "SHAPED" if self.is_shaped else "DECLARED"
+    def state(self) -> State:
+        """``DECLARED`` (some dims unknown) or ``SHAPED`` (all known, no storage); see
+        :func:`lateinit.state` for any tensor."""
+        return State.SHAPED if self.is_shaped else State.DECLARED
+
+    @property
+    def record(self) -> ParamRecord:
+        """lateinit's record of this parameter (see :class:`ParamRecord`)."""
+        return self._record
+
+    @property
+    def label(self) -> str:
+        """The parameter's name for messages (structural path, else attribute name)."""
+        return self._record.label
+
+    @property
+    def default_init(self) -> Any:
+        """The layer's fallback initializer (used when neither the parameter's own nor
+        one registered by ``initialize(init)`` is set); a layer whose default depends on
+        sizes it learns later (``MultiHeadAttention``) sets it again then."""
+        return self._record.default
+
+    @default_init.setter
+    def default_init(self, value: Any) -> None:
+        if value is not None:
+            _init.resolve(value)
+        self._record.default = value
 
     @property
     def initializer(self) -> _init.Initializer:
         """The initializer that materializing will run."""
-        return self._li.effective_init
+        return self._record.effective_init
 
     @initializer.setter
     def initializer(self, value: Any) -> None:
-        self._li.init = None if value is None else _init.resolve(value)
+        self._record.init = None if value is None else _init.resolve(value)
 
     def __repr__(self) -> str:
         dtype = str(self.dtype).replace("torch.", "")
         return (
-            f"Parameter(shape={fmt_shape(self._li.shape)}, dtype={dtype}, "
+            f"Parameter(shape={fmt_shape(self._record.shape)}, dtype={dtype}, "
             f"device={self.device}, state={self.state})"
         )
 
     __str__ = __repr__
 
     # -- copies ----------------------------------------------------------------------
-    def _deferred_copy(self, placeholder: torch.Tensor | None = None) -> Parameter:
-        new = Parameter._from_meta(
-            self._li.copy(),
-            _raw(self).clone() if placeholder is None else placeholder,
+    def _deferred_copy(self, empty: torch.Tensor | None = None) -> Parameter:
+        new = Parameter.from_record(
+            self._record.copy(),
+            placeholder(self).clone() if empty is None else empty,
             self.requires_grad,
         )
         return new
@@ -422,10 +501,10 @@ class Parameter(torch.nn.Parameter):
         return new
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        raw = _raw(self)
+        raw = placeholder(self)
         return (
             _rebuild,
-            (self._li.__getstate__(), raw.dtype, str(raw.device), self.requires_grad),
+            (self._record.__getstate__(), raw.dtype, str(raw.device), self.requires_grad),
         )
 
     # -- torch function gate -----------------------------------------------------------
@@ -436,16 +515,14 @@ class Parameter(torch.nn.Parameter):
         if name == "__get__":
             attr = getattr(getattr(func, "__self__", None), "__name__", "")
             if attr == "ndim":
-                return len(args[0]._li.shape)
+                return len(args[0]._record.shape)
             if attr in _OK_ATTRS:
-                watched = attr in _WATCHED_ATTRS and _process_group_exists()
-                caller = _parallel_caller() if watched else ""
-                if caller:  # torch's DDP / FSDP code: see lateinit.distributed
-                    from .distributed import check_parallel_read
-
-                    check_parallel_read(args[0], caller)
+                if _INTEGRATIONS and attr in _WATCHED_ATTRS and _process_group_exists():
+                    found = _integration_caller()
+                    if found is not None:  # e.g. torch's DDP: see register_integration
+                        found[0].on_read(args[0], found[1])
                 return _disabled(func, args, kwargs)
-            raise _use_error(args[0], f".{attr}")
+            raise use_error(args[0], f".{attr}")
         if name in ("__set__", "__delete__"):
             return _disabled(func, args, kwargs)
         self = _first_deferred((*args, *kwargs.values()))
@@ -455,21 +532,71 @@ class Parameter(torch.nn.Parameter):
             return _convert(self, name, args[1:], kwargs)
         if name in _QUERIES and args and args[0] is self:
             return _query(self, name, func, args, kwargs)
-        caller = _parallel_caller()
-        if caller:  # torch's DDP / FSDP code: see lateinit.distributed
-            from .distributed import parallel_use
-
-            return parallel_use(self, caller, func, args, kwargs)
-        raise _use_error(self, _op_name(func))
+        found = _integration_caller() if _INTEGRATIONS else None
+        if found is not None:  # e.g. torch's FSDP2: see register_integration
+            return found[0].on_use(self, found[1], func, args, kwargs)
+        raise use_error(self, op_name(func))
 
 
-# Parallel wrappers read a parameter's ``device``/``requires_grad`` first (DDP at
-# construction, FSDP2's fully_shard when it moves states), and FSDP2 then computes on it.
-# Only on those reads, and only in a process with a process group (DDP and FSDP need
-# one), and before raising, does the gate look at who is calling: infer_shape reads
-# these attributes hundreds of times.
+# ---------------------------------------------------------------------------------------
+# The registration point for integrations (docs/design.md, "Integrations").
+
+
+@dataclass(frozen=True)
+class GateIntegration:
+    """Code outside lateinit that must be let through the gate of deferred parameters.
+
+    Args:
+        prefixes: module-name prefixes of the callers it handles
+            (``("torch.nn.parallel.", "torch.distributed.")``).
+        on_read: ``on_read(param, caller)`` runs when such a caller reads a deferred
+            parameter's ``device`` or ``requires_grad`` in a process with a process group
+            (wrappers read these first); it may raise (a clear error) or return.
+        on_use: ``on_use(param, caller, func, args, kwargs)`` runs instead of raising
+            :class:`DeferredInitializationError` when such a caller uses a deferred
+            parameter in any other way; it returns the op's result or raises.
+        owns: whether a module's parameter is one the integration made (a sharded
+            DTensor); ``Block.initialize`` then calls ``initialize``.
+        initialize: ``initialize(name, param, record, init, device, dtype,
+            force_reinit)``: ``Block.initialize`` for a parameter it owns.
+    """
+
+    prefixes: tuple[str, ...]
+    on_read: Callable[[Parameter, str], None]
+    on_use: Callable[[Parameter, str, Any, Sequence[Any], dict[str, Any]], Any]
+    owns: Callable[[torch.Tensor], bool] = lambda t: False
+    initialize: Callable[..., None] | None = None
+
+
+_INTEGRATIONS: list[GateIntegration] = []
+
+
+def integration_for(tensor: torch.Tensor) -> GateIntegration | None:
+    """The registered integration that owns this parameter (e.g. a DTensor that FSDP2
+    sharded), if any; ``Block.initialize`` lets it create the values."""
+    for integration in _INTEGRATIONS:
+        if integration.owns(tensor):
+            return integration
+    return None
+
+
+def register_integration(integration: GateIntegration) -> None:
+    """Let ``integration``'s callers through the gate (once; registering twice is a no-op).
+
+    :mod:`lateinit.distributed` registers torch's DDP/FSDP2 when it is imported, so the
+    bottom of the package never imports the top. With nothing registered the gate looks
+    at no caller.
+    """
+    if integration not in _INTEGRATIONS:
+        _INTEGRATIONS.append(integration)
+
+
+# Wrappers read a parameter's ``device``/``requires_grad`` first (DDP at construction,
+# FSDP2's fully_shard when it moves states), and FSDP2 then computes on it. Only on those
+# reads, and only in a process with a process group (DDP and FSDP need one), and before
+# raising, does the gate look at who is calling: infer_shape reads these attributes
+# hundreds of times.
 _WATCHED_ATTRS = frozenset({"device", "requires_grad"})
-_PARALLEL_PREFIXES = ("torch.nn.parallel.", "torch.distributed.")
 _PASS_THROUGH = frozenset({"torch.overrides", "torch._tensor", "torch.functional", __name__})
 
 
@@ -478,18 +605,21 @@ def _process_group_exists() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def _parallel_caller() -> str:
-    """The module name of the code using a deferred parameter when it is one of torch's
-    parallel wrappers (``torch.nn.parallel.*``, ``torch.distributed.*``), else ``""``."""
+def _integration_caller() -> tuple[GateIntegration, str] | None:
+    """The registered integration whose code is using a deferred parameter, and the
+    caller's module name; ``None`` for any other caller."""
     frame = sys._getframe(1)
     for _ in range(8):
         if frame is None:
             break
         name = frame.f_globals.get("__name__", "")
         if name not in _PASS_THROUGH:
-            return name if name.startswith(_PARALLEL_PREFIXES) else ""
+            for integration in _INTEGRATIONS:
+                if name.startswith(integration.prefixes):
+                    return integration, name
+            return None
         frame = frame.f_back
-    return ""
+    return None
 
 
 def _disabled(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
@@ -508,7 +638,8 @@ def _first_deferred(args: Iterable[Any]) -> Parameter | None:
     return None
 
 
-def _op_name(func: Any) -> str:
+def op_name(func: Any) -> str:
+    """A torch function's name for messages (``torch.nn.functional.linear``)."""
     name = getattr(func, "__name__", repr(func))
     module = getattr(func, "__module__", "") or ""
     if module.startswith("torch") and not module.startswith("torch._C"):
@@ -535,7 +666,7 @@ _DTYPE_METHODS = {
 def _convert(self: Parameter, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Parameter:
     """``.to()``, ``.cuda()``, ``.half()``... on a deferred parameter: a deferred copy whose
     placeholder has the new device/dtype; ``detach()``: a deferred copy."""
-    raw = _raw(self)
+    raw = placeholder(self)
     if name == "detach":
         return self._deferred_copy(raw)
     device: torch.device | str | None = None
@@ -554,14 +685,14 @@ def _convert(self: Parameter, name: str, args: Sequence[Any], kwargs: dict[str, 
         dtype = _DTYPE_METHODS[name]
     new = self._deferred_copy(_empty_like_placeholder(raw, device, dtype))
     new.requires_grad_(self.requires_grad)
-    new._li.device_explicit = self._li.device_explicit or device is not None
+    new._record.device_explicit = self._record.device_explicit or device is not None
     return new
 
 
 def _query(
     self: Parameter, name: str, func: Any, args: Sequence[Any], kwargs: dict[str, Any]
 ) -> Any:
-    shape = self._li.shape
+    shape = self._record.shape
     if name == "size":
         dim = args[1] if len(args) > 1 else kwargs.get("dim")
         return torch.Size(shape) if dim is None else shape[dim]
@@ -569,7 +700,7 @@ def _query(
         return len(shape)
     if name == "numel":
         if UNKNOWN in shape:
-            raise _use_error(self, "numel()")
+            raise use_error(self, "numel()")
         n = 1
         for d in shape:
             n *= d
@@ -590,30 +721,28 @@ def _query(
     return _disabled(func, args, kwargs)
 
 
-def _use_error(param: Parameter, what: str) -> DeferredInitializationError:
-    meta = param._li
-    owner = f" of {meta.owner}" if meta.owner else ""
-    hint = meta.hint or "in_units / in_channels"
-    unknown = (
-        "its input size is not known yet"
-        if UNKNOWN in meta.shape
-        else ("its shape is known but it has not been created yet")
-    )
+def use_error(param: Parameter, what: str) -> DeferredInitializationError:
+    """The error for using a deferred parameter (``what``: the use, e.g. ``.data``)."""
+    rec = param._record
+    owner = f" of {rec.owner}" if rec.owner else ""
+    if UNKNOWN in rec.shape:
+        why = "its input size is not known yet; -1 marks an unknown dim"
+    else:
+        why = "its shape is known but it has not been created yet"
+    fixes = not_ready_fixes(rec.hint or "in_units / in_channels")
     return DeferredInitializationError(
-        f"Parameter {meta.label!r}{owner} with shape {fmt_shape(meta.shape)} is not "
-        f"initialized: its initialization was deferred ({unknown}; -1 marks an unknown "
-        f"dim), so {what} cannot be used yet. Fix: pass one batch through the network "
-        f"first (net(x)), or call net.infer_shape(...) with the input shape and then "
-        f"net.initialize(), or give the input size when building the layer ({hint}=...)."
+        f"Parameter {rec.label!r}{owner} with shape {fmt_shape(rec.shape)} is not "
+        f"initialized: its initialization was deferred ({why}), so {what} cannot be used "
+        f"yet. Fix: {fixes}."
     )
 
 
 def _rebuild(
     state: dict[str, Any], dtype: torch.dtype, device: str, requires_grad: bool
 ) -> Parameter:
-    meta = _Meta.__new__(_Meta)
-    meta.__setstate__(state)
-    return Parameter._from_meta(meta, torch.empty(0, dtype=dtype, device=device), requires_grad)
+    rec = ParamRecord.__new__(ParamRecord)
+    rec.__setstate__(state)
+    return Parameter.from_record(rec, torch.empty(0, dtype=dtype, device=device), requires_grad)
 
 
 def deferred_buffer(
@@ -644,8 +773,31 @@ def deferred_buffer(
         (<class 'torch.Tensor'>, (3,))
     """
     buf = Parameter(shape, init, dtype=dtype, device=device, requires_grad=False)
-    buf._li.buffer = True
+    buf._record.buffer = True  # materializes as a plain tensor
     return buf
+
+
+def state(tensor: Any) -> State:
+    """The lifecycle state of any tensor: ``DECLARED`` or ``SHAPED`` for a deferred
+    parameter or buffer, ``READY`` for every other tensor (a READY parameter included).
+
+    Example:
+        >>> import torch, lateinit
+        >>> p = lateinit.Parameter((3, -1))
+        >>> lateinit.state(p), lateinit.state(torch.ones(2))
+        (DECLARED, READY)
+        >>> p.shape = (3, 4); lateinit.state(p) == "SHAPED"
+        True
+    """
+    if isinstance(tensor, Parameter):
+        return tensor.state
+    return State.READY
+
+
+def record_of(tensor: Any) -> ParamRecord | None:
+    """lateinit's record of a parameter it declared (deferred, or READY since), else
+    ``None`` (e.g. a plain torch module's parameter)."""
+    return getattr(tensor, "__dict__", {}).get("_record")
 
 
 def is_deferred(tensor: Any) -> bool:
@@ -665,44 +817,42 @@ def materialize(param: Parameter) -> None:
 
     Values are created directly on the placeholder's device, in its dtype.
     """
-    meta = param._li
-    if UNKNOWN in meta.shape:
-        raise _use_error(param, "materialize()")
-    raw = _raw(param)
-    commit_storage(
-        param, initialized(meta, meta.shape, raw.dtype, raw.device, meta.path or meta.name)
-    )
+    rec = param._record
+    if UNKNOWN in rec.shape:
+        raise use_error(param, "materialize()")
+    raw = placeholder(param)
+    commit_storage(param, initialized(rec, rec.shape, raw.dtype, raw.device, rec.path or rec.name))
 
 
 def initialized(
-    meta: _Meta, shape: Sequence[int], dtype: torch.dtype, device: torch.device, name: str
+    rec: ParamRecord, shape: Sequence[int], dtype: torch.dtype, device: torch.device, name: str
 ) -> torch.Tensor:
-    """A new tensor filled by ``meta``'s initializer from a generator seeded with the
+    """A new tensor filled by ``rec``'s initializer from a generator seeded with the
     parameter's own seed (drawn at declaration), so values do not depend on when or in
     which order parameters are created. Nothing is drawn on the meta device."""
     with torch.no_grad():
         data = torch.empty(tuple(shape), dtype=dtype, device=device)
         if data.device.type != "meta":
             generator = torch.Generator(device=data.device)
-            generator.manual_seed(meta.seed)
-            meta.effective_init(data, generator=generator, name=name)
+            generator.manual_seed(rec.seed)
+            rec.effective_init(data, generator=generator, name=name)
     return data
 
 
 def reinit_plan(
     name: str,
     p: torch.Tensor,
-    meta: _Meta | None,
+    rec: ParamRecord | None,
     init: Any,
     dtype: torch.dtype | None,
     force: bool,
-) -> tuple[_Meta, torch.dtype] | None:
+) -> tuple[ParamRecord, torch.dtype] | None:
     """What ``initialize()`` does with a parameter that already has values: ``None`` to
     leave it alone (with a ``UserWarning`` when lateinit created it; a plain torch
     module's parameter silently), else the metadata (seed, initializer) and dtype to
     create it again with."""
     if not force:
-        if meta is not None:
+        if rec is not None:
             warnings.warn(
                 f"Parameter {name!r} is already initialized; initialize() leaves it as it "
                 "is. Use initialize(..., force_reinit=True) to re-initialize it.",
@@ -710,19 +860,19 @@ def reinit_plan(
                 stacklevel=4,  # the caller of initialize()
             )
         return None
-    if meta is None:
-        meta = _Meta(tuple(p.shape), None, _draw_seed())
+    if rec is None:
+        rec = ParamRecord(tuple(p.shape), None, _draw_seed())
     if init is not None:
-        meta.registered = init
-    return meta, (dtype if (dtype is not None and p.is_floating_point()) else p.dtype)
+        rec.registered = init
+    return rec, (dtype if (dtype is not None and p.is_floating_point()) else p.dtype)
 
 
 def commit_storage(param: Parameter, data: torch.Tensor) -> None:
     """Make ``param`` READY with ``data`` as its values (journaled for rollback)."""
     journal = active_journal()
     if journal is not None:
-        journal.record_storage(param, _raw(param), Parameter)
-    _set_storage(param, data, torch.Tensor if param._li.buffer else torch.nn.Parameter)
+        journal.record_storage(param, placeholder(param), Parameter)
+    set_storage(param, data, torch.Tensor if param._record.buffer else torch.nn.Parameter)
     # A READY parameter is a plain torch.nn.Parameter (a buffer a plain tensor); the
     # metadata stays in its __dict__ (for force_reinit) and `is_deferred` now reads False.
     param.__dict__["is_deferred"] = False
@@ -732,7 +882,7 @@ def move_placeholder(
     param: Parameter, device: torch.device | None, dtype: torch.dtype | None
 ) -> None:
     """Change where (and in which dtype) a deferred parameter will be created."""
-    raw = _raw(param)
+    raw = placeholder(param)
     dtype = dtype if raw.is_floating_point() else None
     if (device is None or torch.device(device) == raw.device) and dtype in (None, raw.dtype):
         return
@@ -740,4 +890,4 @@ def move_placeholder(
     journal = active_journal()
     if journal is not None:
         journal.record_storage(param, raw, Parameter)
-    _set_storage(param, new, Parameter)
+    set_storage(param, new, Parameter)

@@ -20,8 +20,10 @@ from typing import Any
 
 import torch
 
-from .parameter import DeferredInitializationError, Parameter
-from .shapes import Spec, fmt_shape
+from .block import Block
+from .inference import has_none, infer_shape, merge_specs, to_meta
+from .parameter import Parameter
+from .shapes import NONE_SIZES, DeferredInitializationError, Spec, fmt_shape, not_ready_fixes
 
 __all__ = ["count_params", "param_bytes", "summary", "Summary", "SummaryRow", "SummaryTotals"]
 
@@ -62,8 +64,7 @@ def _declared_error(block: torch.nn.Module, what: str) -> DeferredInitialization
     shape = fmt_shape(tuple(p.shape)) if isinstance(p, Parameter) else "(unknown)"
     return DeferredInitializationError(
         f"{what}: parameter {name!r} of {_owner_type(block, name)} has unknown dims "
-        f"{shape}{more}, so its size is not known yet. Fix: call "
-        "net.infer_shape(...) with an input shape (allocates nothing), or pass one batch."
+        f"{shape}{more}, so its size is not known yet. Fix: {not_ready_fixes()}."
     )
 
 
@@ -381,15 +382,12 @@ def _run(block: torch.nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, dict[int
     """Output spec, per-module records (output spec, FLOPs) and whether inputs had None
     dims. With ``None`` dims, a second pass at another stand-in size tells which dims and
     FLOPs depend on them: dims that differ become ``None``, FLOPs that differ unknown."""
-    from .block import Block
-    from .shapes import _SENTINELS, _has_none, _merge_specs, _to_meta, infer_shape
-
     if isinstance(block, Block):
         block._name_params()  # structural names in error messages, as infer_shape does
     output, first = infer_shape(block, *inputs, flops=True)  # errors name the inputs given
-    if not _has_none(inputs):
+    if not has_none(inputs):
         return output, {k: (spec, int(f)) for k, (spec, f) in first.items()}, False
-    _, second = infer_shape(block, *_to_meta(inputs, _SENTINELS[-1]), flops=True)
+    _, second = infer_shape(block, *to_meta(inputs, NONE_SIZES[-1]), flops=True)
     records: dict[int, tuple[Any, int | None]] = {}
     for key, (spec, flops) in first.items():
         other = second.get(key)
@@ -397,7 +395,7 @@ def _run(block: torch.nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, dict[int
             records[key] = (spec, None)
             continue
         try:
-            spec = _merge_specs(spec, other[0])
+            spec = merge_specs(spec, other[0])
         except (ValueError, KeyError, TypeError):
             pass  # a different structure per size: keep the first
         records[key] = (spec, int(flops) if flops == other[1] else None)

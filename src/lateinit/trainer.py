@@ -30,14 +30,13 @@ from typing import Any
 import torch
 
 from .io import atomic_write
-from .parameter import is_deferred
+from .parameter import is_deferred, record_of
 from .shapes import fmt_list
 
 __all__ = ["OPTIMIZERS", "Trainer"]
 
 #: Optimizer names accepted by :class:`Trainer`: name -> (``torch.optim`` class name,
-#: fixed constructor arguments). A name whose class this torch lacks (``lamb``) is
-#: refused with a message that says so.
+#: fixed constructor arguments). Every class is in ``torch.optim`` since torch 2.6.
 OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
     "sgd": ("SGD", {}),
     "nag": ("SGD", {"nesterov": True}),
@@ -51,7 +50,6 @@ OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
     "rmsprop": ("RMSprop", {}),
     "rprop": ("Rprop", {}),
     "asgd": ("ASGD", {}),
-    "lamb": ("Lamb", {}),
 }
 
 # Gluon hyperparameter names -> torch's (where the optimizer takes the torch one).
@@ -63,8 +61,8 @@ _PLAIN = (bool, int, float, str, type(None), torch.Tensor)
 
 
 def available_optimizers() -> list[str]:
-    """The optimizer names this torch provides (``lamb`` only if ``torch.optim.Lamb``)."""
-    return [name for name, (cls, _) in OPTIMIZERS.items() if hasattr(torch.optim, cls)]
+    """The optimizer names :class:`Trainer` accepts."""
+    return list(OPTIMIZERS)
 
 
 def _resolve_optimizer(optimizer: Any) -> tuple[type[torch.optim.Optimizer], str, dict[str, Any]]:
@@ -78,13 +76,7 @@ def _resolve_optimizer(optimizer: Any) -> tuple[type[torch.optim.Optimizer], str
                 f"torch.optim.Optimizer subclass (e.g. torch.optim.SGD)"
             )
         cls_name, fixed = OPTIMIZERS[key]
-        cls = getattr(torch.optim, cls_name, None)
-        if cls is None:
-            raise ValueError(
-                f"Trainer: optimizer {optimizer!r} needs torch.optim.{cls_name}, which torch "
-                f"{torch.__version__} does not have; use one of {names}, or pass an "
-                f"Optimizer subclass from another package"
-            )
+        cls = getattr(torch.optim, cls_name)
         return cls, f"{key!r} (torch.optim.{cls_name})", dict(fixed)
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
         return optimizer, f"{optimizer.__module__}.{optimizer.__qualname__}", {}
@@ -210,11 +202,11 @@ def _layer_of(name: str, p: torch.Tensor, named: bool) -> str:
     """The layer path of a parameter: its name without the last part (``'2.weight'`` ->
     ``'2'``), with the layer type when lateinit knows it. For parameters given without
     names, the path lateinit recorded in the network is used when there is one."""
-    meta = getattr(p, "_li", None)
-    if not named and meta is not None and meta.path:
-        name = meta.path
+    rec = record_of(p)
+    if not named and rec is not None and rec.path:
+        name = rec.path
     path = name.rpartition(".")[0] or name
-    owner = getattr(meta, "owner", "")
+    owner = rec.owner if rec is not None else ""
     return f"{path!r} ({owner})" if owner else repr(path)
 
 
@@ -264,8 +256,8 @@ class Trainer:
             ``param1``, ...). A parameter listed twice (shared) is counted once.
         optimizer: a name — ``sgd``, ``nag`` (SGD with Nesterov momentum, default
             momentum 0.9), ``adam``, ``adamw``, ``adagrad``, ``adadelta``, ``adamax``,
-            ``nadam``, ``radam``, ``rmsprop``, ``rprop``, ``asgd`` (``lamb`` if
-            ``torch.optim`` has it) — or a ``torch.optim.Optimizer`` subclass.
+            ``nadam``, ``radam``, ``rmsprop``, ``rprop``, ``asgd`` — or a
+            ``torch.optim.Optimizer`` subclass (e.g. a Lamb from another package).
         optimizer_params: hyperparameters, by Gluon name (``learning_rate``, ``wd``,
             ``beta1``, ``beta2``, ``epsilon``, ``momentum``, ``gamma1`` for rmsprop) or by
             torch name (``lr``, ``weight_decay``, ``betas``, ``eps``, ``alpha``, ...);

@@ -136,13 +136,16 @@ class MultiHeadAttention(Block):
         sizes = {"query": query_units, "key": key_units, "value": value_units, "out": units}
         kw: dict[str, Any] = {"dtype": dtype, "device": device}
         for proj, in_size in sizes.items():
-            weight = Parameter((e, in_size or -1), weight_initializer, **kw)
+            weight = Parameter(
+                (e, in_size or -1),
+                weight_initializer,
+                **kw,
+                default_init=_init.linear_default() if proj == "out" else None,
+                in_size_arg=f"{proj}_units" if proj != "out" else "",
+            )
             bias = Parameter((e,), bias_initializer, **kw) if use_bias else None
             setattr(self, f"{proj}_weight", weight)
             setattr(self, f"{proj}_bias", bias)
-            if proj != "out":
-                weight._li.hint = f"{proj}_units"
-        self.out_weight._li.default = _init.Xavier("uniform", "in", 1.0)  # nn.Linear's
         self._set_projection_defaults()
 
     def _set_projection_defaults(self) -> None:
@@ -152,8 +155,9 @@ class MultiHeadAttention(Block):
         packed = all(units == in_size for units, in_size in shapes)
         for proj, (units, in_size) in zip(("query", "key", "value"), shapes, strict=True):
             square = units == in_size and units != -1
-            default = _XAVIER_PACKED if packed and square else _XAVIER_SEPARATE
-            getattr(self, f"{proj}_weight")._li.default = default
+            weight = getattr(self, f"{proj}_weight")
+            if isinstance(weight, Parameter):  # still deferred
+                weight.default_init = _XAVIER_PACKED if packed and square else _XAVIER_SEPARATE
 
     def infer_param_shapes(
         self,
@@ -296,8 +300,9 @@ class _ModelSizeDense(Dense):
         # A plain reference (not a registered child): the attention belongs to the parent.
         self.__dict__["_size_source"] = source
         # Declared as Dense declares them (same order, initializers and seeds).
-        self.weight = Parameter((-1, in_units), None, dtype=dtype, device=device)
-        self.weight._li.default = _init.Xavier("uniform", "in", 1.0)
+        self.weight = Parameter(
+            (-1, in_units), None, dtype=dtype, device=device, default_init=_init.linear_default()
+        )
         self.bias = Parameter((-1,), "zeros", dtype=dtype, device=device)
 
     def infer_param_shapes(self, x: torch.Tensor) -> None:

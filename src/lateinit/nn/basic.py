@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import init as _init
-from ..block import Block, _layer_label, _locate
+from ..block import Block
+from ..explain import layer_label, locate
 from ..parameter import Parameter
-from ..shapes import ShapeMismatchError, fmt_shape
+from ..shapes import ShapeMismatchError, fmt_shape, in_size
 
 __all__ = ["Dense", "Activation", "Dropout", "Flatten", "Lambda", "Identity", "Embedding"]
 
@@ -46,7 +47,8 @@ def get_activation(act: str | Callable[..., Any] | None) -> Callable[..., Any] |
     )
 
 
-def _act_name(act: str | Callable[..., Any] | None) -> str:
+def act_name(act: str | Callable[..., Any] | None) -> str:
+    """An activation's name for ``repr`` (``"relu"``, a function's ``__name__``)."""
     if act is None or isinstance(act, str):
         return act or ""
     return getattr(act, "__name__", type(act).__name__)
@@ -62,7 +64,7 @@ class Dense(Block):
         use_bias: add a bias.
         flatten: Gluon semantics: ``True`` flattens all axes but the first
             (``(N, d1, d2...) -> (N, d1*d2*...)``); ``False`` applies to the last axis.
-        in_units: the input size; inferred from the first batch when ``None``.
+        in_units: the input size; inferred from the first batch when ``None`` (or 0, as Gluon).
         weight_initializer: the weight's own initializer; when ``None`` the one given to
             ``initialize(init)`` is used, else torch's ``nn.Linear`` distribution
             ``U(-1/sqrt(in_units), 1/sqrt(in_units))``.
@@ -99,18 +101,20 @@ class Dense(Block):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(units, int) or units <= 0:
+        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise ValueError(f"Dense: units must be a positive int, got {units!r}")
-        if in_units is not None and (not isinstance(in_units, int) or in_units <= 0):
-            raise ValueError(f"Dense: in_units must be a positive int or None, got {in_units!r}")
+        known = in_size(in_units, "in_units", "Dense")
         self._units = units
         self._flatten = flatten
         self._activation = activation
         self._act = get_activation(activation)
         self.weight = Parameter(
-            (units, in_units or -1), weight_initializer, dtype=dtype, device=device
+            (units, known),
+            weight_initializer,
+            dtype=dtype,
+            device=device,
+            default_init=_init.linear_default(),
         )
-        self.weight._li.default = _init.Xavier("uniform", "in", 1.0)
         self.bias = (
             Parameter((units,), bias_initializer, dtype=dtype, device=device) if use_bias else None
         )
@@ -142,7 +146,7 @@ class Dense(Block):
 
     def extra_repr(self) -> str:
         in_units = self.weight.shape[1]
-        act = _act_name(self._activation)
+        act = act_name(self._activation)
         return f"{in_units} -> {self._units}" + (f", {act}" if act else "")
 
 
@@ -165,7 +169,7 @@ class Activation(Block):
         return self._act(x)  # type: ignore[misc]
 
     def extra_repr(self) -> str:
-        return _act_name(self._activation)
+        return act_name(self._activation)
 
 
 class Dropout(Block):
@@ -289,9 +293,12 @@ class Embedding(Block):
         self._output_dim = output_dim
         self._sparse = sparse_grad
         self.weight = Parameter(
-            (input_dim, output_dim), weight_initializer, dtype=dtype, device=device
+            (input_dim, output_dim),
+            weight_initializer,
+            dtype=dtype,
+            device=device,
+            default_init=_init.Normal(1.0),  # torch.nn.Embedding's N(0, 1)
         )
-        self.weight._li.default = _init.Normal(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
@@ -300,7 +307,7 @@ class Embedding(Block):
             raise self._explain_indices(err, x)
 
     def _explain_indices(self, err: BaseException, x: torch.Tensor) -> BaseException:
-        label = _layer_label(self, _locate(self)[1])
+        label = layer_label(self, locate(self)[1])
         if x.is_floating_point() or x.is_complex():
             return TypeError(
                 f"{label} needs integer indices, got a {str(x.dtype).replace('torch.', '')} "

@@ -7,7 +7,8 @@ from typing import Any, overload
 
 import torch
 
-from ..block import Block, _layer_label, _locate
+from ..block import Block
+from ..explain import layer_label, locate
 from ..shapes import ShapeMismatchError, fmt_shape
 
 __all__ = ["Sequential", "Concatenate", "Residual"]
@@ -120,7 +121,7 @@ class Concatenate(Block):
             for name, out in zip(self._modules, outputs, strict=True)
         )
         return ShapeMismatchError(
-            f"{_layer_label(self, _locate(self)[1])} cannot concatenate its branches' outputs "
+            f"{layer_label(self, locate(self)[1])} cannot concatenate its branches' outputs "
             f"on axis {self._axis}: they must agree on every other axis, got {shapes}. Fix: "
             "make the branches keep the other axes equal (e.g. the same strides and padding)."
         )
@@ -155,7 +156,7 @@ class Residual(Block):
         out = self.body(x)
         if out.shape != x.shape:
             raise ShapeMismatchError(
-                f"{_layer_label(self, _locate(self)[1])}: its block maps an input of shape "
+                f"{layer_label(self, locate(self)[1])}: its block maps an input of shape "
                 f"{fmt_shape(tuple(x.shape))} to {fmt_shape(tuple(out.shape))}, but a residual "
                 "connection needs the same shape to add them. Fix: make the block keep the "
                 "shape (e.g. Dense(units=input size, flatten=False)), or project the input."

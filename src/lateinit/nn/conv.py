@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from .. import init as _init
 from ..block import Block
 from ..parameter import Parameter
-from ..shapes import ShapeMismatchError, fmt_shape
-from .basic import _act_name, get_activation
+from ..shapes import ShapeMismatchError, fmt_shape, in_size
+from .basic import act_name, get_activation
 
 __all__ = [
     "Conv1D",
@@ -28,6 +28,7 @@ __all__ = [
     "Conv3DTranspose",
 ]
 
+#: A size given as one int for every spatial dim, or one per dim.
 IntOrTuple = int | Sequence[int]
 
 _CHANNELS_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
@@ -35,7 +36,7 @@ _CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 
 
 # -- helpers shared with pool.py ----------------------------------------------------------
-def _ntuple(value: Any, n: int, name: str, owner: str, minimum: int) -> tuple[int, ...]:
+def ntuple(value: Any, n: int, name: str, owner: str, minimum: int) -> tuple[int, ...]:
     """``3 -> (3, 3)``; a sequence must have ``n`` ints, each at least ``minimum``."""
     if isinstance(value, int) and not isinstance(value, bool):
         out = (value,) * n
@@ -51,7 +52,7 @@ def _ntuple(value: Any, n: int, name: str, owner: str, minimum: int) -> tuple[in
     return out
 
 
-def _check_layout(layout: str | None, n: int, owner: str) -> tuple[str, bool]:
+def check_layout(layout: str | None, n: int, owner: str) -> tuple[str, bool]:
     """The layout string (default channels-first) and whether it is channels-last."""
     if layout is None:
         return _CHANNELS_FIRST[n], False
@@ -70,7 +71,7 @@ def _axes(layout: str) -> str:
     return "(" + ", ".join(layout) + ")"
 
 
-def _split_input(
+def split_input(
     block: Block, x: torch.Tensor, n: int, layout: str, channels_last: bool
 ) -> tuple[int, tuple[int, ...]]:
     """Check the number of dims of ``x`` and return its channel count and spatial sizes.
@@ -94,16 +95,17 @@ def _split_input(
     return shape[-n - 1], shape[-n:]
 
 
-def _too_small(
+def too_small(
     spatial: Sequence[int], out: Sequence[int], reason: str, fix: str
 ) -> ShapeMismatchError:
+    """The error for an input whose spatial size leaves an empty output."""
     return ShapeMismatchError(
         f"its spatial size {fmt_shape(tuple(spatial))} is too small for {reason}: the output "
         f"would be {fmt_shape(tuple(out))}. Fix: {fix}"
     )
 
 
-def _pool_out(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil: bool) -> int:
+def pool_out(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil: bool) -> int:
     """Output length of a convolution/pooling window, exactly as torch computes it."""
     span = dilation * (kernel - 1) + 1
     out = (size + 2 * pad - span + (stride - 1 if ceil else 0)) // stride + 1
@@ -136,66 +138,25 @@ class _Conv(Block):
         use_bias: bool = True,
         weight_initializer: Any = None,
         bias_initializer: Any = "zeros",
-        in_channels: int | None = 0,
+        in_channels: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
         name, n = type(self).__name__, self._ndim
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels <= 0:
-            raise ValueError(f"{name}: channels must be a positive int, got {channels!r}")
-        if not isinstance(groups, int) or isinstance(groups, bool) or groups <= 0:
-            raise ValueError(f"{name}: groups must be a positive int, got {groups!r}")
-        in_channels = 0 if in_channels is None else in_channels
-        if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 0:
-            raise ValueError(
-                f"{name}: in_channels must be a positive int, or 0/None to infer it, "
-                f"got {in_channels!r}"
-            )
-        if channels % groups:
-            raise ValueError(
-                f"{name}: channels={channels} is not divisible by groups={groups}; "
-                "both in_channels and channels must be multiples of groups"
-            )
-        if in_channels % groups:
-            raise ValueError(
-                f"{name}: in_channels={in_channels} is not divisible by groups={groups}; "
-                "both in_channels and channels must be multiples of groups"
-            )
-        self._kernel_size = _ntuple(kernel_size, n, "kernel_size", name, 1)
-        self._strides = _ntuple(strides, n, "strides", name, 1)
-        self._dilation = _ntuple(dilation, n, "dilation", name, 1)
-        self._padding: tuple[int, ...] | str
-        if isinstance(padding, str) and not self._transpose:
-            if padding not in ("same", "valid"):
-                raise ValueError(
-                    f"{name}: padding must be ints, 'same' or 'valid', got {padding!r}"
-                )
-            if padding == "same" and self._strides != (1,) * n:
-                raise ValueError(f"{name}: padding='same' needs strides=1, got {strides!r}")
-            self._padding = padding if padding == "same" else (0,) * n
-        else:
-            self._padding = _ntuple(padding, n, "padding", name, 0)
-        self._output_padding = _ntuple(output_padding, n, "output_padding", name, 0)
-        if not self._transpose and any(self._output_padding):
-            raise ValueError(
-                f"{name}: output_padding applies to transposed convolutions only "
-                f"(use {name}Transpose)"
-            )
-        for op, s, d in zip(self._output_padding, self._strides, self._dilation, strict=True):
-            if op >= max(s, d):
-                raise ValueError(
-                    f"{name}: output_padding must be smaller than strides or dilation, got "
-                    f"output_padding={self._output_padding}, strides={self._strides}, "
-                    f"dilation={self._dilation}"
-                )
-        self._layout, self._channels_last = _check_layout(layout, n, name)
+        known = self._check_channels(channels, groups, in_channels)
+        self._kernel_size = ntuple(kernel_size, n, "kernel_size", name, 1)
+        self._strides = ntuple(strides, n, "strides", name, 1)
+        self._dilation = ntuple(dilation, n, "dilation", name, 1)
+        self._padding = self._check_padding(padding, strides)
+        self._output_padding = self._check_output_padding(output_padding)
+        self._layout, self._channels_last = check_layout(layout, n, name)
         self._channels = channels
         self._groups = groups
         self._activation = activation
         self._act = get_activation(activation)
         if self._transpose:
-            shape = (in_channels or -1, channels // groups, *self._kernel_size)
+            shape = (known, channels // groups, *self._kernel_size)
             self._args: tuple[Any, ...] = (
                 self._strides,
                 self._padding,
@@ -204,21 +165,71 @@ class _Conv(Block):
                 self._dilation,
             )
         else:
-            shape = (channels, in_channels // groups or -1, *self._kernel_size)
+            shape = (channels, known // groups if known > 0 else -1, *self._kernel_size)
             self._args = (self._strides, self._padding, self._dilation, groups)
-        self.weight = Parameter(shape, weight_initializer, dtype=dtype, device=device)
-        # torch's kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in
+        # torch's kaiming_uniform(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in
         # from dim 1 times the kernel size (for transposes too, as torch computes it).
-        self.weight._li.default = _init.Xavier("uniform", "in", 1.0)
+        self.weight = Parameter(
+            shape,
+            weight_initializer,
+            dtype=dtype,
+            device=device,
+            default_init=_init.linear_default(),
+        )
         self.bias = (
             Parameter((channels,), bias_initializer, dtype=dtype, device=device)
             if use_bias
             else None
         )
 
+    # -- constructor checks -------------------------------------------------------------
+    def _check_channels(self, channels: Any, groups: Any, in_channels: Any) -> int:
+        """Validate ``channels``/``groups``/``in_channels``; the input channels or -1."""
+        name = type(self).__name__
+        for arg, value in (("channels", channels), ("groups", groups)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        known = in_size(in_channels, "in_channels", name)
+        for arg, value in (("channels", channels), ("in_channels", known)):
+            if value > 0 and value % groups:
+                raise ValueError(
+                    f"{name}: {arg}={value} is not divisible by groups={groups}; "
+                    "both in_channels and channels must be multiples of groups"
+                )
+        return known
+
+    def _check_padding(self, padding: Any, strides: Any) -> tuple[int, ...] | str:
+        """Ints, or ``"same"``/``"valid"`` for a (non-transposed) convolution."""
+        name, n = type(self).__name__, self._ndim
+        if not isinstance(padding, str) or self._transpose:
+            return ntuple(padding, n, "padding", name, 0)
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{name}: padding must be ints, 'same' or 'valid', got {padding!r}")
+        if padding == "same" and self._strides != (1,) * n:
+            raise ValueError(f"{name}: padding='same' needs strides=1, got {strides!r}")
+        return padding if padding == "same" else (0,) * n
+
+    def _check_output_padding(self, output_padding: Any) -> tuple[int, ...]:
+        """Transposes only, and smaller than the strides or the dilation."""
+        name = type(self).__name__
+        out = ntuple(output_padding, self._ndim, "output_padding", name, 0)
+        if not self._transpose and any(out):
+            raise ValueError(
+                f"{name}: output_padding applies to transposed convolutions only "
+                f"(use {name}Transpose)"
+            )
+        for op, s, d in zip(out, self._strides, self._dilation, strict=True):
+            if op >= max(s, d):
+                raise ValueError(
+                    f"{name}: output_padding must be smaller than strides or dilation, got "
+                    f"output_padding={out}, strides={self._strides}, "
+                    f"dilation={self._dilation}"
+                )
+        return out
+
     def infer_param_shapes(self, x: torch.Tensor) -> None:
         n = self._ndim
-        c, spatial = _split_input(self, x, n, self._layout, self._channels_last)
+        c, spatial = split_input(self, x, n, self._layout, self._channels_last)
         if c % self._groups:
             known = self._in_channels()
             expects = f" (it expects in_channels={known})" if known > 0 else ""
@@ -249,7 +260,7 @@ class _Conv(Block):
             if self._padding == "same":
                 return
             out = [
-                _pool_out(size, kk, s, p, d, False)
+                pool_out(size, kk, s, p, d, False)
                 for size, kk, s, p, d in zip(
                     spatial, k, self._strides, self._padding, self._dilation, strict=True
                 )
@@ -262,7 +273,7 @@ class _Conv(Block):
                 "kernel_size or dilation, or more padding"
             )
         if min(out) < 1:
-            raise _too_small(spatial, out, reason, fix)
+            raise too_small(spatial, out, reason, fix)
 
     def _in_channels(self) -> int:
         """The input channels, or -1 while unknown."""
@@ -307,7 +318,7 @@ class _Conv(Block):
             parts.append("bias=False")
         if self._channels_last:
             parts.append(f"layout={self._layout}")
-        act = _act_name(self._activation)
+        act = act_name(self._activation)
         if act:
             parts.append(act)
         return ", ".join(parts)

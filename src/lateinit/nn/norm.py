@@ -13,23 +13,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..block import Block, _layer_label, _locate
+from ..block import Block
+from ..explain import layer_label, locate
 from ..parameter import Parameter, deferred_buffer
-from ..shapes import ShapeMismatchError, fmt_shape
+from ..shapes import ShapeMismatchError, fmt_shape, in_size
 
 __all__ = ["BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm"]
-
-
-def _in_channels(layer: str, in_channels: int | None) -> int:
-    """-1 (unknown) for ``None`` or Gluon's ``0``, else a positive int."""
-    if in_channels is None or in_channels == 0:
-        return -1
-    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 0:
-        raise ValueError(
-            f"{layer}: in_channels must be a positive int, or 0/None to infer it, "
-            f"got {in_channels!r}"
-        )
-    return in_channels
 
 
 def _check_epsilon(layer: str, epsilon: float) -> float:
@@ -75,7 +64,7 @@ class _Norm(Block):
         self._epsilon = epsilon if epsilon is None else _check_epsilon(name, epsilon)
         self._center = bool(center)
         self._scale = bool(scale)
-        channels = _in_channels(name, in_channels)
+        channels = in_size(in_channels, "in_channels", name)
         # Declared in the same order (gamma, beta) whether or not in_channels is given.
         self.gamma = (
             Parameter((channels,), gamma_initializer, dtype=dtype, device=device) if scale else None
@@ -107,9 +96,9 @@ class _Norm(Block):
     def _too_few_values(self, err: ValueError, fix: str) -> ShapeMismatchError:
         """torch's "Expected more than 1 value per channel", naming the layer (error path):
         the input is too small to normalize, a shape problem."""
-        path = _locate(self)[1]
+        path = locate(self)[1]
         return ShapeMismatchError(
-            f"{_layer_label(self, path)}: {err}. Fix: {fix}.", layer=path or type(self).__name__
+            f"{layer_label(self, path)}: {err}. Fix: {fix}.", layer=path or type(self).__name__
         )
 
     def _axis_words(self) -> str:
@@ -211,7 +200,7 @@ class BatchNorm(_Norm):
         gamma_initializer: Any = "ones",
         running_mean_initializer: Any = "zeros",
         running_variance_initializer: Any = "ones",
-        in_channels: int | None = 0,
+        in_channels: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -231,7 +220,7 @@ class BatchNorm(_Norm):
         self._momentum = float(momentum)
         self._torch_momentum = 1.0 - float(momentum)  # torch's convention
         self._use_global_stats = bool(use_global_stats)
-        channels = _in_channels("BatchNorm", in_channels)
+        channels = in_size(in_channels, "in_channels", "BatchNorm")
         for name, initializer in (
             ("running_mean", running_mean_initializer),
             ("running_var", running_variance_initializer),
@@ -315,7 +304,7 @@ class LayerNorm(_Norm):
         scale: bool = True,
         beta_initializer: Any = "zeros",
         gamma_initializer: Any = "ones",
-        in_channels: int | None = 0,
+        in_channels: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -387,7 +376,7 @@ class RMSNorm(_Norm):
         epsilon: float | None = 1e-6,
         scale: bool = True,
         gamma_initializer: Any = "ones",
-        in_channels: int | None = 0,
+        in_channels: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -451,7 +440,7 @@ class GroupNorm(_Norm):
         scale: bool = True,
         beta_initializer: Any = "zeros",
         gamma_initializer: Any = "ones",
-        in_channels: int | None = 0,
+        in_channels: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -469,7 +458,7 @@ class GroupNorm(_Norm):
             dtype,
             device,
         )
-        if in_channels and in_channels % num_groups:
+        if isinstance(in_channels, int) and in_channels > 0 and in_channels % num_groups:
             raise ValueError(
                 f"GroupNorm: in_channels={in_channels} is not divisible by "
                 f"num_groups={num_groups}. Fix: choose num_groups dividing the channels."
@@ -544,7 +533,7 @@ class InstanceNorm(_Norm):
         scale: bool = True,
         beta_initializer: Any = "zeros",
         gamma_initializer: Any = "ones",
-        in_channels: int | None = 0,
+        in_channels: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:

@@ -8,7 +8,7 @@ only): an input with the wrong number of dims, or too small for the window, is a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..block import Block
 from ..shapes import fmt_shape
-from .conv import _check_layout, _ntuple, _pool_out, _split_input, _too_small
+from .conv import IntOrTuple, check_layout, ntuple, pool_out, split_input, too_small
 
 __all__ = [
     "MaxPool1D",
@@ -32,8 +32,6 @@ __all__ = [
     "GlobalAvgPool2D",
     "GlobalAvgPool3D",
 ]
-
-IntOrTuple = int | Sequence[int]
 
 
 class _Pool(Block):
@@ -52,27 +50,27 @@ class _Pool(Block):
     ) -> None:
         super().__init__()
         name, n = type(self).__name__, self._ndim
-        self._pool_size = _ntuple(pool_size, n, "pool_size", name, 1)
+        self._pool_size = ntuple(pool_size, n, "pool_size", name, 1)
         self._strides = (
-            self._pool_size if strides is None else _ntuple(strides, n, "strides", name, 1)
+            self._pool_size if strides is None else ntuple(strides, n, "strides", name, 1)
         )
-        self._padding = _ntuple(padding, n, "padding", name, 0)
+        self._padding = ntuple(padding, n, "padding", name, 0)
         if any(2 * p > k for p, k in zip(self._padding, self._pool_size, strict=True)):
             raise ValueError(
                 f"{name}: padding must be at most half of pool_size, got padding="
                 f"{self._padding} for pool_size={self._pool_size}"
             )
         self._ceil_mode = bool(ceil_mode)
-        self._layout, self._channels_last = _check_layout(layout, n, name)
+        self._layout, self._channels_last = check_layout(layout, n, name)
         self._args: tuple[Any, ...] = ()
 
     def infer_param_shapes(self, x: torch.Tensor) -> None:
         """No parameters: only checks the input shape (called on the error path)."""
-        _, spatial = _split_input(self, x, self._ndim, self._layout, self._channels_last)
+        _, spatial = split_input(self, x, self._ndim, self._layout, self._channels_last)
         windows = zip(spatial, self._pool_size, self._strides, self._padding, strict=True)
-        out = [_pool_out(size, k, s, p, 1, self._ceil_mode) for size, k, s, p in windows]
+        out = [pool_out(size, k, s, p, 1, self._ceil_mode) for size, k, s, p in windows]
         if min(out) < 1:
-            raise _too_small(
+            raise too_small(
                 spatial,
                 out,
                 f"pool_size {fmt_shape(self._pool_size)}",
@@ -256,11 +254,11 @@ class _GlobalPool(Block):
 
     def __init__(self, layout: str | None = None) -> None:
         super().__init__()
-        self._layout, self._channels_last = _check_layout(layout, self._ndim, type(self).__name__)
+        self._layout, self._channels_last = check_layout(layout, self._ndim, type(self).__name__)
 
     def infer_param_shapes(self, x: torch.Tensor) -> None:
         """No parameters: only checks the number of input dims (called on the error path)."""
-        _split_input(self, x, self._ndim, self._layout, self._channels_last)
+        split_input(self, x, self._ndim, self._layout, self._channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not 0 < x.dim() - self._ndim < 3:

@@ -23,9 +23,10 @@ from torch import _VF
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import init as _init
-from ..block import Block, _layer_label, _locate
+from ..block import Block
+from ..explain import layer_label, locate
 from ..parameter import Parameter, active_journal, is_deferred
-from ..shapes import ShapeMismatchError, fmt_shape
+from ..shapes import ShapeMismatchError, fmt_shape, in_size
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
@@ -69,11 +70,7 @@ class _RNNLayer(Block):
             raise ValueError(f"{kind}: layout must be 'TNC' or 'NTC', got {layout!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{kind}: dropout must be in [0, 1), got {dropout!r}")
-        if input_size is not None and (not isinstance(input_size, int) or input_size < 0):
-            raise ValueError(
-                f"{kind}: input_size must be a positive int, or 0/None to infer it, "
-                f"got {input_size!r}"
-            )
+        input_size = in_size(input_size, "input_size", kind)
         self._hidden_size = hidden_size
         self._num_layers = num_layers
         self._layout = layout
@@ -88,10 +85,10 @@ class _RNNLayer(Block):
         weight_default = _init.Uniform(1.0 / math.sqrt(hidden_size))  # torch.nn.LSTM's
         names: list[str] = []
         for layer in range(num_layers):
-            in_size = (input_size or -1) if layer == 0 else hidden_size * self._dirs
+            in_dim = input_size if layer == 0 else hidden_size * self._dirs
             for prefix in "lr"[: self._dirs]:
                 declared = [
-                    ("i2h_weight", (gate_size, in_size), i2h_weight_initializer),
+                    ("i2h_weight", (gate_size, in_dim), i2h_weight_initializer),
                     ("h2h_weight", (gate_size, hidden_size), h2h_weight_initializer),
                 ]
                 if use_bias:
@@ -101,9 +98,13 @@ class _RNNLayer(Block):
                     ]
                 for suffix, shape, initializer in declared:
                     name = f"{prefix}{layer}_{suffix}"
-                    param = Parameter(shape, initializer, dtype=dtype, device=device)
-                    if suffix.endswith("weight"):
-                        param._li.default = weight_default
+                    param = Parameter(
+                        shape,
+                        initializer,
+                        dtype=dtype,
+                        device=device,
+                        default_init=weight_default if suffix.endswith("weight") else None,
+                    )
                     self.register_parameter(name, param)
                     names.append(name)
         # The fused kernel's weight list, in torch's _flat_weights_names order.
@@ -151,7 +152,7 @@ class _RNNLayer(Block):
             else f"a {type(states).__name__}"
         )
         raise TypeError(
-            f"{_layer_label(self, _locate(self)[1])} expects initial states as {want}, got "
+            f"{layer_label(self, locate(self)[1])} expects initial states as {want}, got "
             f"{got}. Fix: pass states shaped (num_layers*directions, N, hidden_size), e.g. "
             "layer.begin_state(batch_size)."
         )

@@ -1,0 +1,324 @@
+"""Data-free shape inference: run a network's forward on meta tensors.
+
+:func:`infer_shape` (``Block.infer_shape``) fills every deferred parameter's shape
+without data and without allocating: each module's forward runs on meta tensors, with
+meta stand-ins for its parameters and buffers; modules of identical structure called on
+identical input specs run once and are replayed. ``None`` dims of a :class:`Spec` are
+found by two runs with different stand-in sizes (:data:`lateinit.shapes.NONE_SIZES`).
+See ``docs/design.md``, "Shapes without data".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .block import Block
+from .explain import layer_label, locate
+from .parameter import Parameter, is_deferred, transaction
+from .shapes import NONE_SIZES, Spec
+
+__all__ = ["infer_shape", "to_meta", "has_none", "merge_specs", "Inference"]
+
+
+def to_meta(obj: Any, size: int) -> Any:
+    """Meta tensors for a tensor / shape tuple / Spec (nested tuples, lists, dicts);
+    ``None`` dims get ``size``."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device.type == "meta" else torch.empty_like(obj, device="meta")
+    if isinstance(obj, Spec):
+        return torch.empty(
+            tuple(size if d is None else d for d in obj.shape), dtype=obj.dtype, device="meta"
+        )
+    if isinstance(obj, tuple) and all(isinstance(d, int) or d is None for d in obj) and obj:
+        return torch.empty(tuple(size if d is None else d for d in obj), device="meta")
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_meta(o, size) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_meta(v, size) for k, v in obj.items()}
+    return obj
+
+
+def has_none(obj: Any) -> bool:
+    """Whether a spec, shape tuple or nest of them has a ``None`` dim."""
+    if isinstance(obj, Spec):
+        return None in obj.shape
+    if isinstance(obj, (list, tuple)):
+        return any(d is None for d in obj) or any(has_none(o) for o in obj)
+    if isinstance(obj, dict):
+        return any(has_none(v) for v in obj.values())
+    return False
+
+
+def _to_spec(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return Spec(tuple(obj.shape), obj.dtype)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_spec(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_spec(v) for k, v in obj.items()}
+    return obj
+
+
+def merge_specs(a: Any, b: Any) -> Any:
+    """Two runs' output specs: dims that differ depend on a None input dim."""
+    if isinstance(a, Spec):
+        shape = tuple(x if x == y else None for x, y in zip(a.shape, b.shape, strict=True))
+        return Spec(shape, a.dtype)
+    if isinstance(a, (list, tuple)):
+        return type(a)(merge_specs(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return {k: merge_specs(v, b[k]) for k, v in a.items()}
+    return a
+
+
+def _from_spec(obj: Any) -> Any:
+    """Meta tensors rebuilt from recorded output specs (a memoized module's output)."""
+    if isinstance(obj, Spec):
+        return torch.empty(obj.shape, dtype=obj.dtype, device="meta")
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_from_spec(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _from_spec(v) for k, v in obj.items()}
+    return obj
+
+
+_SKIP_ATTRS = {"training", "forward", "_lateinit"}
+
+
+def _value_key(value: Any) -> Any:
+    """A hashable stand-in for an attribute or argument value, safe for memoizing: plain
+    values by value, tensors by shape and dtype, anything else by identity."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.dtype)
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *(_value_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", *((k, _value_key(v)) for k, v in value.items()))
+    return ("id", id(value))
+
+
+class Inference:
+    """One data-free pass over a network (see :func:`infer_shape`).
+
+    Every module gets a temporary per-instance ``forward`` that infers its own deferred
+    parameters' shapes (``infer_param_shapes``), swaps meta stand-ins in for its parameters
+    and buffers, and runs the real forward on meta tensors. Modules of identical structure
+    called on identical input specs (the 32 decoder layers of a Llama) run once: the others
+    replay the recorded parameter shapes and output spec.
+    """
+
+    def __init__(self, root: torch.nn.Module, flops: bool = False) -> None:
+        self.root = root
+        self.modules = list(root.modules())
+        self.signatures: dict[int, Any] = {}
+        for module in reversed(self.modules):  # children first
+            self.signatures[id(module)] = self._signature(module)
+        self.owners: dict[int, list[tuple[dict[str, Any], str]]] = {}
+        for module in self.modules:
+            for table in (module._parameters, module._buffers):
+                for name, t in table.items():
+                    if t is not None:
+                        self.owners.setdefault(id(t), []).append((table, name))
+        self.memo: dict[Any, tuple[list[tuple[int, ...]], Any, float, list[Any]]] = {}
+        self.subtrees: dict[int, list[tuple[int, str, str]]] = {}
+        self.saved_tables: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.saved_forwards: dict[int, Any] = {}
+        self.records: dict[int, tuple[Any, float]] = {}  # per module: output spec, FLOPs
+        self.flops = flops
+        self.counter: Any = None
+        self.replayed_flops = 0  # FLOPs of replayed (memoized) calls
+
+    def _flops_so_far(self) -> float:
+        counted = self.counter.get_total_flops() if self.counter is not None else 0
+        return counted + self.replayed_flops
+
+    def _signature(self, module: torch.nn.Module) -> Any:
+        attrs = tuple(
+            sorted(
+                (k, _value_key(v))
+                for k, v in vars(module).items()
+                if k not in _SKIP_ATTRS
+                and not k.startswith("_forward")
+                and not k.endswith("hooks")
+                and k not in ("_parameters", "_buffers", "_modules")
+                and not k.startswith("_state_dict")
+                and not k.startswith("_load_state_dict")
+                and k != "_non_persistent_buffers_set"
+            )
+        )
+        tensors = tuple(
+            (name, tuple(t.shape), t.dtype, t.requires_grad)
+            for table in (module._parameters, module._buffers)
+            for name, t in table.items()
+            if t is not None
+        )
+        children = tuple((n, self.signatures[id(c)]) for n, c in module._modules.items() if c)
+        return (type(module), attrs, tensors, children)
+
+    # -- stand-ins -----------------------------------------------------------------------
+    def stand_in(self, t: torch.Tensor) -> None:
+        """Put a meta tensor of ``t``'s (full) shape wherever ``t`` is held."""
+        shape = tuple(t.shape)
+        if isinstance(t, torch.nn.Parameter):
+            meta = torch.nn.Parameter(
+                torch.empty(shape, dtype=t.dtype, device="meta"), t.requires_grad
+            )
+        else:
+            meta = torch.empty(shape, dtype=t.dtype, device="meta")
+        for table, name in self.owners.get(id(t), ()):
+            table[name] = meta
+
+    def __enter__(self) -> Inference:
+        for module in self.modules:
+            self.saved_tables[id(module)] = (dict(module._parameters), dict(module._buffers))
+            self.saved_forwards[id(module)] = module.__dict__.get("forward")
+        done: set[int] = set()
+        for module in self.modules:
+            for table in (module._parameters, module._buffers):
+                for t in list(table.values()):
+                    if t is not None and id(t) not in done and not is_deferred(t):
+                        done.add(id(t))
+                        self.stand_in(t)
+            module.__dict__["forward"] = _bound(self, module)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for module in self.modules:
+            params, buffers = self.saved_tables[id(module)]
+            module._parameters.clear()
+            module._parameters.update(params)
+            module._buffers.clear()
+            module._buffers.update(buffers)
+            previous = self.saved_forwards[id(module)]
+            if previous is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.__dict__["forward"] = previous
+
+    def _originals(self, module: torch.nn.Module) -> list[torch.Tensor | None]:
+        """The subtree's parameters and buffers (the objects, not their stand-ins), in a
+        fixed order that modules of equal signature share."""
+        where = self.subtrees.get(id(module))
+        if where is None:
+            where = [
+                (id(m), kind, name)
+                for m in module.modules()
+                for kind, table in (("p", m._parameters), ("b", m._buffers))
+                for name in table
+            ]
+            self.subtrees[id(module)] = where
+        return [self.saved_tables[mid][0 if kind == "p" else 1][name] for mid, kind, name in where]
+
+    # -- one module call -----------------------------------------------------------------
+    def call(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        key = (
+            self.signatures[id(module)],
+            module.training,
+            _value_key(args),
+            _value_key(kwargs),
+        )
+        hit = self.memo.get(key)
+        if hit is not None:
+            shapes, spec, flops, subtree = hit
+            for t, shape in zip(self._originals(module), shapes, strict=True):
+                _fill_and_stand_in(self, t, shape)
+            for m, record in zip(module.modules(), subtree, strict=True):
+                if record is not None:  # the descendants' calls, as in the run replayed
+                    self.records[id(m)] = record
+            self.records[id(module)] = (spec, flops)
+            self.replayed_flops += flops  # the counter never sees a replayed module's ops
+            return _from_spec(spec)
+        if isinstance(module, Block):
+            for _, p in module._infer_own(args, kwargs):
+                self.stand_in(p)
+        before = self._flops_so_far()
+        previous = {id(m): self.records.get(id(m)) for m in module.modules()}
+        try:
+            out = type(module).forward(module, *args, **kwargs)
+        except (RuntimeError, NotImplementedError) as err:
+            wrapped = _data_dependent(module, err)
+            if wrapped is err:
+                raise
+            raise wrapped from err
+        flops = self._flops_so_far() - before
+        spec = _to_spec(out)
+        shapes = [tuple(t.shape) if t is not None else () for t in self._originals(module)]
+        subtree = [
+            r if r is not previous[id(m)] else None
+            for m in module.modules()
+            for r in (self.records.get(id(m)),)
+        ]
+        self.memo[key] = (shapes, spec, flops, subtree)
+        self.records[id(module)] = (spec, flops)
+        return out
+
+
+def _fill_and_stand_in(ctx: Inference, t: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+    """Replay a memoized module: fill a deferred tensor's shape and stand in for it (READY
+    tensors, and deferred ones shared with a module already run, are stand-ins already)."""
+    if isinstance(t, Parameter):
+        t.shape = shape
+        ctx.stand_in(t)
+
+
+def _bound(ctx: Inference, module: torch.nn.Module) -> Any:
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return ctx.call(module, args, kwargs)
+
+    return forward
+
+
+class _NeedsValuesError(RuntimeError):
+    """A forward needed real values during infer_shape (raised once, at the innermost
+    block; enclosing blocks let it through)."""
+
+
+def _data_dependent(module: torch.nn.Module, err: BaseException) -> BaseException:
+    text = str(err)
+    if isinstance(err, _NeedsValuesError):
+        return err
+    if "meta" not in text.lower() and "data-dependent" not in text.lower():
+        return err
+    return _NeedsValuesError(
+        f"{layer_label(module, locate(module)[1])} needs real values in its forward "
+        f"(e.g. .item(), a value-dependent branch or index), so its shapes cannot be inferred "
+        f"without data ({text.splitlines()[0]}). Fix: pass one real batch instead of "
+        "infer_shape(...)."
+    )
+
+
+def infer_shape(root: torch.nn.Module, *inputs: Any, flops: bool = False) -> Any:
+    """Infer every parameter's shape of ``root`` without data; see ``Block.infer_shape``.
+
+    With ``flops=True`` also returns the :class:`Inference` record (per-module output
+    specs and FLOPs), for summaries.
+    """
+    sizes = NONE_SIZES if has_none(inputs) else NONE_SIZES[:1]
+    rng = torch.random.get_rng_state()
+    specs: list[Any] = []
+    record: dict[int, tuple[Any, float]] = {}
+    try:
+        with transaction():
+            ctx = Inference(root, flops=flops)
+            for i, size in enumerate(sizes):
+                meta_inputs = to_meta(inputs, size)
+                with ctx, torch.no_grad():
+                    if flops and i == 0:
+                        with FlopCounterMode(display=False) as counter:
+                            ctx.counter = counter
+                            out = root(*meta_inputs)
+                        ctx.counter = None
+                    else:
+                        out = root(*meta_inputs)
+                specs.append(_to_spec(out))
+                if i == 0:
+                    record = dict(ctx.records)
+    finally:
+        torch.random.set_rng_state(rng)  # meta ops draw nothing; be sure of it
+    result = specs[0] if len(specs) == 1 else merge_specs(specs[0], specs[1])
+    return (result, record) if flops else result  # record: id(module) -> (spec, FLOPs)
