@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .parameter import LOCK, Parameter, ParamRecord
+from .parameter import Parameter, ParamRecord
 from .shapes import ShapeMismatchError, fmt_shape, iter_tensors, shown_shape
 
 __all__ = [
@@ -29,6 +29,8 @@ __all__ = [
     "named_mismatch",
     "dtype_error",
     "explain",
+    "hook_replica",
+    "input_type_error",
 ]
 
 
@@ -186,33 +188,58 @@ def dtype_error(block: torch.nn.Module, tensors: list[torch.Tensor]) -> TypeErro
     )
 
 
+def hook_replica(block: torch.nn.Module) -> torch.nn.Module:
+    """A private shallow copy of ``block`` for running its ``infer_param_shapes`` hook on
+    the error path: its own parameters and buffers are deferred stand-ins with their
+    current (known) shapes, so the hook can compare an input with them without touching
+    the live module, which other threads may be running (``docs/design.md``,
+    "Inspecting never mutates")."""
+    clone = type(block).__new__(type(block))
+    clone.__dict__.update(block.__dict__)
+    for table_name in ("_parameters", "_buffers"):
+        table: dict[str, Any] = {}
+        for name, t in block.__dict__[table_name].items():
+            if t is None:
+                table[name] = None
+                continue
+            rec = ParamRecord(tuple(t.shape), None, 0)
+            rec.name = name
+            table[name] = Parameter.from_record(
+                rec, torch.empty(0, dtype=t.dtype, device="meta"), False
+            )
+        clone.__dict__[table_name] = table
+    return clone
+
+
+def input_type_error(block: torch.nn.Module, what: str, accepts: str) -> TypeError:
+    """A TypeError naming the layer, for an input it cannot take (``what``: the input
+    as received, e.g. ``"a NoneType"``; ``accepts``: what it takes and the fix).
+    :func:`explain` passes such an error through when a hook raises it."""
+    error = TypeError(f"{layer_label(block, locate(block)[1])} got {what}; {accepts}")
+    error.lateinit_named = True  # type: ignore[attr-defined]
+    return error
+
+
 def explain(
     block: Any, err: BaseException, inputs: tuple[Any, ...], fixed_by: str | None
 ) -> BaseException:
     """Turn a raw kernel error into a named ShapeMismatchError/TypeError when the inputs
-    disagree with the layer's known sizes or dtype; else return ``err`` unchanged."""
-    with LOCK:
-        saved: list[tuple[dict[str, Any], str, torch.Tensor]] = []
-        try:
-            for table in (block._parameters, block._buffers):
-                for name, p in list(table.items()):
-                    if p is not None and not isinstance(p, Parameter):
-                        rec = ParamRecord(tuple(p.shape), None, 0)
-                        rec.name = name
-                        saved.append((table, name, p))
-                        table[name] = Parameter.from_record(
-                            rec, torch.empty(0, dtype=p.dtype, device="meta"), False
-                        )
-            block.infer_param_shapes(*inputs)
-        except ShapeMismatchError as mismatch:
-            named = named_mismatch(block, mismatch, inputs, fixed_by)
-            named.__cause__ = err
-            return named
-        except Exception:
-            pass
-        finally:
-            for table, name, p in saved:
-                table[name] = p
+    disagree with the layer's known sizes or dtype; else return ``err`` unchanged.
+
+    The layer's hook runs on a private replica (:func:`hook_replica`): explaining a bad
+    call never changes what a concurrent good call sees, and takes no lock."""
+    try:
+        type(block).infer_param_shapes(hook_replica(block), *inputs)
+    except ShapeMismatchError as mismatch:
+        named = named_mismatch(block, mismatch, inputs, fixed_by)
+        named.__cause__ = err
+        return named
+    except TypeError as bad:
+        if getattr(bad, "lateinit_named", False):
+            bad.__cause__ = err
+            return bad
+    except Exception:
+        pass
     error = dtype_error(block, list(iter_tensors(inputs)))
     if error is not None:
         error.__cause__ = err
