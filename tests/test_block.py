@@ -757,3 +757,27 @@ def test_load_state_dict_with_a_conflicting_known_size_reports_it():
     target = nn.Sequential(nn.Dense(4, in_units=7), nn.Dense(2))
     with pytest.raises(RuntimeError, match=r"size mismatch for 0\.weight"):
         target.load_state_dict(source.state_dict())
+
+
+# -- to_empty: torch's materialization protocol -------------------------------------------
+
+
+def test_to_empty_on_a_shaped_network_allocates_ready_parameters():
+    net = nn.Sequential(nn.Dense(4), nn.BatchNorm(), nn.Dense(2))
+    net.infer_shape((3, 5))
+    assert net.to_empty(device="cpu") is net
+    assert all(lateinit.state(t) == "READY" for t in [*net.parameters(), *net.buffers()])
+    assert [tuple(p.shape) for p in net.parameters()] == [(4, 5), (4,), (4,), (4,), (2, 4), (2,)]
+    assert "forward" not in net.__dict__
+    assert net(torch.rand(3, 5)).shape == (3, 2)
+
+
+def test_to_empty_that_fails_changes_nothing():
+    net = nn.Sequential(nn.Dense(4, in_units=3), nn.Dense(2))
+    net.initialize()
+    before = net[0].weight.detach().clone()
+    with pytest.raises(lateinit.DeferredInitializationError, match=r"'1\.weight' \(2, -1\)"):
+        net.to_empty(device="cpu")
+    assert torch.equal(net[0].weight, before)  # the READY layer kept its values
+    assert lateinit.state(net[1].weight) == "DECLARED"
+    assert net(torch.ones(1, 3)).shape == (1, 2)

@@ -246,8 +246,14 @@ def test_fsdp_initialize_again_warns_and_force_reinit_restores_initial_values(gr
     _assert_equal(_full(net), trained)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        torch.manual_seed(7)
         net.initialize(force_reinit=True)
-    _assert_equal(_full(net), first)  # each parameter's own seed: the same values again
+    again = _full(net)
+    torch.manual_seed(7)
+    net.initialize(force_reinit=True)
+    _assert_equal(_full(net), again)  # fresh seeds from torch's generator: reproducible
+    w = "0.weight"
+    assert not torch.equal(again[w], first[w]) and not torch.equal(again[w], trained[w])
     net(torch.ones(2, worker.IN)).sum().backward()  # FSDP still trains on them
     opt.step()
 

@@ -813,3 +813,32 @@ def test_memo_respects_keyword_arguments():
     assert net.infer_shape(Spec((None, 6))) == Spec((None, 3))
     assert tuple(net.a.dense.weight.shape) == (3, 2)
     assert tuple(net.b.dense.weight.shape) == (3, 5)
+
+
+# -- bad descriptions of inputs, and the stand-in size of None dims ------------------------
+
+
+@pytest.mark.parametrize("inputs", [(None,), (2, 5), (), (3.5,)], ids=str)
+def test_infer_shape_refuses_what_is_not_an_input_description(inputs):
+    net = nn.Sequential(nn.Dense(4))
+    with pytest.raises(TypeError, match=r"lateinit\.Spec\(shape, dtype\)") as info:
+        net.infer_shape(*inputs)
+    if inputs == (2, 5):
+        assert "Did you mean infer_shape((2, 5))?" in str(info.value)
+    assert all(lateinit.is_deferred(p) for p in net.parameters())
+
+
+def test_the_stand_in_size_of_a_none_dim_never_appears_in_a_message():
+    from lateinit.shapes import NONE_SIZES
+
+    net = zoo.lenet()
+    with pytest.raises(lateinit.ShapeMismatchError) as info:
+        net.infer_shape(lateinit.Spec((None, 1, 3, 3)))  # too small for the 5x5 kernels
+    text = str(info.value)
+    assert "(None, 6, 1, 1)" in text, text
+    assert not any(str(n) in text for n in NONE_SIZES), text
+    rnn = nn.Sequential(nn.Dense(8, flatten=False), nn.LSTM(4, layout="NTC"))
+    rnn.infer_shape(lateinit.Spec((None, None, 3)))
+    with pytest.raises(lateinit.ShapeMismatchError) as info:
+        rnn.infer_shape(lateinit.Spec((None, None, 5)))
+    assert not any(str(n) in str(info.value) for n in NONE_SIZES), str(info.value)

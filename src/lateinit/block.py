@@ -21,11 +21,11 @@ import torch
 from . import init as _init
 from .explain import dtype_error, explain, locate, missing_hook_error, named_mismatch
 from .parameter import (
-    LOCK,
     Parameter,
     ParamRecord,
     active_journal,
     commit_storage,
+    hold,
     initialized,
     integration_for,
     is_deferred,
@@ -37,7 +37,13 @@ from .parameter import (
     set_storage,
     transaction,
 )
-from .shapes import ShapeMismatchError, fmt_shape, iter_tensors
+from .shapes import (
+    DeferredInitializationError,
+    ShapeMismatchError,
+    fmt_list,
+    fmt_shape,
+    iter_tensors,
+)
 
 __all__ = ["Block", "ParameterDict"]
 
@@ -114,6 +120,26 @@ def _has_deferred(module: torch.nn.Module) -> bool:
     )
 
 
+def _deferred_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    """The deferred parameters and buffers under ``module`` (shared ones once)."""
+    return [t for t in (*module.parameters(), *module.buffers()) if isinstance(t, Parameter)]
+
+
+def _all_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [*module.parameters(), *module.buffers()]
+
+
+def _ready(module: torch.nn.Module) -> bool:
+    """Whether every parameter and buffer under ``module`` is READY and every parameter
+    is a ``torch.nn.Parameter``: a plain tensor in a parameter's place means a call such
+    as ``torch.func.functional_call`` has swapped it in for the duration of the call, and
+    the block must stay armed for its own parameters."""
+    return all(
+        isinstance(p, torch.nn.Parameter) and not isinstance(p, Parameter)
+        for p in module.parameters()
+    ) and not any(isinstance(b, Parameter) for b in module.buffers())
+
+
 class Block(torch.nn.Module):
     """Base class of every lateinit layer and container; a ``torch.nn.Module``.
 
@@ -157,7 +183,7 @@ class Block(torch.nn.Module):
     def _disarm_tree(self) -> None:
         for module in self.modules():
             if isinstance(module, Block) and "forward" in module.__dict__:
-                if not _has_deferred(module):
+                if _ready(module):
                     del module.__dict__["forward"]
                     module._compile_if_hybrid()
 
@@ -213,7 +239,14 @@ class Block(torch.nn.Module):
 
     def _first_call(self, *args: Any, **kwargs: Any) -> Any:
         forward = type(self).forward
-        with transaction(restore_rng=True) as outermost:
+        # The outermost first pass holds the locks of every deferred tensor under it; a
+        # nested one (a layer inside it, or another network called from a forward) those
+        # of its own (docs/design.md, "Threads").
+        if active_journal() is None:
+            scope = _deferred_tensors(self)
+        else:
+            scope = [p for _, p in self._own_deferred()]
+        with transaction(scope, restore_rng=True) as outermost:
             if outermost and not _has_deferred(self):  # another thread finished the pass
                 self._disarm_tree()
                 return forward(self, *args, **kwargs)
@@ -350,7 +383,7 @@ class Block(torch.nn.Module):
         """
         resolved = _init.resolve(init) if init is not None else None
         dev = torch.device(device) if device is not None else None
-        with transaction():
+        with transaction(_all_tensors(self)):
             for name, p in self._named_deferred_or_ready():
                 if isinstance(p, Parameter):
                     self._initialize_deferred(name, p, resolved, dev, dtype)
@@ -527,7 +560,7 @@ class Block(torch.nn.Module):
                     continue
                 merged = _merge_for_sharing(full, mine, target)
                 plan.append((module, attr, target, merged))
-        with LOCK:
+        with hold([*_all_tensors(self), *(t for _, _, t, _ in plan)]):
             for module, attr, target, merged in plan:
                 if isinstance(target, Parameter):
                     target.shape = merged
@@ -595,6 +628,51 @@ class Block(torch.nn.Module):
         )
         return self
 
+    def to_empty(self, *, device: torch.device | str | None, recurse: bool = True) -> Block:
+        """As torch's: give every parameter and buffer uninitialized memory on ``device``.
+
+        A SHAPED deferred tensor becomes READY with uninitialized memory (fill it with
+        ``initialize(force_reinit=True)`` or your own code); a DECLARED one (unknown
+        dims) is a ``DeferredInitializationError`` naming every such tensor, raised
+        before anything changes.
+
+        Example:
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(4), nn.Dense(2))
+            >>> _ = net.infer_shape((1, 3))
+            >>> net.to_empty(device="cpu")[1].weight.shape, lateinit.state(net[0].weight)
+            (torch.Size([2, 4]), READY)
+        """
+        named = [
+            (f"{prefix}.{n}" if prefix else n, t)
+            for prefix, m in (self.named_modules() if recurse else [("", self)])
+            for table in (m._parameters, m._buffers)
+            for n, t in table.items()
+            if isinstance(t, Parameter)
+        ]
+        declared = [(n, t) for n, t in named if not t.is_shaped]
+        if declared:
+            listed = fmt_list(f"{n!r} {fmt_shape(tuple(t.shape))}" for n, t in declared)
+            raise DeferredInitializationError(
+                f"to_empty() cannot allocate {type(self).__name__}'s parameters yet: "
+                f"{len(declared)} have unknown dims (-1): {listed}; nothing was changed. "
+                "Fix: call net.infer_shape(...) with the input shape first (allocates "
+                "nothing), then to_empty(); or pass one batch."
+            )
+        with transaction(_all_tensors(self)):
+            target = torch.device(device) if device is not None else None
+            for _, t in named:
+                raw = placeholder(t)
+                if not isinstance(t, Parameter):  # shared: created under another name
+                    continue
+                commit_storage(
+                    t, torch.empty(tuple(t.shape), dtype=raw.dtype, device=target or raw.device)
+                )
+            super().to_empty(device=device, recurse=recurse)
+            self._disarm_tree()
+        return self
+
     def _apply(self, fn: Any, recurse: bool = True) -> Block:
         """``.to()``/``.cuda()``/``.half()``...: a deferred parameter keeps its identity and
         stays deferred, and only changes where (and in which dtype) it will be created."""
@@ -656,7 +734,7 @@ class Block(torch.nn.Module):
         tensors first. If torch reports an error, every deferred parameter this call
         shaped or created is deferred again (READY ones keep what torch copied, as in
         torch). For an all-or-nothing load from a file, see :meth:`load_parameters`."""
-        with transaction():
+        with transaction(_all_tensors(self)):
             result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self._disarm_tree()
         return result

@@ -289,7 +289,7 @@ def _initialize_sharded(
     re-initialized in place with ``force_reinit``.
     """
     pending = rec is not None and p.device.type == "meta"
-    plan = reinit_plan(name, p, rec, init, dtype, force_reinit or pending)
+    plan = reinit_plan(name, p, rec, init, dtype, force_reinit or pending, fresh_seed=not pending)
     if plan is None:
         return
     rec, target_dtype = plan

@@ -10,6 +10,8 @@ See ``docs/design.md``, "Shapes without data".
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
 
 import torch
@@ -18,9 +20,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from .block import Block
 from .explain import layer_label, locate
 from .parameter import Parameter, is_deferred, transaction
-from .shapes import NONE_SIZES, Spec
+from .shapes import NONE_SIZES, ShapeMismatchError, Spec
 
-__all__ = ["infer_shape", "to_meta", "has_none", "merge_specs", "Inference"]
+__all__ = ["infer_shape", "to_meta", "has_none", "merge_specs", "Inference", "Replica"]
 
 
 def to_meta(obj: Any, size: int) -> Any:
@@ -292,33 +294,161 @@ def _data_dependent(module: torch.nn.Module, err: BaseException) -> BaseExceptio
     )
 
 
+class Replica:
+    """A private replica of a module tree, for inspecting it without touching it.
+
+    Each module is a shallow copy with its own ``_parameters``/``_buffers``/``_modules``
+    tables (and its own Block state); deferred parameters and buffers are private copies
+    (:meth:`lateinit.Parameter.private_copy`), READY ones are shared (inference puts meta
+    stand-ins into the replica's tables only). References between modules of the tree
+    held in plain attributes are redirected to their replicas. Nothing a live module
+    holds changes while the replica runs (``docs/design.md``, "Inspecting never
+    mutates").
+    """
+
+    def __init__(self, root: torch.nn.Module) -> None:
+        self.live_ids = {id(m) for m in root.modules()}
+        self.replicas: dict[int, torch.nn.Module] = {}
+        self.live_of: dict[int, torch.nn.Module] = {}  # id(replica) -> live module
+        self.copies: dict[int, Parameter] = {}  # id(live deferred tensor) -> private copy
+        self.pairs: list[tuple[Parameter, Parameter]] = []  # (live, copy)
+        self.root = self._module(root)
+
+    def _tensor(self, t: Any) -> Any:
+        if not isinstance(t, Parameter):
+            return t
+        copy = self.copies.get(id(t))
+        if copy is None:
+            try:
+                copy = t.private_copy()
+            except AttributeError:  # another thread's first pass made it READY just now
+                return t
+            self.copies[id(t)] = copy
+            self.pairs.append((t, copy))
+        return copy
+
+    def _module(self, module: torch.nn.Module) -> torch.nn.Module:
+        found = self.replicas.get(id(module))
+        if found is not None:
+            return found
+        clone = type(module).__new__(type(module))
+        self.replicas[id(module)] = clone
+        self.live_of[id(clone)] = module
+        state = dict(module.__dict__)
+        state.pop("forward", None)  # a live Block's first-call wrapper is bound to it
+        if "_compiled_call_impl" in state:
+            state["_compiled_call_impl"] = None  # hybridize: the compiled live module
+        if "_lateinit" in state:
+            state["_lateinit"] = copy.copy(state["_lateinit"])
+        state["_parameters"] = {k: self._tensor(v) for k, v in module._parameters.items()}
+        state["_buffers"] = {k: self._tensor(v) for k, v in module._buffers.items()}
+        state["_modules"] = {
+            k: (self._module(v) if v is not None else None) for k, v in module._modules.items()
+        }
+        for key, value in state.items():  # e.g. a layer that reads a sibling's sizes
+            if isinstance(value, torch.nn.Module) and id(value) in self.live_ids:
+                state[key] = self._module(value)
+        clone.__dict__.update(state)
+        return clone
+
+    def live_records(self, records: dict[int, Any]) -> dict[int, Any]:
+        """Per-module records keyed by the live modules' ids instead of the replicas'."""
+        return {
+            id(self.live_of[key]): value for key, value in records.items() if key in self.live_of
+        }
+
+    def apply_shapes(self) -> None:
+        """Fill the live deferred tensors' shapes (and size-dependent default initializers)
+        with what the replica found, holding their locks, atomically (a conflict with a
+        shape another thread filled meanwhile is a ShapeMismatchError and changes no
+        shape)."""
+        live = [t for t, _ in self.pairs]
+        with transaction(live):
+            for t, found in self.pairs:
+                if not isinstance(t, Parameter):  # READY meanwhile (another thread)
+                    continue
+                if tuple(found.shape) != tuple(t.shape):
+                    t.shape = tuple(found.shape)
+                # a layer whose default initializer depends on the sizes it learned
+                # (MultiHeadAttention's packed projections) set it on the copy
+                if found.default_init is not t.default_init:
+                    t.default_init = found.default_init
+
+
+def _check_inputs(inputs: tuple[Any, ...]) -> None:
+    """Refuse what cannot describe an input: nothing, ``None`` first, or bare numbers."""
+    bad = not inputs or inputs[0] is None or any(isinstance(x, (bool, int, float)) for x in inputs)
+    if bad:
+        shown = ", ".join(repr(x) for x in inputs)
+        hint = (
+            f" Did you mean infer_shape({tuple(inputs)!r})?"
+            if inputs and all(isinstance(x, int) and not isinstance(x, bool) for x in inputs)
+            else ""
+        )
+        raise TypeError(
+            f"infer_shape({shown}): each input is described by a tensor (any device, meta "
+            "included), a shape tuple such as (None, 20), or lateinit.Spec(shape, dtype); "
+            "None in a shape means any size (e.g. the batch)." + hint
+        )
+
+
+_STAND_IN = re.compile(r"\b(" + "|".join(str(n) for n in NONE_SIZES) + r")\b")
+
+
+def _shown_none(err: BaseException) -> BaseException:
+    """The error with the stand-in sizes of ``None`` dims shown as ``None`` (the internal
+    sizes never appear in a message)."""
+    text = str(err)
+    if not _STAND_IN.search(text):
+        return err
+    message = _STAND_IN.sub("None", text)
+    if isinstance(err, ShapeMismatchError):
+        new: BaseException = err.with_message(message, err.layer or "")
+    else:
+        try:
+            new = type(err)(message)
+        except Exception:
+            return err
+    new.__cause__ = err.__cause__
+    return new
+
+
 def infer_shape(root: torch.nn.Module, *inputs: Any, flops: bool = False) -> Any:
     """Infer every parameter's shape of ``root`` without data; see ``Block.infer_shape``.
 
-    With ``flops=True`` also returns the :class:`Inference` record (per-module output
-    specs and FLOPs), for summaries.
+    The forward runs on a private :class:`Replica` of the modules, without a lock; the
+    shapes found are then applied to the live deferred parameters under their locks.
+    With ``flops=True`` also returns the per-module records (output spec, FLOPs) keyed by
+    ``id(module)``, for summaries.
     """
+    _check_inputs(inputs)
     sizes = NONE_SIZES if has_none(inputs) else NONE_SIZES[:1]
     rng = torch.random.get_rng_state()
     specs: list[Any] = []
     record: dict[int, tuple[Any, float]] = {}
+    replica = Replica(root)
     try:
-        with transaction():
-            ctx = Inference(root, flops=flops)
-            for i, size in enumerate(sizes):
-                meta_inputs = to_meta(inputs, size)
-                with ctx, torch.no_grad():
-                    if flops and i == 0:
-                        with FlopCounterMode(display=False) as counter:
-                            ctx.counter = counter
-                            out = root(*meta_inputs)
-                        ctx.counter = None
-                    else:
-                        out = root(*meta_inputs)
-                specs.append(_to_spec(out))
-                if i == 0:
-                    record = dict(ctx.records)
+        ctx = Inference(replica.root, flops=flops)
+        for i, size in enumerate(sizes):
+            meta_inputs = to_meta(inputs, size)
+            with ctx, torch.no_grad():
+                if flops and i == 0:
+                    with FlopCounterMode(display=False) as counter:
+                        ctx.counter = counter
+                        out = replica.root(*meta_inputs)
+                    ctx.counter = None
+                else:
+                    out = replica.root(*meta_inputs)
+            specs.append(_to_spec(out))
+            if i == 0:
+                record = replica.live_records(ctx.records)
+    except Exception as err:
+        shown = _shown_none(err)
+        if shown is err:
+            raise
+        raise shown from None
     finally:
         torch.random.set_rng_state(rng)  # meta ops draw nothing; be sure of it
+    replica.apply_shapes()
     result = specs[0] if len(specs) == 1 else merge_specs(specs[0], specs[1])
     return (result, record) if flops else result  # record: id(module) -> (spec, FLOPs)

@@ -18,6 +18,7 @@ in ``docs/design.md``.
 from __future__ import annotations
 
 import enum
+import itertools
 import sys
 import threading
 import warnings
@@ -50,11 +51,16 @@ __all__ = [
     "placeholder",
     "register_integration",
     "integration_for",
+    "hold",
+    "transaction",
 ]
 
-# One lock serializes every first pass and every initialize(): several threads making the
-# first call at once initialize each parameter exactly once.
-LOCK = threading.RLock()
+# Locks belong to parameters, not to the process: each record holds a reentrant lock, and
+# a transaction takes the locks of the parameters it may change, in one global order (the
+# records' creation order), so two first passes of one network serialize, unrelated
+# networks never wait for each other, and no two transactions deadlock over shared
+# parameters (docs/design.md, "Threads").
+_ORDER = itertools.count()
 
 
 def _draw_seed() -> int:
@@ -95,7 +101,9 @@ class ParamRecord:
         "device_explicit",
         "hint",
         "init",
+        "lock",
         "name",
+        "order",
         "owner",
         "path",
         "registered",
@@ -115,20 +123,27 @@ class ParamRecord:
         self.hint = ""
         self.device_explicit = False
         self.buffer = False
+        self.lock = threading.RLock()
+        self.order = next(_ORDER)
 
     def copy(self) -> ParamRecord:
-        """An independent copy (for ``deepcopy`` and conversions)."""
+        """An independent copy (for ``deepcopy`` and conversions), with its own lock."""
         new = ParamRecord.__new__(ParamRecord)
-        for slot in ParamRecord.__slots__:
-            setattr(new, slot, getattr(self, slot))
+        new.__setstate__(self.__getstate__())
         return new
 
     def __getstate__(self) -> dict[str, Any]:
-        return {slot: getattr(self, slot) for slot in ParamRecord.__slots__}
+        return {
+            slot: getattr(self, slot)
+            for slot in ParamRecord.__slots__
+            if slot not in ("lock", "order")
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for slot in ParamRecord.__slots__:
             setattr(self, slot, state.get(slot, False))
+        self.lock = threading.RLock()
+        self.order = next(_ORDER)
 
     @property
     def effective_init(self) -> _init.Initializer:
@@ -207,11 +222,30 @@ def set_journal(journal: Journal | None) -> None:
 
 
 @contextmanager
-def transaction(*, restore_rng: bool = False) -> Iterator[bool]:
-    """Run a block of parameter changes atomically: under the first-pass lock, journaled,
-    and rolled back (with torch's RNG state, if ``restore_rng``) if it raises. Nested
-    inside another transaction it joins that one. Yields True for the outermost one."""
-    with LOCK:
+def hold(tensors: Iterable[Any]) -> Iterator[None]:
+    """Hold the locks of these tensors' records (lateinit parameters, deferred or READY;
+    other tensors have none), taken in the records' global order and released in
+    reverse. Reentrant: a thread may hold a lock again."""
+    records = {id(rec): rec for rec in map(record_of, tensors) if rec is not None}
+    locks = [rec.lock for rec in sorted(records.values(), key=lambda r: r.order)]
+    taken = 0
+    try:
+        for lock in locks:
+            lock.acquire()
+            taken += 1
+        yield
+    finally:
+        for lock in reversed(locks[:taken]):
+            lock.release()
+
+
+@contextmanager
+def transaction(scope: Iterable[Any] = (), *, restore_rng: bool = False) -> Iterator[bool]:
+    """Run a block of parameter changes atomically: holding the locks of the tensors in
+    ``scope`` (see :func:`hold`), journaled, and rolled back (with torch's RNG state, if
+    ``restore_rng``) if it raises. Nested inside another transaction of this thread it
+    joins that one (still taking its own scope's locks). Yields True for the outermost."""
+    with hold(scope):
         if active_journal() is not None:
             yield False
             return
@@ -492,6 +526,12 @@ class Parameter(torch.nn.Parameter):
             self.requires_grad,
         )
         return new
+
+    def private_copy(self) -> Parameter:
+        """A deferred copy with its own record and a meta placeholder: filling its shape
+        changes nothing anyone else holds (data-free inference works on such copies)."""
+        empty = torch.empty(0, dtype=placeholder(self).dtype, device="meta")
+        return self._deferred_copy(empty)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Parameter:
         if id(self) in memo:
@@ -846,11 +886,15 @@ def reinit_plan(
     init: Any,
     dtype: torch.dtype | None,
     force: bool,
+    fresh_seed: bool = True,
 ) -> tuple[ParamRecord, torch.dtype] | None:
     """What ``initialize()`` does with a parameter that already has values: ``None`` to
     leave it alone (with a ``UserWarning`` when lateinit created it; a plain torch
-    module's parameter silently), else the metadata (seed, initializer) and dtype to
-    create it again with."""
+    module's parameter silently), else the record (seed, initializer) and dtype to create
+    it again with. Re-initializing draws a fresh seed from torch's global generator
+    (``torch.manual_seed(s); net.initialize(force_reinit=True)`` depends on ``s``, as
+    random restarts need); ``fresh_seed=False`` keeps the declaration seed (an FSDP2
+    shard created for the first time gets the single-device values)."""
     if not force:
         if rec is not None:
             warnings.warn(
@@ -864,6 +908,9 @@ def reinit_plan(
         rec = ParamRecord(tuple(p.shape), None, _draw_seed())
     if init is not None:
         rec.registered = init
+    if fresh_seed:
+        rec = rec.copy()  # the parameter's own record keeps its declaration seed
+        rec.seed = _draw_seed()
     return rec, (dtype if (dtype is not None and p.is_floating_point()) else p.dtype)
 
 
