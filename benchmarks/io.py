@@ -29,8 +29,14 @@ cache; values always end up in a network):
   file and reads nothing until a value is used, so it is not a complete load;
 - **torch.load(weights_only) + load_state_dict**.
 
-Targets (issue 5): lateinit save and load within 1.2x of raw safetensors (save_file; and
-load_file + load_state_dict); peak RSS growth while loading <= 1.2x the file size.
+Checksums (``save_parameters(checksums=...)``, ``load_parameters(verify=...)``, called
+through ``lateinit.io``): the lateinit save without fsync with and without checksums, and
+the two lateinit loads with and without verification, all in the same run.
+
+Targets (docs/design.md, Promises): lateinit save and load within 1.2x of raw
+safetensors (save_file; and load_file + load_state_dict); peak RSS growth while loading <= 1.2x the file size.
+Checksums: saving with them and loading with verification within 1.15x of the same
+operation without them.
 
 Run: ``python benchmarks/io.py`` (~3 minutes on 2 shared cores, 4-5 GB of free disk in
 ``--dir``, default a temporary folder), ``--quick`` for a smoke run (64 MB, figures
@@ -55,6 +61,7 @@ from pathlib import Path
 SAVES = {
     "lateinit save_parameters": "save_lateinit",
     "lateinit save_parameters(sync=False)": "save_lateinit_nosync",
+    "lateinit save_parameters(sync=False, checksums=False)": "save_lateinit_nosync_nosums",
     "safetensors save_file": "save_raw",
     "safetensors save_file + fsync": "save_raw_fsync",
     "torch.save": "save_torch",
@@ -62,6 +69,8 @@ SAVES = {
 LOADS = {
     "lateinit load_parameters (deferred)": "load_lateinit_deferred",
     "lateinit load_parameters (READY)": "load_lateinit_ready",
+    "lateinit load_parameters (deferred, verify=False)": "load_lateinit_deferred_noverify",
+    "lateinit load_parameters (READY, verify=False)": "load_lateinit_ready_noverify",
     "safetensors load_file + load_state_dict": "load_raw",
     "safetensors load_file + load_state_dict (fresh memory)": "load_raw_fresh",
     "safetensors load_file(backend=pread)": "load_raw_pread",
@@ -69,6 +78,7 @@ LOADS = {
     "torch.load(weights_only) + load_state_dict": "load_torch",
 }
 TARGET = 1.2
+CHECKSUM_TARGET = 1.15  # checksums written / verified vs not, side by side
 
 
 # -- worker: one operation in this process -----------------------------------------------
@@ -147,10 +157,12 @@ def worker(op: str, folder: Path, width: int, layers: int) -> dict[str, float]:
     files["torch"] = folder / "torch.pt"
     out = folder / f"out-{op}"
     action: Callable[[], object]
-    if op in ("save_lateinit", "save_lateinit_nosync"):
+    if op in ("save_lateinit", "save_lateinit_nosync", "save_lateinit_nosync_nosums"):
+        from lateinit.io import save_parameters
+
         net = ours(True)
-        sync = op == "save_lateinit"
-        action = lambda: net.save_parameters(out, sync=sync)  # noqa: E731
+        sync, sums = op == "save_lateinit", not op.endswith("nosums")
+        action = lambda: save_parameters(net, out, sync=sync, checksums=sums)  # noqa: E731
     elif op in ("save_raw", "save_raw_fsync", "save_torch"):
         state = twin().state_dict()
 
@@ -164,9 +176,12 @@ def worker(op: str, folder: Path, width: int, layers: int) -> dict[str, float]:
                 os.fsync(fd)
                 os.close(fd)
 
-    elif op in ("load_lateinit_deferred", "load_lateinit_ready"):
-        net = ours(op.endswith("ready"))
-        action = lambda: net.load_parameters(files["lateinit"])  # noqa: E731
+    elif op.startswith("load_lateinit_"):
+        from lateinit.io import load_parameters
+
+        net = ours("ready" in op)
+        verify = not op.endswith("noverify")
+        action = lambda: load_parameters(net, files["lateinit"], verify=verify)  # noqa: E731
     elif op in ("load_raw", "load_raw_fresh"):
         model = twin(touch=op == "load_raw")
         action = lambda: model.load_state_dict(load_file(files["raw"]))  # noqa: E731
@@ -263,7 +278,7 @@ def _report(results: dict[str, list[dict[str, float]]], file_mb: float) -> None:
             f"{name}: median {med[name]:.3f} s (samples {times}); "
             f"peak RSS growth {rss[name]:.0f} MB ({rss[name] / file_mb:.2f}x the file)"
         )
-    print("Targets (issue 5):")
+    print("Targets (docs/design.md, Promises):")
     checks = [
         (
             "save (fsync) vs raw save_file + fsync",
@@ -306,6 +321,27 @@ def _report(results: dict[str, list[dict[str, float]]], file_mb: float) -> None:
         ratio = med[a] / med[b]
         goal = "(reported)" if "reference" in label else ("met" if ratio <= TARGET else "MISSED")
         print(f"target {label}: ratio {ratio:.3f}; goal <= {TARGET}: {goal}")
+    checksum_checks = [
+        (
+            "save with checksums vs without (sync=False)",
+            "lateinit save_parameters(sync=False)",
+            "lateinit save_parameters(sync=False, checksums=False)",
+        ),
+        (
+            "load into deferred, verified vs verify=False",
+            "lateinit load_parameters (deferred)",
+            "lateinit load_parameters (deferred, verify=False)",
+        ),
+        (
+            "load into READY, verified vs verify=False",
+            "lateinit load_parameters (READY)",
+            "lateinit load_parameters (READY, verify=False)",
+        ),
+    ]
+    for label, a, b in checksum_checks:
+        ratio = med[a] / med[b]
+        goal = "met" if ratio <= CHECKSUM_TARGET else "MISSED"
+        print(f"target {label}: ratio {ratio:.3f}; goal <= {CHECKSUM_TARGET}: {goal}")
     for name in ("lateinit load_parameters (deferred)", "lateinit load_parameters (READY)"):
         ratio = rss[name] / file_mb
         goal = "met" if ratio <= TARGET else "MISSED"

@@ -27,6 +27,9 @@ def test_io_quick_runs_and_prints_every_line(tmp_path) -> None:
         "torch.save",
         "lateinit load_parameters (deferred)",
         "lateinit load_parameters (READY)",
+        "lateinit save_parameters(sync=False, checksums=False)",
+        "lateinit load_parameters (deferred, verify=False)",
+        "lateinit load_parameters (READY, verify=False)",
         "safetensors load_file + load_state_dict",
         "torch.load(weights_only) + load_state_dict",
     ]
@@ -37,4 +40,6 @@ def test_io_quick_runs_and_prints_every_line(tmp_path) -> None:
         )
     verdicts = re.findall(r"^target (.+): .*goal <= 1\.2: (met|MISSED|\(reported\))$", out, re.M)
     assert len(verdicts) == 10, out
+    checksums = re.findall(r"^target (.+): ratio [\d.]+; goal <= 1\.15: (met|MISSED)$", out, re.M)
+    assert len(checksums) == 3, out
     assert list(tmp_path.iterdir()) == []  # the benchmark cleans up its files

@@ -300,11 +300,11 @@ def test_read_error_part_way(saved, monkeypatch):
     calls = []
     real_read = lio._read_into
 
-    def failing_read(fh, offset, nbytes, out):
+    def failing_read(*args):
         calls.append(1)
         if len(calls) == 3:
             raise OSError("disk went away")
-        real_read(fh, offset, nbytes, out)
+        real_read(*args)
 
     monkeypatch.setattr(lio, "_read_into", failing_read)
     fresh = small_net()
@@ -393,12 +393,11 @@ def test_crash_during_save_keeps_the_previous_file(saved, monkeypatch):
     with torch.no_grad():
         net[3].weight.add_(1.0)
 
-    def crash_mid_write(tensors, filename, metadata=None):
-        with open(filename, "wb") as fh:
-            fh.write(b"\x10\0\0\0\0\0\0\0{partial")
+    def crash_mid_write(fd, *args):
+        os.write(fd, b"\x10\0\0\0\0\0\0\0{partial")
         raise KeyboardInterrupt  # e.g. the process is interrupted mid-write
 
-    monkeypatch.setattr(lio, "save_file", crash_mid_write)
+    monkeypatch.setattr(lio, "_write_safetensors", crash_mid_write)
     with pytest.raises(KeyboardInterrupt):
         net.save_parameters(path)
     assert path.read_bytes() == old

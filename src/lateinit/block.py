@@ -572,7 +572,9 @@ class Block(torch.nn.Module):
                 self._arm()
         return self
 
-    def save_parameters(self, path: str | os.PathLike[str], *, sync: bool = True) -> None:
+    def save_parameters(
+        self, path: str | os.PathLike[str], *, sync: bool = True, checksums: bool = True
+    ) -> None:
         """Write every parameter and persistent buffer to a safetensors file keyed by
         structural names (``"0.weight"``); a shared parameter is written once.
 
@@ -580,11 +582,13 @@ class Block(torch.nn.Module):
         file is written). The file is written beside ``path`` under a temporary name,
         flushed to disk, then renamed over ``path``: a crash leaves the old file or the
         new one, never a broken one (``sync=False`` skips the flush: see
-        :func:`lateinit.io.save_parameters`).
+        :func:`lateinit.io.save_parameters`). Each tensor's checksum (xxh3) is stored in
+        the file's metadata, so a flipped bit is refused at load (``checksums=False``
+        leaves them out).
         """
         from .io import save_parameters
 
-        save_parameters(self, path, sync=sync)
+        save_parameters(self, path, sync=sync, checksums=checksums)
 
     def load_parameters(
         self,
@@ -594,6 +598,7 @@ class Block(torch.nn.Module):
         ignore_extra: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        verify: bool = True,
     ) -> Block:
         """Load a safetensors file written by :meth:`save_parameters`; returns ``self``.
 
@@ -601,8 +606,9 @@ class Block(torch.nn.Module):
         same object, in the same memory); into a deferred one the unknown dims are filled
         from the file and the parameters are created on their device with the file's
         values, with no forward pass and no initializer run. Everything (keys, shapes,
-        dtypes, the file itself) is checked before anything changes: a bad file or a
-        mismatch changes nothing. Never unpickles. See
+        dtypes, the file itself, and with ``verify`` each tensor's checksum) is checked
+        before anything changes: a bad file or a mismatch changes nothing. Never
+        unpickles. See
         :func:`lateinit.io.load_parameters` for the arguments.
 
         Example:
@@ -625,6 +631,7 @@ class Block(torch.nn.Module):
             ignore_extra=ignore_extra,
             device=device,
             dtype=dtype,
+            verify=verify,
         )
         return self
 

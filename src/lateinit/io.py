@@ -3,41 +3,54 @@
 ``save_parameters`` writes every parameter and persistent buffer of a network (its
 ``state_dict`` names, ``"0.weight"``) to a safetensors file; a tensor reachable under
 several names (a shared parameter, a block used twice) is written once and the other
-names are recorded as ties in the file's metadata. The file is written under a temporary
-name in the same directory, flushed to disk, then renamed over the target.
+names are recorded as ties in the file's metadata, with a checksum of every tensor's bytes
+(xxh3_64). The file is written under a temporary name in the same directory (locked while
+being written, so the next save of the path can tell a temporary file left by a killed
+save from one being written, and removes it), flushed to disk, then renamed over the
+target (through a symlink: over the file it points to).
 
-``load_parameters`` checks the whole file against the network before changing anything
-(the file's structure, every key, shape and dtype). Deferred tensors get new memory, read
-from the file, and become READY together (journaled: a failure part-way defers them all
-again); their unknown dims are taken from the file (no forward pass, no initializer run).
-READY tensors keep their identity and memory: the file's bytes are read straight into
-them (or converted, for another dtype or device). Safetensors files hold only raw tensor
-bytes, so nothing is ever unpickled.
+``load_parameters`` opens the file once and does everything through that one descriptor,
+so a concurrent save (a rename over the path) can never mix two files. It checks the whole
+file against the network before changing anything (the file's structure, every key, shape
+and dtype, and the checksums of the values it reads). Deferred tensors get new memory,
+read from the file, and become READY together; READY tensors keep their identity and
+memory: the file's bytes are read straight into them (or converted, for another dtype or
+device). Every change is journaled and rolled back if a later step fails; only an
+operating-system read error while reading straight into READY tensors (the last step) can
+leave some of them changed, and the error lists them. Writes into READY tensors bump their
+autograd version counters, as ``load_state_dict`` does. Safetensors files hold only raw
+tensor bytes, so nothing is ever unpickled.
 
 Memory: one read per tensor straight into its final memory (no memory map, no staging
 copy, no second copy of the file), so the peak growth while loading is the size of the
 values that need new memory: the whole file for a deferred network, nothing for a READY
-one of the same dtype. Loading to a GPU goes through safetensors' own reader.
+one of the same dtype. Checksums are computed on 1 MB chunks while they are in the cache;
+the values read straight into READY tensors are checked in a first pass (through a 128 KB
+buffer), since they may not change before every value is known to be good. A tensor for
+another device is read into CPU memory, checked, then copied to the device.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import hashlib
 import json
+import math
 import os
+import re
 import stat
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+import xxhash
 
 from .block import Block
-from .parameter import Parameter, commit_storage, transaction
+from .parameter import Parameter, active_journal, commit_storage, transaction
 from .shapes import (
     DeferredInitializationError,
     ShapeMismatchError,
@@ -47,12 +60,25 @@ from .shapes import (
 )
 from .version import __version__
 
+try:
+    import fcntl
+except ImportError:  # no advisory locks (Windows): leftover temporary files are kept
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["ParameterFileError", "atomic_write", "load_parameters", "save_parameters"]
 
 _VERSION_KEY = "lateinit.version"
 _DTYPES_KEY = "lateinit.dtypes"
 _TIED_KEY = "lateinit.tied"
+_CHECKSUMS_KEY = "lateinit.xxh3_64"  # {key: 16 hex digits of xxh3_64 over its bytes}
 _SHOWN = 24  # problem lines in one message before "... and N more"
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+_CHUNK = 1 << 20  # hashed while in the cache (L2)
+_VERIFY_BUFFER = 128 << 10  # the first pass over bytes bound for READY tensors reads here
+_NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO by mistake must not hang
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 # The safetensors header's dtype names.
 _DTYPES: dict[str, torch.dtype] = {
@@ -79,6 +105,7 @@ _DTYPES: dict[str, torch.dtype] = {
         if hasattr(torch, attr)
     },
 }
+_CODES: dict[torch.dtype, str] = {dtype: code for code, dtype in _DTYPES.items()}
 
 
 class ParameterFileError(ValueError, RuntimeError):
@@ -91,25 +118,33 @@ class ParameterFileError(ValueError, RuntimeError):
 
 
 def save_parameters(
-    module: torch.nn.Module, path: str | os.PathLike[str], *, sync: bool = True
+    module: torch.nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    sync: bool = True,
+    checksums: bool = True,
 ) -> None:
     """Write ``module``'s parameters and persistent buffers to a safetensors file.
 
     Args:
         module: any ``torch.nn.Module`` (a lateinit Block or a plain torch module holding
             some); every parameter must be READY.
-        path: the file to write; it is replaced atomically if it exists.
+        path: the file to write; it is replaced atomically if it exists (a symlink stays a
+            symlink: the file it points to is replaced).
         sync: flush the new file to disk (``fsync``) before renaming it over ``path``, so
             that even a power cut leaves the old file or the complete new one. With
             ``False`` a crashed process still never leaves a broken file, but after a
             power cut some file systems may show an incomplete new one; saving is then
             as fast as a plain ``safetensors`` write (the flush costs about the time of
             writing the bytes to the disk).
+        checksums: store a checksum (xxh3_64) of every tensor's bytes in the metadata
+            (``lateinit.xxh3_64``), which ``load_parameters`` verifies.
 
     Keys are ``state_dict`` names. A tensor reachable under several names is stored once,
     under its first name; the file's metadata records the other names (``lateinit.tied``),
     the library version and each stored tensor's dtype. A parameter that is not READY is
-    a ``DeferredInitializationError`` naming it, and no file is written.
+    a ``DeferredInitializationError`` naming it, and no file is written. A temporary file
+    left beside ``path`` by a save that was killed is removed.
 
     Example:
         >>> import os, tempfile, torch
@@ -140,7 +175,6 @@ def save_parameters(
     tensors: dict[str, torch.Tensor] = {}
     tied: dict[str, str] = {}
     first_name: dict[int, str] = {}
-    storages: set[int] = set()
     for name, tensor in entries:
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(
@@ -158,15 +192,16 @@ def save_parameters(
                 "and holds no values. No file was written. Fix: initialize the network on a "
                 "real device (net.initialize(device=...)) before saving."
             )
+        if tensor.dtype not in _CODES:
+            raise TypeError(
+                f"cannot save {name!r} of {type(module).__name__}: safetensors files cannot "
+                f"hold its dtype {_dtype_name(tensor.dtype)}. No file was written. Fix: "
+                "convert it to a supported dtype (e.g. float32) before saving."
+            )
         data = tensor.detach()
         if data.device.type != "cpu":
             data = data.cpu()
-        data = data.contiguous()
-        storage = data.untyped_storage().data_ptr()
-        if data.numel() and storage in storages:  # a view of a tensor already stored
-            data = data.clone()
-        storages.add(data.untyped_storage().data_ptr())
-        tensors[name] = data
+        tensors[name] = data.contiguous()
     metadata = {
         "format": "pt",
         _VERSION_KEY: __version__,
@@ -175,35 +210,167 @@ def save_parameters(
         ),
         _TIED_KEY: json.dumps(tied),
     }
-    atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata), sync)
+    with _replacing(target, sync) as (_, fd):
+        _write_safetensors(fd, tensors, metadata, checksums)
+
+
+def _write_safetensors(
+    fd: int, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], checksums: bool
+) -> None:
+    """Write a safetensors file through ``fd``: the header, then every tensor's bytes
+    (hashed chunk by chunk while in the cache), then the header again with the checksums
+    (hex digits of a fixed width: the same length as the placeholder written first)."""
+    order = sorted(tensors, key=lambda n: -tensors[n].element_size())  # keeps them aligned
+    entries: dict[str, Any] = {}
+    offset = 0
+    for name in order:
+        t = tensors[name]
+        nbytes = t.numel() * t.element_size()
+        entries[name] = {
+            "dtype": _CODES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    digests = dict.fromkeys(order, "0" * 16)
+
+    def header() -> bytes:
+        meta = dict(metadata)
+        if checksums:
+            meta[_CHECKSUMS_KEY] = json.dumps(digests)
+        raw = json.dumps({"__metadata__": meta, **entries}, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned, as safetensors does
+        return len(raw).to_bytes(8, "little") + raw
+
+    first = header()
+    with open(fd, "wb", buffering=0, closefd=False) as fh:
+        _write_all(fh, memoryview(first))
+        for name in order:
+            view = _bytes_of(tensors[name])
+            if not checksums:
+                _write_all(fh, view)
+                continue
+            hasher = xxhash.xxh3_64()
+            for start in range(0, len(view), _CHUNK):
+                chunk = view[start : start + _CHUNK]
+                hasher.update(chunk)
+                _write_all(fh, chunk)
+            digests[name] = hasher.hexdigest()
+        if checksums:
+            final = header()
+            assert len(final) == len(first)
+            fh.seek(0)
+            _write_all(fh, memoryview(final))
+
+
+def _write_all(fh: Any, view: memoryview) -> None:
+    done = 0
+    while done < len(view):
+        done += fh.write(view[done:])
+
+
+def _bytes_of(tensor: torch.Tensor) -> memoryview:
+    """The bytes of a contiguous CPU tensor, without a copy."""
+    nbytes = tensor.numel() * tensor.element_size()
+    if nbytes == 0:
+        return memoryview(b"")
+    return memoryview((ctypes.c_char * nbytes).from_address(tensor.data_ptr())).cast("B")
 
 
 def atomic_write(path: str, write: Callable[[str], None], sync: bool) -> None:
     """Run ``write(tmp)`` on a new file beside ``path``, flush it to disk (if ``sync``),
-    rename it over ``path``. On any failure the temporary file is removed and ``path`` is
-    untouched."""
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot save parameters to {path!r}: it is a directory")
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies
-    try:
-        # The mode of the file being replaced, else the usual mode for a new file (the
-        # writer may re-create the file with its own mode).
-        mode = stat.S_IMODE(os.stat(path if os.path.exists(path) else tmp).st_mode)
+    rename it over ``path`` (over the file it points to, if ``path`` is a symlink). On any
+    failure the temporary file is removed and ``path`` is untouched."""
+    with _replacing(path, sync) as (tmp, _):
         write(tmp)
-        os.chmod(tmp, mode)
+
+
+@contextlib.contextmanager
+def _replacing(path: str, sync: bool) -> Iterator[tuple[str, int]]:
+    """A new, locked temporary file beside ``path`` (its name and a descriptor open for
+    writing); on a clean exit it gets the mode of the file it replaces (else the umask's
+    default), is flushed to disk (if ``sync``) and renamed over ``path``. On any failure
+    it is removed and ``path`` is untouched. Temporary files of ``path`` left by killed
+    saves (not locked by a live one) are removed."""
+    target = os.path.realpath(path)  # a symlink stays one; the file it points to changes
+    if os.path.isdir(target):
+        raise IsADirectoryError(
+            errno.EISDIR,
+            f"cannot save parameters to {path!r}: it is a directory. Fix: give a file "
+            f"path, e.g. {os.path.join(path, 'model.safetensors')!r}",
+            path,
+        )
+    directory, name = os.path.split(target)
+    tmp, fd = _create_temp(directory, name)
+    try:
+        _remove_leftovers(directory, name, tmp)
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        yield tmp, fd
+        os.chmod(tmp, mode)  # a writer may have re-created the file with its own mode
         if sync:  # the data reaches the disk before the rename can
-            fd = os.open(tmp, os.O_RDONLY)
+            sync_fd = os.open(tmp, os.O_RDONLY | _CLOEXEC)
             try:
-                os.fsync(fd)
+                os.fsync(sync_fd)
             finally:
-                os.close(fd)
-        os.replace(tmp, path)
+                os.close(sync_fd)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _temp_prefix(name: str) -> str:
+    """Temporary files of ``name`` are ``.{name}.{12 hex digits}.tmp``; for a name too
+    long for that (255 bytes), ``.{16 hex digits of its hash}.{12 hex digits}.tmp``."""
+    if len(os.fsencode(f".{name}.{'0' * 12}.tmp")) <= _NAME_MAX:
+        return f".{name}."
+    return f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}."
+
+
+def _create_temp(directory: str, name: str) -> tuple[str, int]:
+    prefix = _temp_prefix(name)
+    for _ in range(16):
+        tmp = os.path.join(directory, f"{prefix}{uuid.uuid4().hex[:12]}.tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666)  # umask applies
+        if fcntl is None:
+            return tmp, fd
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held until the rename: "a save is writing this"
+        if os.fstat(fd).st_nlink:  # not removed by another save between create and lock
+            return tmp, fd
+        os.close(fd)
+    raise OSError(errno.EEXIST, f"cannot create a temporary file beside {name!r}", directory)
+
+
+def _remove_leftovers(directory: str, name: str, own: str) -> None:
+    """Remove the temporary files of ``name`` that no live save holds locked (a save that
+    was killed leaves its file unlocked: the lock goes with the process)."""
+    if fcntl is None:
+        return
+    pattern = re.compile(re.escape(_temp_prefix(name)) + r"[0-9a-f]{12}\.tmp\Z")
+    try:
+        with os.scandir(directory) as entries:
+            found = [e.name for e in entries if pattern.match(e.name)]
+    except OSError:
+        return
+    for leftover in found:
+        full = os.path.join(directory, leftover)
+        if full == own:
+            continue
+        with contextlib.suppress(OSError):
+            fd = os.open(full, os.O_RDONLY | _CLOEXEC | _NOFOLLOW | _NONBLOCK)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails: a save is writing it
+                held, now = os.fstat(fd), os.stat(full, follow_symlinks=False)
+                if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+                    os.unlink(full)
+            finally:
+                os.close(fd)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -217,6 +384,15 @@ class _Stored:
     shape: tuple[int, ...]
     begin: int
     end: int
+
+
+@dataclass(frozen=True)
+class _Index:
+    """The file's header, read and checked: its tensors, metadata and where data starts."""
+
+    stored: dict[str, _Stored]
+    metadata: dict[str, str]
+    data_start: int
 
 
 @dataclass
@@ -238,6 +414,7 @@ def load_parameters(
     ignore_extra: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    verify: bool = True,
 ) -> None:
     """Load a safetensors file into ``module``, all or nothing.
 
@@ -254,15 +431,26 @@ def load_parameters(
         dtype: the floating dtype of the loaded floating tensors (default: each tensor's
             own dtype). Stored values are converted float to float; any other dtype change
             is refused.
+        verify: check every value read against the checksum that :func:`save_parameters`
+            stored with it (files without checksums, e.g. from other tools, load
+            unchecked).
 
-    Raises (nothing in the network changed): ``ParameterFileError`` for a file that is not
-    valid safetensors (empty, truncated, corrupted, a pickle) and for missing or extra
-    keys; ``ShapeMismatchError`` for a stored shape that contradicts a known dim (naming
-    the key, the layer, and both shapes); ``TypeError`` for a dtype that cannot be
-    converted. Only an operating-system read error after all checks passed (a failing
-    disk, another process cutting the file short meanwhile) can stop the load part-way:
-    deferred tensors are then deferred again, and the ``ParameterFileError`` lists the
-    READY tensors that already hold the file's values.
+    Raises (nothing in the network changed): ``ParameterFileError`` for a path that is a
+    directory or cannot be read, for a file that is not valid safetensors (empty,
+    truncated, corrupted, a pickle), for values that do not match their checksums (a
+    corrupted file, naming the tensors) and for missing or extra keys;
+    ``ShapeMismatchError`` for a stored shape that contradicts a known dim (naming the
+    key, the layer, and both shapes); ``TypeError`` for a dtype that cannot be converted;
+    ``FileNotFoundError`` for a path that does not exist. Only an operating-system read
+    error while reading straight into READY tensors (the last step; a failing disk, or
+    another process rewriting the file in place) can stop the load part-way: every other
+    tensor is then as it was, and the ``ParameterFileError`` lists the READY tensors that
+    already hold the file's values.
+
+    The file is opened once and read through that one descriptor: a concurrent
+    :func:`save_parameters` of the same path (which renames a new file over it) never
+    mixes two files. Values written into READY tensors bump their autograd version
+    counters, so a pending backward through them raises, as after ``load_state_dict``.
 
     A tie recorded in the file (two names, one tensor) is restored when the network holds
     the two as separate parameters. A network that ties two names the file stores
@@ -272,61 +460,218 @@ def load_parameters(
     if dtype is not None and not dtype.is_floating_point:
         raise TypeError(f"load_parameters: dtype must be a floating dtype, got {dtype}")
     target_device = torch.device(device) if device is not None else None
-    stored, metadata, data_start = _read_index(source)
-    tied = _read_tied(source, metadata, stored)
-    _name_params(module)
-    groups = _groups(module)
-    items, retie, problems = _plan(
-        module, groups, stored, tied, allow_missing, ignore_extra, target_device, dtype
-    )
-    if problems.any():
-        raise problems.error(source, module)
-    values = _read_values(source, stored, data_start, items)
-    _commit(module, source, stored, data_start, items, values, retie)
+    with _open_for_reading(source) as fh:
+        index = _read_index(fh, source)
+        tied = _read_tied(source, index.metadata, index.stored)
+        expected = _read_checksums(source, index.metadata, index.stored) if verify else None
+        _name_params(module)
+        groups = _groups(module)
+        items, retie, problems = _plan(
+            module, groups, index.stored, tied, allow_missing, ignore_extra, target_device, dtype
+        )
+        if problems.any():
+            raise problems.error(source, module)
+        values = _read_values(fh, source, index, items, expected)
+        _commit(module, fh, source, index, items, values, retie)
 
 
-def _read_index(path: str) -> tuple[dict[str, _Stored], dict[str, str], int]:
-    """Validate the file with safetensors, then read the byte offsets of its tensors."""
+def _open_for_reading(path: str) -> Any:
+    """The file, opened once for the whole load; clear errors for what cannot be read."""
     try:
-        with safe_open(path, framework="pt") as f:
-            keys = set(f.keys())
-            metadata = dict(f.metadata() or {})
-    except SafetensorError as err:
-        raise ParameterFileError(_not_safetensors(path, str(err))) from err
-    # safetensors checked the header (JSON, dtypes, shapes, contiguous offsets covering the
-    # whole file) but does not expose the offsets, which a direct read needs.
-    with open(path, "rb") as fh:
-        size = int.from_bytes(fh.read(8), "little")
-        header = json.loads(fh.read(size))
-    header.pop("__metadata__", None)
-    if set(header) != keys:
-        raise ParameterFileError(_not_safetensors(path, "the file changed while being read"))
-    stored = {}
-    for key, entry in header.items():
-        if entry["dtype"] not in _DTYPES:
+        fh = open(path, "rb", buffering=0, opener=_open_nonblocking)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"cannot load parameters: there is no file {path!r} (nothing was changed). "
+            "Fix: check the path",
+            path,
+        ) from err
+    except IsADirectoryError:
+        raise ParameterFileError(_directory_message(path)) from None
+    except PermissionError as err:
+        raise ParameterFileError(
+            f"cannot load {path!r}: permission denied ({err.strerror}). Nothing was changed. "
+            f"Fix: make the file readable by this user (e.g. chmod u+r {path!r}) or load it "
+            "as a user who may read it."
+        ) from err
+    except OSError as err:
+        raise ParameterFileError(
+            f"cannot load {path!r}: it cannot be opened ({err}). Nothing was changed. Fix: "
+            "check the path and the file system."
+        ) from err
+    try:
+        st = os.fstat(fh.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise ParameterFileError(_directory_message(path))
+        if not stat.S_ISREG(st.st_mode):
             raise ParameterFileError(
-                f"cannot load {path!r}: tensor {key!r} has dtype {entry['dtype']}, which this "
-                "torch build cannot hold."
+                f"cannot load {path!r}: it is not a regular file (a pipe, socket or device). "
+                "Nothing was changed. Fix: pass the path of a file written by "
+                "save_parameters."
             )
-        begin, end = entry["data_offsets"]
-        stored[key] = _Stored(_DTYPES[entry["dtype"]], tuple(entry["shape"]), begin, end)
-    return stored, metadata, 8 + size
+        if _NONBLOCK:
+            os.set_blocking(fh.fileno(), True)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
 
 
-def _not_safetensors(path: str, reason: str) -> str:
-    with contextlib.suppress(OSError), open(path, "rb") as fh:
-        head = fh.read(4)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
-            reason += (
-                "; it looks like a torch.save (pickle) file, which this loader never "
-                "unpickles. Fix: torch.load(path, weights_only=True) and "
-                "net.load_state_dict(...), or re-save it with net.save_parameters(path)"
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | _NONBLOCK | _CLOEXEC)
+
+
+def _directory_message(path: str) -> str:
+    try:
+        files = sorted(n for n in os.listdir(path) if n.endswith(".safetensors"))
+    except OSError:
+        files = []
+    held = (
+        f"it holds {fmt_list(repr(n) for n in files)}: pass one of those files"
+        if files
+        else "it holds no .safetensors file"
+    )
+    return (
+        f"cannot load {path!r}: it is a directory, not a parameter file ({held}). Nothing "
+        "was changed. Fix: pass the path of the file written by save_parameters (a "
+        "directory of several files is not supported)."
+    )
+
+
+def _read_index(fh: Any, path: str) -> _Index:
+    """Read and check the safetensors header through ``fh``: the 8-byte little-endian
+    header length, the JSON header (dtypes, shapes, byte ranges stored back to back and
+    covering exactly the rest of the file), the metadata (strings)."""
+    size = os.fstat(fh.fileno()).st_size
+    head = _pread(fh, 0, min(size, 8))
+
+    def bad(reason: str) -> ParameterFileError:
+        return ParameterFileError(_not_safetensors(path, reason, head))
+
+    if len(head) < 8:
+        raise bad(f"it is {size} bytes long, too short to hold the 8-byte header length")
+    length = int.from_bytes(head, "little")
+    if length > _MAX_HEADER:
+        raise bad(f"its header length {length} is over the limit of {_MAX_HEADER} bytes")
+    if 8 + length > size:
+        raise bad(f"its header length is {length} bytes but only {size - 8} follow")
+    raw = _pread(fh, 8, length)
+    if len(raw) != length:
+        raise bad("the file ended early (it was cut short while being read)")
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as err:
+        raise bad(f"its header is not valid JSON: {err}") from None
+    if not isinstance(header, dict):
+        raise bad("its header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise bad("its __metadata__ is not a map of strings")
+    stored = {key: _stored_entry(key, entry, bad) for key, entry in header.items()}
+    position = 0
+    for key, entry in sorted(stored.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
+        if entry.begin != position:
+            raise bad(
+                f"tensor {key!r} starts at byte {entry.begin} of the data, expected "
+                f"{position} (tensors are stored back to back)"
             )
+        position = entry.end
+    data = size - 8 - length
+    if position != data:
+        raise bad(
+            f"the tensors take {position} bytes of data but the file holds {data}"
+            + (" (it was cut short)" if data < position else " (extra bytes at the end)")
+        )
+    return _Index(stored, metadata, 8 + length)
+
+
+def _stored_entry(key: str, entry: Any, bad: Callable[[str], Exception]) -> _Stored:
+    def fine(value: Any) -> bool:
+        return type(value) is int and value >= 0
+
+    shape = entry.get("shape") if isinstance(entry, dict) else None
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    if not (
+        isinstance(entry, dict)
+        and isinstance(entry.get("dtype"), str)
+        and isinstance(shape, list)
+        and all(fine(d) for d in shape)
+        and isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(fine(o) for o in offsets)
+        and offsets[0] <= offsets[1]
+    ):
+        raise bad(f"tensor {key!r} has a malformed header entry ({str(entry)[:80]})")
+    code = entry["dtype"]
+    if code not in _DTYPES:
+        raise bad(f"tensor {key!r} has dtype {code[:20]!r}, which this torch build cannot hold")
+    dtype = _DTYPES[code]
+    begin, end = offsets
+    if math.prod(shape) * dtype.itemsize != end - begin:
+        raise bad(
+            f"tensor {key!r} of shape {tuple(shape)} and dtype {code} takes "
+            f"{math.prod(shape) * dtype.itemsize} bytes, but its byte range holds {end - begin}"
+        )
+    return _Stored(dtype, tuple(shape), begin, end)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a key appears twice")
+    return out
+
+
+def _pread(fh: Any, offset: int, nbytes: int) -> bytes:
+    fh.seek(offset)
+    parts = []
+    while nbytes > 0:
+        part = fh.read(nbytes)
+        if not part:
+            break
+        parts.append(part)
+        nbytes -= len(part)
+    return b"".join(parts)
+
+
+def _not_safetensors(path: str, reason: str, head: bytes = b"") -> str:
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        reason += (
+            "; it looks like a torch.save (pickle) file, which this loader never "
+            "unpickles. Fix: torch.load(path, weights_only=True) and "
+            "net.load_state_dict(...), or re-save it with net.save_parameters(path)"
+        )
     return (
         f"cannot load {path!r}: it is not a valid safetensors file ({reason}). Nothing "
         "was changed. Fix: check the path; a file cut short by a crashed copy must be "
         "copied or saved again."
     )
+
+
+def _read_checksums(
+    path: str, metadata: Mapping[str, str], stored: Mapping[str, _Stored]
+) -> dict[str, int] | None:
+    """The checksum of every stored tensor (``None`` for a file without checksums)."""
+    raw = metadata.get(_CHECKSUMS_KEY)
+    if raw is None:
+        return None
+    try:
+        sums = json.loads(raw)
+        valid = (
+            isinstance(sums, dict)
+            and sums.keys() == stored.keys()
+            and all(isinstance(v, str) and re.fullmatch("[0-9a-f]{16}", v) for v in sums.values())
+        )
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ParameterFileError(
+            f"cannot load {path!r}: the file is corrupted: its {_CHECKSUMS_KEY!r} metadata "
+            f"(the checksum of every tensor) is damaged or does not match its tensors "
+            f"({raw[:80]!r}). Nothing was changed. Fix: restore the file from a good copy or "
+            "save it again; verify=False skips the check."
+        )
+    return {key: int(digest, 16) for key, digest in sums.items()}
 
 
 def _read_tied(path: str, metadata: Mapping[str, str], stored: Mapping[str, _Stored]) -> dict:
@@ -484,113 +829,207 @@ def _in_place(item: _Item, entry: _Stored) -> bool:
 
 
 def _read_values(
-    path: str, stored: Mapping[str, _Stored], data_start: int, items: list[_Item]
+    fh: Any,
+    path: str,
+    index: _Index,
+    items: list[_Item],
+    expected: Mapping[str, int] | None,
 ) -> list[torch.Tensor | None]:
     """Read the value of every item that cannot be read in place into new memory, in its
-    target dtype and on its target device (``None`` for the in-place ones)."""
+    target dtype and on its target device (``None`` for the in-place ones), and check
+    every value to be loaded against its checksum (``expected``) before anything changes:
+    the in-place ones in a first pass over their bytes."""
+    stored = index.stored
     values: list[torch.Tensor | None] = [None] * len(items)
     order = sorted(range(len(items)), key=lambda i: stored[items[i].key].begin)
-    devices: dict[torch.device, Any] = {}
-    try:
-        with open(path, "rb", buffering=0) as fh, contextlib.ExitStack() as stack:
-            for i in order:
-                item, entry = items[i], stored[items[i].key]
-                if _in_place(item, entry):
-                    continue
-                if item.device.type == "meta":
-                    value = torch.empty(entry.shape, dtype=item.dtype, device="meta")
-                elif item.device.type == "cpu":
-                    value = torch.empty(entry.shape, dtype=entry.dtype)
-                    _read_into(fh, data_start + entry.begin, entry.end - entry.begin, value)
-                else:  # safetensors' own reader puts the bytes on the device
-                    if item.device not in devices:
-                        devices[item.device] = stack.enter_context(
-                            safe_open(path, framework="pt", device=str(item.device))
-                        )
-                    value = devices[item.device].get_tensor(item.key)
-                values[i] = value.to(item.dtype) if value.dtype != item.dtype else value
-    except SafetensorError as err:
-        raise ParameterFileError(_not_safetensors(path, str(err))) from err
+    damaged: list[str] = []
+    in_place: list[int] = []
+    for i in order:
+        item, entry = items[i], stored[items[i].key]
+        if _in_place(item, entry):
+            in_place.append(i)
+            continue
+        if item.device.type == "meta":  # shapes only: nothing read, nothing to check
+            values[i] = torch.empty(entry.shape, dtype=item.dtype, device="meta")
+            continue
+        value = torch.empty(entry.shape, dtype=entry.dtype)  # CPU; another device after
+        hasher = xxhash.xxh3_64() if expected is not None else None
+        offset = index.data_start + entry.begin
+        if hasher is None:
+            _read_into(fh, offset, entry.end - entry.begin, value)
+        else:
+            _read_into(fh, offset, entry.end - entry.begin, value, hasher)
+            if hasher.intdigest() != expected[item.key]:  # type: ignore[index]
+                damaged.append(item.key)
+        values[i] = value.to(device=item.device, dtype=item.dtype)
+    if expected is not None and in_place:
+        buffer = memoryview(
+            bytearray(min(_VERIFY_BUFFER, max(_nbytes(stored[items[i].key]) for i in in_place)))
+        )
+        for i in in_place:
+            entry = stored[items[i].key]
+            got = _hash_range(fh, index.data_start + entry.begin, _nbytes(entry), buffer)
+            if got != expected[items[i].key]:
+                damaged.append(items[i].key)
+    if damaged:
+        raise ParameterFileError(
+            f"cannot load {path!r}: the file is corrupted: the data of tensor(s) "
+            f"{fmt_list(repr(k) for k in sorted(damaged, key=lambda k: stored[k].begin))} "
+            "does not match the checksum (xxh3_64) stored when it was saved. Nothing was "
+            "changed. Fix: restore the file from a good copy or save it again (verify=False "
+            "loads the damaged values anyway)."
+        )
     return values
 
 
-def _read_into(fh: Any, offset: int, nbytes: int, out: torch.Tensor) -> None:
+def _nbytes(entry: _Stored) -> int:
+    return entry.end - entry.begin
+
+
+def _read_into(fh: Any, offset: int, nbytes: int, out: torch.Tensor, hasher: Any = None) -> None:
     """Read ``nbytes`` at ``offset`` straight into ``out``'s memory (a contiguous CPU
-    tensor of exactly that many bytes)."""
+    tensor of exactly that many bytes); with a ``hasher``, in chunks, each hashed right
+    after it is read (while it is in the cache)."""
     if nbytes == 0:
         return
     fh.seek(offset)
-    view = memoryview((ctypes.c_char * nbytes).from_address(out.data_ptr())).cast("B")
+    view = _bytes_of(out)
+    step = nbytes if hasher is None else _CHUNK
     done = 0
     while done < nbytes:
-        n = fh.readinto(view[done:])
+        n = fh.readinto(view[done : min(done + step, nbytes)])
         if not n:
             raise ParameterFileError(
                 f"cannot load {fh.name!r}: the file ended early (it was cut short while "
                 "being read)."
             )
+        if hasher is not None:
+            hasher.update(view[done : done + n])
         done += n
+
+
+def _hash_range(fh: Any, offset: int, nbytes: int, buffer: memoryview) -> int:
+    """The checksum of ``nbytes`` at ``offset``, read through ``buffer`` (no change to
+    anything in the network)."""
+    hasher = xxhash.xxh3_64()
+    fh.seek(offset)
+    while nbytes:
+        n = fh.readinto(buffer[: min(nbytes, len(buffer))])
+        if not n:
+            raise ParameterFileError(
+                f"cannot load {fh.name!r}: the file ended early (it was cut short while "
+                "being read). Nothing was changed."
+            )
+        hasher.update(buffer[:n])
+        nbytes -= n
+    return hasher.intdigest()
 
 
 def _commit(
     module: torch.nn.Module,
+    fh: Any,
     path: str,
-    stored: Mapping[str, _Stored],
-    data_start: int,
+    index: _Index,
     items: list[_Item],
     values: list[torch.Tensor | None],
     retie: list[tuple[str, Any]],
 ) -> None:
-    """Put the values in: deferred tensors first (journaled: rolled back on failure),
-    then READY ones (copied, or read from the file straight into their memory), then the
-    restored ties."""
+    """Put the values in, journaled so that a failure at any step undoes the earlier
+    ones: deferred tensors first, then READY ones given new memory (another dtype or
+    device), then READY ones whose memory is overwritten (copied, or read from the file
+    straight into it: the only changes that cannot be undone, hence last), then the
+    restored ties. Every READY tensor written gets its autograd version bumped."""
     direct = [item for item, value in zip(items, values, strict=True) if value is None]
-    with transaction():
-        for i, item in enumerate(items):
-            value = values[i]
-            if isinstance(item.tensor, Parameter) and value is not None:
-                item.tensor.shape = tuple(value.shape)
-                commit_storage(item.tensor, value)
-                values[i] = None
-    with torch.no_grad():
-        for i, item in enumerate(items):
-            value, values[i] = values[i], None
-            if value is None:
-                continue
-            if value.device == item.tensor.device and value.dtype == item.tensor.dtype:
-                item.tensor.copy_(value)
-            else:
-                item.tensor.data = value
-    _read_in_place(path, stored, data_start, direct)
-    for alias, tensor in retie:
-        owner_name, _, attr = alias.rpartition(".")
-        owner = module.get_submodule(owner_name)
-        table = owner._parameters if attr in owner._parameters else owner._buffers
-        table[attr] = tensor
+    swapped: list[torch.Tensor] = []  # READY tensors given new memory (undone on failure)
+    replaced: list[_Item] = []  # READY tensors overwritten (cannot be undone)
+    ok = False
+    try:
+        with transaction([*module.parameters(), *module.buffers()]):
+            journal = active_journal()
+            assert journal is not None
+            for i, item in enumerate(items):
+                value = values[i]
+                if isinstance(item.tensor, Parameter) and value is not None:
+                    item.tensor.shape = tuple(value.shape)
+                    commit_storage(item.tensor, value)
+                    values[i] = None
+            copies: list[tuple[_Item, torch.Tensor]] = []
+            with torch.no_grad():
+                for i, item in enumerate(items):
+                    value, values[i] = values[i], None
+                    if value is None:
+                        continue
+                    if value.device == item.tensor.device and value.dtype == item.tensor.dtype:
+                        copies.append((item, value))
+                    else:
+                        _swap(path, item, value, journal)
+                        swapped.append(item.tensor)
+                try:
+                    for item, value in copies:
+                        item.tensor.copy_(value)
+                        replaced.append(item)
+                    _read_in_place(fh, index, direct, replaced)
+                except (OSError, ParameterFileError) as err:
+                    done = (
+                        f"{len(replaced)} of {len(copies) + len(direct)} READY tensors were "
+                        "already replaced in place "
+                        f"({fmt_list(repr(item.names[0]) for item in replaced)}); every "
+                        "other tensor is as it was"
+                        if replaced
+                        else "nothing was changed"
+                    )
+                    raise ParameterFileError(
+                        f"reading {path!r} failed part-way ({err}): {done}. Fix: check the "
+                        "file and the disk, then load again."
+                    ) from err
+            for alias, tensor in retie:
+                owner_name, _, attr = alias.rpartition(".")
+                owner = module.get_submodule(owner_name)
+                table = owner._parameters if attr in owner._parameters else owner._buffers
+                journal.record_undo(lambda t=table, a=attr, old=table[attr]: t.__setitem__(a, old))
+                table[attr] = tensor
+        ok = True
+    finally:
+        # As an in-place op would: a pending backward through a changed tensor now raises.
+        written = [item.tensor for item in replaced] + (swapped if ok else [])
+        if written:
+            torch.autograd.graph.increment_version(written)
     _disarm(module)
 
 
-def _read_in_place(
-    path: str, stored: Mapping[str, _Stored], data_start: int, items: list[_Item]
-) -> None:
+def _swap(path: str, item: _Item, value: torch.Tensor, journal: Any) -> None:
+    """Give a READY tensor new memory (another dtype or device), keeping the Python
+    object; journaled."""
+    tensor = item.tensor
+    try:
+        if torch._has_compatible_shallow_copy_type(tensor, value):
+            old = tensor.data
+            tensor.data = value
+            journal.record_undo(lambda: setattr(tensor, "data", old))
+        else:  # e.g. cpu <-> meta: swap the whole tensor, keeping the Python object
+            holder = torch.Tensor._make_subclass(type(tensor), value, tensor.requires_grad)
+            holder.__dict__.update(tensor.__dict__)
+            torch.utils.swap_tensors(tensor, holder)
+            journal.record_undo(lambda: torch.utils.swap_tensors(tensor, holder))
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"cannot load {path!r}: moving READY tensor {item.names[0]!r} from "
+            f"{tensor.device}/{_dtype_name(tensor.dtype)} to {value.device}/"
+            f"{_dtype_name(value.dtype)} failed ({err}). Nothing was changed. Fix: load "
+            "without device=/dtype=, or into a network whose tensors are not yet READY."
+        ) from err
+
+
+def _read_in_place(fh: Any, index: _Index, items: list[_Item], done: list[_Item]) -> None:
     """Read READY tensors' values straight from the file into their memory (no staging
     copy: the file was fully checked first, so only an operating-system read error, or
-    another process cutting the file short meanwhile, can stop this part-way)."""
-    items = sorted(items, key=lambda it: stored[it.key].begin)
-    done: list[str] = []
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            for item in items:
-                entry = stored[item.key]
-                _read_into(fh, data_start + entry.begin, entry.end - entry.begin, item.tensor)
-                done.append(item.names[0])
-    except (OSError, ParameterFileError) as err:
-        raise ParameterFileError(
-            f"reading {path!r} failed part-way ({err}): {len(done)} of {len(items)} READY "
-            f"tensors were already replaced in place ({fmt_list(repr(n) for n in done)}); "
-            "every other tensor is as it was. Fix: check the file and the disk, then load "
-            "again."
-        ) from err
+    another process rewriting the file in place meanwhile, can stop this part-way);
+    ``done`` collects the tensors replaced."""
+    stored = index.stored
+    for item in sorted(items, key=lambda it: stored[it.key].begin):
+        entry = stored[item.key]
+        _read_into(fh, index.data_start + entry.begin, _nbytes(entry), item.tensor)
+        done.append(item)
 
 
 # -- helpers ----------------------------------------------------------------------------------
