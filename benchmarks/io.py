@@ -34,7 +34,8 @@ through ``lateinit.io``): the lateinit save without fsync with and without check
 the two lateinit loads with and without verification, all in the same run.
 
 Targets (docs/design.md, Promises): lateinit save and load within 1.2x of raw
-safetensors (save_file; and load_file + load_state_dict); peak RSS growth while loading <= 1.2x the file size.
+safetensors (save_file; and load_file + load_state_dict); peak RSS growth while loading
+<= 1.2x the file size.
 Checksums: saving with them and loading with verification within 1.15x of the same
 operation without them.
 
