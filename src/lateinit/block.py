@@ -114,30 +114,38 @@ def block_state(module: torch.nn.Module) -> BlockState | None:
     return module.__dict__.get("_lateinit")
 
 
-def _has_deferred(module: torch.nn.Module) -> bool:
-    return any(isinstance(p, Parameter) for p in module.parameters()) or any(
-        isinstance(b, Parameter) for b in module.buffers()
-    )
-
-
-def _deferred_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
-    """The deferred parameters and buffers under ``module`` (shared ones once)."""
-    return [t for t in (*module.parameters(), *module.buffers()) if isinstance(t, Parameter)]
+def _named_tensors(
+    module: torch.nn.Module,
+) -> tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]]:
+    """Every parameter and every buffer under ``module`` by structural name (shared ones
+    once, under their first name), in one walk of the tree (the first pass, initialize
+    and disarming each walk it once, not once per question)."""
+    params: list[tuple[str, torch.Tensor]] = []
+    buffers: list[tuple[str, torch.Tensor]] = []
+    seen: set[int] = set()
+    for prefix, m in module.named_modules():
+        for table, out in ((m._parameters, params), (m._buffers, buffers)):
+            for name, t in table.items():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    out.append((f"{prefix}.{name}" if prefix else name, t))
+    return params, buffers
 
 
 def _all_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
-    return [*module.parameters(), *module.buffers()]
+    params, buffers = _named_tensors(module)
+    return [t for _, t in (*params, *buffers)]
 
 
-def _ready(module: torch.nn.Module) -> bool:
-    """Whether every parameter and buffer under ``module`` is READY and every parameter
-    is a ``torch.nn.Parameter``: a plain tensor in a parameter's place means a call such
-    as ``torch.func.functional_call`` has swapped it in for the duration of the call, and
+def _ready_tables(module: torch.nn.Module) -> bool:
+    """Whether a module's own parameters and buffers are READY and every parameter is a
+    ``torch.nn.Parameter``: a plain tensor in a parameter's place means a call such as
+    ``torch.func.functional_call`` has swapped it in for the duration of the call, and
     the block must stay armed for its own parameters."""
     return all(
-        isinstance(p, torch.nn.Parameter) and not isinstance(p, Parameter)
-        for p in module.parameters()
-    ) and not any(isinstance(b, Parameter) for b in module.buffers())
+        p is None or (isinstance(p, torch.nn.Parameter) and not isinstance(p, Parameter))
+        for p in module._parameters.values()
+    ) and not any(isinstance(b, Parameter) for b in module._buffers.values())
 
 
 class Block(torch.nn.Module):
@@ -181,11 +189,25 @@ class Block(torch.nn.Module):
                 self._compiled_call_impl = None
 
     def _disarm_tree(self) -> None:
-        for module in self.modules():
-            if isinstance(module, Block) and "forward" in module.__dict__:
-                if _ready(module):
-                    del module.__dict__["forward"]
-                    module._compile_if_hybrid()
+        """Remove the first-call wrapper of every block under this one whose subtree is
+        READY (one walk, children before parents)."""
+        known: dict[int, bool] = {}
+
+        def ready(module: torch.nn.Module) -> bool:
+            if id(module) in known:
+                return known[id(module)]
+            result = True
+            for child in module._modules.values():
+                if child is not None and not ready(child):
+                    result = False
+            result = result and _ready_tables(module)
+            known[id(module)] = result
+            if result and isinstance(module, Block) and "forward" in module.__dict__:
+                del module.__dict__["forward"]
+                module._compile_if_hybrid()
+            return result
+
+        ready(self)
 
     def _compile_if_hybrid(self) -> None:
         state = block_state(self)
@@ -209,10 +231,10 @@ class Block(torch.nn.Module):
         state = block_state(child)
         if state is not None:  # count uses, to tell them apart in messages
             state.uses += 1
-        named = [*child.named_parameters(prefix=name), *child.named_buffers(prefix=name)]
-        deferred = [(n, t) for n, t in named if isinstance(t, Parameter)]
+        params, buffers = _named_tensors(child)
+        deferred = [(n, t) for n, t in (*params, *buffers) if isinstance(t, Parameter)]
         for path, t in deferred:
-            t.record.path = path
+            t.record.path = f"{name}.{path}"
         if deferred:
             self._arm()
 
@@ -243,15 +265,18 @@ class Block(torch.nn.Module):
         # nested one (a layer inside it, or another network called from a forward) those
         # of its own (docs/design.md, "Threads").
         if active_journal() is None:
-            scope = _deferred_tensors(self)
+            params, buffers = _named_tensors(self)
+            named = [(n, t) for n, t in (*params, *buffers) if isinstance(t, Parameter)]
         else:
-            scope = [p for _, p in self._own_deferred()]
-        with transaction(scope, restore_rng=True) as outermost:
-            if outermost and not _has_deferred(self):  # another thread finished the pass
-                self._disarm_tree()
+            named = self._own_deferred()
+        with transaction([t for _, t in named], restore_rng=True) as outermost:
+            if outermost and not any(isinstance(t, Parameter) for _, t in named):
+                self._disarm_tree()  # another thread finished the pass
                 return forward(self, *args, **kwargs)
             if outermost:
-                self._name_params()
+                for name, t in named:  # structural names, for messages and Mixed
+                    if isinstance(t, Parameter):
+                        t.record.path = name
             self._prepare(args, kwargs)
             out = forward(self, *args, **kwargs)
         if outermost:
@@ -323,8 +348,9 @@ class Block(torch.nn.Module):
 
     def _named_deferred_or_ready(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Every parameter, then every deferred buffer, by structural name (once each)."""
-        yield from self.named_parameters()
-        for name, b in self.named_buffers():
+        params, buffers = _named_tensors(self)
+        yield from params
+        for name, b in buffers:
             if isinstance(b, Parameter):
                 yield name, b
 
@@ -383,8 +409,9 @@ class Block(torch.nn.Module):
         """
         resolved = _init.resolve(init) if init is not None else None
         dev = torch.device(device) if device is not None else None
-        with transaction(_all_tensors(self)):
-            for name, p in self._named_deferred_or_ready():
+        params, buffers = _named_tensors(self)
+        with transaction([t for _, t in (*params, *buffers)]):
+            for name, p in [*params, *((n, b) for n, b in buffers if isinstance(b, Parameter))]:
                 if isinstance(p, Parameter):
                     self._initialize_deferred(name, p, resolved, dev, dtype)
                 elif (owner := integration_for(p)) is not None and owner.initialize:
