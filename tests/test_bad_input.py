@@ -123,6 +123,16 @@ def test_empty_batch_flatten_matches_torch():
     assert dense(x).shape == (0, 4)
 
 
+@pytest.mark.parametrize("when", ["first", "ready"])
+def test_rnn_without_time_steps_is_a_named_error(when):
+    """torch refuses a sequence of length 0 (an empty batch is fine): named here."""
+    lstm = nn.LSTM(4, layout="NTC")
+    if when == "ready":
+        lstm(torch.randn(2, 5, 3))
+    with pytest.raises(lateinit.ShapeMismatchError, match=r"LSTM.*no time steps.*Fix"):
+        lstm(torch.randn(2, 0, 3))
+
+
 def test_empty_batch_embedding():
     emb = nn.Embedding(10, 4)
     assert emb(torch.zeros(0, 5, dtype=torch.long)).shape == (0, 5, 4)

@@ -227,6 +227,15 @@ class _RNNLayer(Block):
             error = float_input_error(self, inputs)
             if error is not None:
                 raise error from err
+            if inputs.dim() == 3 and inputs.shape[1 if self._batch_first else 0] == 0:
+                path = locate(self)[1]
+                raise ShapeMismatchError(
+                    f"{layer_label(self, path)} got an input of shape "
+                    f"{fmt_shape(tuple(inputs.shape))} with no time steps; torch's recurrent "
+                    "kernels need at least one. Fix: skip empty sequences (an empty batch "
+                    "is fine)",
+                    layer=path or type(self).__name__,
+                ) from err
             raise self._explain(err, inputs, states)
         if states is None:
             return result[0]
