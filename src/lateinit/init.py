@@ -45,6 +45,18 @@ __all__ = [
 ]
 
 
+def _number(value: Any, arg: str, owner: str, *, minimum: float | None = None) -> Any:
+    """Validate an initializer's numeric argument: a real, finite number (a bool is not
+    one), at least ``minimum`` when given. A TypeError for another type, a ValueError for
+    a value out of range; the message names the initializer and the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {arg} must be a number, got {value!r}")
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum:g}"
+        raise ValueError(f"{owner}: {arg} must be a finite number{bound}, got {value!r}")
+    return value
+
+
 def _fans(shape: Sequence[int]) -> tuple[int, int]:
     """Return ``(fan_in, fan_out)`` of a weight of ``shape`` = ``(out, in, *kernel)``."""
     if len(shape) == 0:
@@ -86,7 +98,7 @@ class Constant(Initializer):
     """Fill with ``value``."""
 
     def __init__(self, value: float) -> None:
-        self.value = value
+        self.value = _number(value, "value", type(self).__name__)
 
     def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
         tensor.fill_(self.value)
@@ -119,7 +131,7 @@ class Uniform(Initializer):
     """Draw from ``U(-scale, scale)`` (Gluon's default scale 0.07)."""
 
     def __init__(self, scale: float = 0.07) -> None:
-        self.scale = scale
+        self.scale = _number(scale, "scale", "Uniform", minimum=0)
 
     def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
         tensor.uniform_(-self.scale, self.scale, generator=generator)
@@ -132,7 +144,7 @@ class Normal(Initializer):
     """Draw from ``N(0, sigma**2)`` (Gluon's default sigma 0.01)."""
 
     def __init__(self, sigma: float = 0.01) -> None:
-        self.sigma = sigma
+        self.sigma = _number(sigma, "sigma", "Normal", minimum=0)
 
     def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
         tensor.normal_(0.0, self.sigma, generator=generator)
@@ -145,8 +157,8 @@ class TruncNormal(Initializer):
     """Draw from ``N(mean, stdev**2)`` truncated to ``mean ± 2*stdev``."""
 
     def __init__(self, mean: float = 0.0, stdev: float = 0.01) -> None:
-        self.mean = mean
-        self.stdev = stdev
+        self.mean = _number(mean, "mean", "TruncNormal")
+        self.stdev = _number(stdev, "stdev", "TruncNormal", minimum=0)
 
     def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
         lo, hi = self.mean - 2 * self.stdev, self.mean + 2 * self.stdev
@@ -176,7 +188,7 @@ class Xavier(Initializer):
             )
         self.rnd_type = rnd_type
         self.factor_type = factor_type
-        self.magnitude = float(magnitude)
+        self.magnitude = float(_number(magnitude, "magnitude", type(self).__name__, minimum=0))
 
     def _scale(self, shape: Sequence[int]) -> float:
         fan_in, fan_out = _fans(shape)
@@ -202,6 +214,7 @@ class MSRAPrelu(Xavier):
     """He/Kaiming initialization for PReLU of slope ``slope`` (Gluon's ``MSRAPrelu``)."""
 
     def __init__(self, factor_type: str = "avg", slope: float = 0.25) -> None:
+        slope = _number(slope, "slope", "MSRAPrelu")
         super().__init__("gaussian", factor_type, 2.0 / (1 + slope**2))
         self.slope = slope
 
@@ -217,7 +230,7 @@ class Orthogonal(Initializer):
             raise ValueError(
                 f"Orthogonal: rand_type must be 'uniform' or 'normal', got {rand_type!r}"
             )
-        self.scale = scale
+        self.scale = _number(scale, "scale", "Orthogonal")
         self.rand_type = rand_type
 
     def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
@@ -254,6 +267,9 @@ class Mixed(Initializer):
     """
 
     def __init__(self, patterns: Sequence[str], initializers: Sequence[Any]) -> None:
+        for arg, value in (("patterns", patterns), ("initializers", initializers)):
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+                raise TypeError(f"Mixed: {arg} must be a list, got {value!r}")
         if len(patterns) != len(initializers):
             raise ValueError(
                 f"Mixed: got {len(patterns)} patterns but {len(initializers)} initializers; "

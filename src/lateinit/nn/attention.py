@@ -10,9 +10,22 @@ import torch.nn.functional as F
 
 from .. import init as _init
 from ..block import Block
+from ..explain import layer_label, locate
 from ..parameter import Parameter
 from ..shapes import ShapeMismatchError, fmt_shape
-from .basic import Dense, Dropout
+from .basic import (
+    KERNEL_ERRORS,
+    Dense,
+    Dropout,
+    check_flag,
+    check_float_inputs,
+    check_rate,
+    feature_count,
+    float_input_error,
+    get_activation,
+    positive_int,
+    tensor_input_error,
+)
 from .norm import LayerNorm
 
 __all__ = ["MultiHeadAttention", "TransformerEncoderLayer"]
@@ -25,7 +38,7 @@ _XAVIER_PACKED = _init.Xavier("uniform", "avg", 1.5)  # U(+-sqrt(6 / (4 units)))
 
 
 def _positive(name: str, value: int | None, owner: str) -> None:
-    if value is not None and (not isinstance(value, int) or value <= 0):
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
         raise ValueError(f"{owner}: {name} must be a positive int or None, got {value!r}")
 
 
@@ -111,8 +124,7 @@ class MultiHeadAttention(Block):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if not isinstance(num_heads, int) or num_heads <= 0:
-            raise ValueError(f"{name}: num_heads must be a positive int, got {num_heads!r}")
+        positive_int(num_heads, "num_heads", name)
         for arg, value in (
             ("units", units),
             ("query_units", query_units),
@@ -126,12 +138,11 @@ class MultiHeadAttention(Block):
                 "choose units as a multiple of num_heads (each head gets units // num_heads "
                 "features)."
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
         self._num_heads = num_heads
         self._units = units
-        self._dropout = float(dropout)
-        self._causal = causal
+        self._dropout = check_rate(dropout, "dropout", name)
+        self._causal = check_flag(causal, "causal", name)
+        check_flag(use_bias, "use_bias", name)
         e = units or -1
         sizes = {"query": query_units, "key": key_units, "value": value_units, "out": units}
         kw: dict[str, Any] = {"dtype": dtype, "device": device}
@@ -166,9 +177,14 @@ class MultiHeadAttention(Block):
         value: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> None:
+        check_float_inputs(self, query, *(t for t in (key, value) if t is not None))
+        if mask is not None:
+            self._check_mask(mask, query)
         key = query if key is None else key
         value = key if value is None else value
         for what, t in (("query", query), ("key", key), ("value", value)):
+            if t.dim() >= 1:
+                feature_count(t.shape[-1], f"{what} features (last axis of the {what})")
             if t.dim() < 2:
                 raise ShapeMismatchError(
                     f"the {what} must have shape (N, T, C) (batch, sequence, features), got "
@@ -236,6 +252,8 @@ class MultiHeadAttention(Block):
         h = self._num_heads
         causal = self._causal
         try:
+            if mask is not None and mask.device != query.device:
+                raise RuntimeError("the mask is on another device than the query")
             if value is not None and v_in.shape[-2] != k_in.shape[-2]:
                 # the CPU kernel does not check this (it reads past the values)
                 raise RuntimeError("key and value sequence lengths differ")
@@ -258,9 +276,43 @@ class MultiHeadAttention(Block):
                 is_causal=causal,
             )
             out = F.linear(out.transpose(-3, -2).flatten(-2), self.out_weight, self.out_bias)
-        except (RuntimeError, IndexError) as err:
-            raise self._explain(err, query, key, value, mask)
+        except KERNEL_ERRORS as err:
+            raise self._explain_call(err, query, key, value, mask)
         return out
+
+    def _explain_call(
+        self, err: BaseException, query: Any, key: Any, value: Any, mask: Any
+    ) -> BaseException:
+        """The error for a failed call (``except`` branch only): an input that is no
+        floating tensor, a bad mask, else the layer's own explanation."""
+        for x in (query, *(t for t in (key, value) if t is not None)):
+            error = float_input_error(self, x)
+            if error is not None:
+                error.__cause__ = err
+                return error
+        if mask is not None:
+            error = self._mask_error(mask, query)
+            if error is not None:
+                error.__cause__ = err
+                return error
+        return self._explain(err, query, key, value, mask)
+
+    def _mask_error(self, mask: Any, query: torch.Tensor) -> BaseException | None:
+        """A mask that is no tensor, or lives on another device than the query (error
+        path only; torch's kernel may read it as garbage rather than fail)."""
+        error = tensor_input_error(self, mask)
+        if error is not None or mask.device == query.device:
+            return error
+        return RuntimeError(
+            f"{layer_label(self, locate(self)[1])} got a mask on {mask.device} but its query "
+            f"is on {query.device}. Fix: create the mask on the inputs' device "
+            f"(mask.to(query.device))."
+        )
+
+    def _check_mask(self, mask: Any, query: torch.Tensor) -> None:
+        error = self._mask_error(mask, query)
+        if error is not None:
+            raise error
 
     def extra_repr(self) -> str:
         units, q = self.query_weight.shape
@@ -389,13 +441,16 @@ class TransformerEncoderLayer(Block):
         super().__init__()
         name = type(self).__name__
         _positive("units", units, name)
-        _positive("hidden_size", hidden_size, name)
-        if units is not None and isinstance(num_heads, int) and num_heads > 0:
-            if units % num_heads:
-                raise ValueError(
-                    f"{name}: units={units} is not divisible by num_heads={num_heads}. Fix: "
-                    "choose units as a multiple of num_heads."
-                )
+        positive_int(hidden_size, "hidden_size", name)
+        positive_int(num_heads, "num_heads", name)
+        check_rate(dropout, "dropout", name)
+        get_activation(activation, name)
+        check_flag(norm_first, "norm_first", name)
+        if units is not None and units % num_heads:
+            raise ValueError(
+                f"{name}: units={units} is not divisible by num_heads={num_heads}. Fix: "
+                "choose units as a multiple of num_heads."
+            )
         self._norm_first = norm_first
         kw: dict[str, Any] = {"dtype": dtype, "device": device}
         # Declared in torch.nn.TransformerEncoderLayer's order.

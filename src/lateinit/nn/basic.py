@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .. import init as _init
 from ..block import Block
-from ..explain import layer_label, locate
+from ..explain import input_type_error, layer_label, locate
 from ..parameter import Parameter
 from ..shapes import ShapeMismatchError, fmt_shape, in_size
 
@@ -35,16 +35,129 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def get_activation(act: str | Callable[..., Any] | None) -> Callable[..., Any] | None:
-    """Resolve an activation given by name (``"relu"``...) or as a callable."""
+#: What a kernel raises for an input it cannot take: a non-tensor (TypeError,
+#: AttributeError), a dtype it has no implementation for (NotImplementedError), a shape
+#: that does not fit (RuntimeError, IndexError). Layers catch these around their kernels
+#: and translate them on the error path; the happy path pays nothing.
+KERNEL_ERRORS = (RuntimeError, IndexError, TypeError, AttributeError, NotImplementedError)
+
+
+def get_activation(
+    act: str | Callable[..., Any] | None, owner: str = ""
+) -> Callable[..., Any] | None:
+    """Resolve an activation given by name (``"relu"``...) or as a callable.
+
+    ``owner`` (the layer's type) starts the messages: an unknown name is a ValueError,
+    anything else that is neither a name nor a callable a TypeError.
+    """
     if act is None or callable(act):
         return act
-    if isinstance(act, str) and act.lower() in _ACTIVATIONS:
+    prefix = f"{owner}: " if owner else ""
+    if not isinstance(act, str):
+        raise TypeError(
+            f"{prefix}activation must be a name ({', '.join(sorted(_ACTIVATIONS))}), a "
+            f"callable or None, got {act!r}"
+        )
+    if act.lower() in _ACTIVATIONS:
         return _ACTIVATIONS[act.lower()]
     raise ValueError(
-        f"unknown activation {act!r}; use one of {', '.join(sorted(_ACTIVATIONS))} "
-        "or pass a callable"
+        f"{prefix}activation must be one of {', '.join(sorted(_ACTIVATIONS))} or a callable, "
+        f"got {act!r}"
     )
+
+
+def positive_int(value: Any, arg: str, owner: str) -> int:
+    """A size or count given to a constructor: a positive int (a bool is not one)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{owner}: {arg} must be a positive int, got {value!r}")
+    return value
+
+
+def check_rate(value: Any, arg: str, owner: str) -> float:
+    """A dropout rate given to a constructor: a number in ``[0, 1)`` (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{owner}: {arg} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_flag(value: Any, arg: str, owner: str) -> bool:
+    """An on/off switch given to a constructor: a bool (or the int 0 or 1)."""
+    if not isinstance(value, int) or value not in (0, 1):
+        raise TypeError(f"{owner}: {arg} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _received(x: Any) -> str:
+    """An input as a message names it: ``None``, ``a list``, ``an int64 tensor``."""
+    if x is None:
+        return "None"
+    if isinstance(x, torch.Tensor):
+        kind = str(x.dtype).replace("torch.", "")
+        return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} tensor"
+    kind = type(x).__module__ + "." + type(x).__name__
+    kind = kind.removeprefix("builtins.")
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def tensor_input_error(block: torch.nn.Module, x: Any) -> TypeError | None:
+    """A TypeError naming ``block`` when ``x`` is not a tensor (error path only)."""
+    if isinstance(x, torch.Tensor):
+        return None
+    return input_type_error(
+        block,
+        _received(x),
+        "it takes a torch.Tensor. Fix: convert the input, e.g. "
+        "torch.as_tensor(x, dtype=torch.float32).",
+    )
+
+
+def float_input_error(block: torch.nn.Module, x: Any) -> TypeError | None:
+    """A TypeError naming ``block`` when ``x`` is not a floating-point tensor (integer,
+    bool or complex data, or no tensor at all), else ``None``. Runs in layers' hooks and
+    in ``except`` branches only."""
+    if not isinstance(x, torch.Tensor):
+        return tensor_input_error(block, x)
+    if x.is_floating_point():
+        return None
+    return input_type_error(
+        block,
+        _received(x),
+        "it takes floating-point tensors. Fix: convert the input, e.g. x.float() "
+        "(or x.to(the parameters' dtype)).",
+    )
+
+
+def check_float_inputs(block: torch.nn.Module, *inputs: Any) -> None:
+    """Raise :func:`float_input_error` for the first input that is not a floating tensor."""
+    for x in inputs:
+        error = float_input_error(block, x)
+        if error is not None:
+            raise error
+
+
+def explain_call(
+    block: Block, err: BaseException, *inputs: Any, floats: bool = True
+) -> BaseException:
+    """The error to raise for a layer's failed kernel call (``except`` branches only): a
+    TypeError naming the layer for an input it cannot take (not a tensor; with
+    ``floats``, not floating-point), else the layer's own explanation of ``err``."""
+    for x in inputs:
+        error = float_input_error(block, x) if floats else tensor_input_error(block, x)
+        if error is not None:
+            error.__cause__ = err
+            return error
+    return block._explain(err, *inputs)
+
+
+def feature_count(size: int, axis: str) -> int:
+    """A feature/channel count read from an input in a hook: an input with none (a
+    zero-size axis) would create a zero-size weight, so it is a ShapeMismatchError."""
+    if size < 1:
+        raise ShapeMismatchError(
+            f"it has no {axis} (that axis has size 0), and a layer cannot learn from zero "
+            "features. Fix: feed at least one feature per sample"
+        )
+    return size
 
 
 def act_name(act: str | Callable[..., Any] | None) -> str:
@@ -101,13 +214,13 @@ class Dense(Block):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-            raise ValueError(f"Dense: units must be a positive int, got {units!r}")
+        positive_int(units, "units", "Dense")
         known = in_size(in_units, "in_units", "Dense")
         self._units = units
-        self._flatten = flatten
+        self._flatten = check_flag(flatten, "flatten", "Dense")
         self._activation = activation
-        self._act = get_activation(activation)
+        self._act = get_activation(activation, "Dense")
+        check_flag(use_bias, "use_bias", "Dense")
         self.weight = Parameter(
             (units, known),
             weight_initializer,
@@ -120,12 +233,16 @@ class Dense(Block):
         )
 
     def infer_param_shapes(self, x: torch.Tensor) -> None:
+        check_float_inputs(self, x)
         if x.dim() == 0:
             raise ShapeMismatchError(
                 "Dense needs an input with at least one dim (features). Fix: give it a "
                 "batch of feature vectors, e.g. x.reshape(1, -1)"
             )
-        in_units = math.prod(x.shape[1:]) if self._flatten and x.dim() > 2 else x.shape[-1]
+        flat = self._flatten and x.dim() > 2
+        in_units = math.prod(x.shape[1:]) if flat else x.shape[-1]
+        axes = "axes after the first" if flat else "last axis"
+        feature_count(in_units, f"input features ({axes})")
         self.weight.shape = (self._units, in_units)
 
     def _describe_expected(self, param: str, dim: int, size: int) -> str:
@@ -138,10 +255,11 @@ class Dense(Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            flat = x.reshape(x.shape[0], -1) if self._flatten and x.dim() > 2 else x
+            # flatten(1), not reshape(N, -1): an empty batch has no -1 to infer
+            flat = x.flatten(1) if self._flatten and x.dim() > 2 else x
             out = F.linear(flat, self.weight, self.bias)
-        except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x)
+        except KERNEL_ERRORS as err:
+            raise explain_call(self, err, x)
         return out if self._act is None else self._act(out)
 
     def extra_repr(self) -> str:
@@ -162,11 +280,22 @@ class Activation(Block):
 
     def __init__(self, activation: str | Callable[..., Any]) -> None:
         super().__init__()
+        if activation is None:
+            raise TypeError(
+                "Activation: activation must be a name (relu, tanh...) or a callable, got "
+                "None. Fix: name an activation, or use Identity() for none"
+            )
         self._activation = activation
-        self._act = get_activation(activation)
+        self._act = get_activation(activation, "Activation")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._act(x)  # type: ignore[misc]
+        try:
+            return self._act(x)  # type: ignore[misc]
+        except KERNEL_ERRORS as err:
+            error = float_input_error(self, x)
+            if error is None:
+                raise
+            raise error from err
 
     def extra_repr(self) -> str:
         return act_name(self._activation)
@@ -184,23 +313,32 @@ class Dropout(Block):
 
     def __init__(self, rate: float, axes: Sequence[int] = ()) -> None:
         super().__init__()
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        check_rate(rate, "rate", "Dropout")
+        if isinstance(axes, int) and not isinstance(axes, bool):
+            axes = (axes,)
+        try:
+            self._axes = tuple(axes)
+        except TypeError:
+            self._axes = ("?",)  # type: ignore[assignment]
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in self._axes):
+            raise TypeError(f"Dropout: axes must be an int or a tuple of ints, got {axes!r}")
         self._rate = rate
-        self._axes = tuple(axes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self._rate == 0.0:
             return x
-        if not self._axes:
-            return F.dropout(x, self._rate, True)
-        shape = [
-            1 if (i in self._axes or i - x.dim() in self._axes) else s
-            for i, s in enumerate(x.shape)
-        ]
-        keep = 1.0 - self._rate
-        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
-        return x * mask / keep
+        try:
+            if not self._axes:
+                return F.dropout(x, self._rate, True)
+            shape = [
+                1 if (i in self._axes or i - x.dim() in self._axes) else s
+                for i, s in enumerate(x.shape)
+            ]
+            keep = 1.0 - self._rate
+            mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+            return x * mask / keep
+        except KERNEL_ERRORS as err:
+            raise explain_call(self, err, x)
 
     def extra_repr(self) -> str:
         return f"p={self._rate}" + (f", axes={self._axes}" if self._axes else "")
@@ -210,11 +348,19 @@ class Flatten(Block):
     """Flatten all axes but the first: ``(N, d1, d2, ...) -> (N, d1*d2*...)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 0:
+        try:
+            # flatten(1), not reshape(N, -1): an empty batch has no -1 to infer
+            return x.flatten(1)
+        except KERNEL_ERRORS as err:
+            error = tensor_input_error(self, x)
+            if error is not None:
+                raise error from err
+            if x.dim() == 1:  # (N,) -> (N, 1), as Gluon
+                return x.reshape(x.shape[0], 1)
             raise ShapeMismatchError(
-                f"Flatten needs an input with a batch axis, got shape {fmt_shape(tuple(x.shape))}"
-            )
-        return x.reshape(x.shape[0], -1)
+                f"{layer_label(self, locate(self)[1])} needs an input with a batch axis, got "
+                f"shape {fmt_shape(tuple(x.shape))}. Fix: give it a batch, e.g. x.reshape(1, -1)"
+            ) from None
 
 
 class Lambda(Block):
@@ -289,9 +435,9 @@ class Embedding(Block):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        self._input_dim = input_dim
-        self._output_dim = output_dim
-        self._sparse = sparse_grad
+        self._input_dim = positive_int(input_dim, "input_dim", "Embedding")
+        self._output_dim = positive_int(output_dim, "output_dim", "Embedding")
+        self._sparse = check_flag(sparse_grad, "sparse_grad", "Embedding")
         self.weight = Parameter(
             (input_dim, output_dim),
             weight_initializer,
@@ -303,12 +449,19 @@ class Embedding(Block):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
             return F.embedding(x, self.weight, sparse=self._sparse)
-        except (RuntimeError, IndexError) as err:
+        except KERNEL_ERRORS as err:
             raise self._explain_indices(err, x)
 
-    def _explain_indices(self, err: BaseException, x: torch.Tensor) -> BaseException:
+    def _explain_indices(self, err: BaseException, x: Any) -> BaseException:
+        if not isinstance(x, torch.Tensor):
+            return input_type_error(
+                self,
+                _received(x),
+                "it takes a tensor of integer indices. Fix: convert the input, e.g. "
+                "torch.as_tensor(x, dtype=torch.long).",
+            )
         label = layer_label(self, locate(self)[1])
-        if x.is_floating_point() or x.is_complex():
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
             return TypeError(
                 f"{label} needs integer indices, got a {str(x.dtype).replace('torch.', '')} "
                 "input. Fix: pass x.long()."

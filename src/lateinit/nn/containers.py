@@ -49,7 +49,13 @@ class Sequential(Block):
     def __init__(self, *blocks: torch.nn.Module | Iterable[torch.nn.Module]) -> None:
         super().__init__()
         if len(blocks) == 1 and not isinstance(blocks[0], torch.nn.Module):
-            blocks = tuple(blocks[0])  # type: ignore[arg-type]
+            try:
+                blocks = tuple(blocks[0])  # type: ignore[arg-type]
+            except TypeError:
+                raise TypeError(
+                    "Sequential: expected blocks (torch.nn.Module) or one list of them, got "
+                    f"{blocks[0]!r}"
+                ) from None
         self.add(*blocks)  # type: ignore[arg-type]
 
     def add(self, *blocks: torch.nn.Module) -> None:
@@ -101,6 +107,8 @@ class Concatenate(Block):
 
     def __init__(self, *blocks: torch.nn.Module, axis: int = 1) -> None:
         super().__init__()
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            raise TypeError(f"Concatenate: axis must be an int, got {axis!r}")
         self._axis = axis
         self.add(*blocks)
 
@@ -150,6 +158,11 @@ class Residual(Block):
 
     def __init__(self, block: torch.nn.Module) -> None:
         super().__init__()
+        if not isinstance(block, torch.nn.Module):
+            raise TypeError(
+                f"Residual: block must be a Block or torch.nn.Module, got {block!r}; wrap "
+                "functions in nn.Lambda"
+            )
         self.body = block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

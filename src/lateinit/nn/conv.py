@@ -17,7 +17,15 @@ from .. import init as _init
 from ..block import Block
 from ..parameter import Parameter
 from ..shapes import ShapeMismatchError, fmt_shape, in_size
-from .basic import act_name, get_activation
+from .basic import (
+    KERNEL_ERRORS,
+    act_name,
+    check_flag,
+    check_float_inputs,
+    explain_call,
+    feature_count,
+    get_activation,
+)
 
 __all__ = [
     "Conv1D",
@@ -154,7 +162,8 @@ class _Conv(Block):
         self._channels = channels
         self._groups = groups
         self._activation = activation
-        self._act = get_activation(activation)
+        self._act = get_activation(activation, name)
+        check_flag(use_bias, "use_bias", name)
         if self._transpose:
             shape = (known, channels // groups, *self._kernel_size)
             self._args: tuple[Any, ...] = (
@@ -228,8 +237,10 @@ class _Conv(Block):
         return out
 
     def infer_param_shapes(self, x: torch.Tensor) -> None:
+        check_float_inputs(self, x)
         n = self._ndim
         c, spatial = split_input(self, x, n, self._layout, self._channels_last)
+        feature_count(c, f"input channels (axis {self._layout.index('C')} of {self._layout})")
         if c % self._groups:
             known = self._in_channels()
             expects = f" (it expects in_channels={known})" if known > 0 else ""
@@ -293,8 +304,8 @@ class _Conv(Block):
         try:
             y = x.movedim(-1, -self._ndim - 1) if self._channels_last else x
             out = self._kernel(y, self.weight, self.bias, *self._args)
-        except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x)
+        except KERNEL_ERRORS as err:
+            raise explain_call(self, err, x)
         if self._act is not None:
             out = self._act(out)
         return out.movedim(-self._ndim - 1, -1) if self._channels_last else out

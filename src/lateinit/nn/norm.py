@@ -14,15 +14,16 @@ import torch
 import torch.nn.functional as F
 
 from ..block import Block
-from ..explain import layer_label, locate
+from ..explain import autocast_on, dtype_error, layer_label, locate
 from ..parameter import Parameter, deferred_buffer
 from ..shapes import ShapeMismatchError, fmt_shape, in_size
+from .basic import KERNEL_ERRORS, check_flag, check_float_inputs, explain_call, feature_count
 
 __all__ = ["BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm"]
 
 
 def _check_epsilon(layer: str, epsilon: float) -> float:
-    if not isinstance(epsilon, (int, float)) or epsilon < 0:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon < 0:
         raise ValueError(f"{layer}: epsilon must be a float >= 0, got {epsilon!r}")
     return float(epsilon)
 
@@ -62,8 +63,8 @@ class _Norm(Block):
             raise TypeError(f"{name}: axis must be an int, got {axis!r}")
         self._axis = axis
         self._epsilon = epsilon if epsilon is None else _check_epsilon(name, epsilon)
-        self._center = bool(center)
-        self._scale = bool(scale)
+        self._center = check_flag(center, "center", name)
+        self._scale = check_flag(scale, "scale", name)
         channels = in_size(in_channels, "in_channels", name)
         # Declared in the same order (gamma, beta) whether or not in_channels is given.
         self.gamma = (
@@ -87,11 +88,30 @@ class _Norm(Block):
         return x.shape[axis]
 
     def infer_param_shapes(self, x: torch.Tensor) -> None:
-        channels = self._channels_of(x)
+        check_float_inputs(self, x)
+        channels = feature_count(self._channels_of(x), f"channels ({self._axis_words()})")
         for name in self._per_channel:
             t = getattr(self, name)
             if isinstance(t, Parameter):  # deferred (or a probe while explaining an error)
                 t.shape = (channels,)
+
+    def _refuse_dtype(self, x: torch.Tensor, ref: torch.Tensor) -> None:
+        """Called when ``x``'s dtype differs from the parameters' (``ref``): a TypeError
+        naming the layer, as Dense gives (torch's norm kernels would silently mix a
+        half-precision input with float32 parameters), except under autocast."""
+        check_float_inputs(self, x)
+        if autocast_on(x.device.type):
+            return
+        error = dtype_error(self, [x])
+        if error is None:  # no parameters (center=False, scale=False): the statistics
+            got, want = (str(t.dtype).replace("torch.", "") for t in (x, ref))
+            error = TypeError(
+                f"{layer_label(self, locate(self)[1])} got a {got} input but its running "
+                f"statistics are {want}. Fix: convert the input (x.to(torch.{want})), or "
+                f"create the layer in {got}: net.initialize(dtype=torch.{got}) or "
+                f"net.to(torch.{got}) before the first batch."
+            )
+        raise error
 
     def _too_few_values(self, err: ValueError, fix: str) -> ShapeMismatchError:
         """torch's "Expected more than 1 value per channel", naming the layer (error path):
@@ -215,11 +235,15 @@ class BatchNorm(_Norm):
             dtype,
             device,
         )
-        if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not 0.0 <= momentum <= 1.0
+        ):
             raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum!r}")
         self._momentum = float(momentum)
         self._torch_momentum = 1.0 - float(momentum)  # torch's convention
-        self._use_global_stats = bool(use_global_stats)
+        self._use_global_stats = check_flag(use_global_stats, "use_global_stats", "BatchNorm")
         channels = in_size(in_channels, "in_channels", "BatchNorm")
         for name, initializer in (
             ("running_mean", running_mean_initializer),
@@ -231,11 +255,14 @@ class BatchNorm(_Norm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
+            mean = self.running_mean
+            if x.dtype is not mean.dtype:
+                self._refuse_dtype(x, mean)
             moved = self._axis != 1
             h = x.movedim(self._axis, 1) if moved else x
             out = F.batch_norm(
                 h,
-                self.running_mean,
+                mean,
                 self.running_var,
                 self.gamma,
                 self.beta,
@@ -244,8 +271,8 @@ class BatchNorm(_Norm):
                 self._epsilon,  # type: ignore[arg-type]
             )
             return out.movedim(1, self._axis) if moved else out
-        except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x)
+        except KERNEL_ERRORS as err:
+            raise explain_call(self, err, x)
         except ValueError as err:  # one value per channel: no batch statistics in training
             raise self._too_few_values(
                 err,
@@ -328,9 +355,13 @@ class LayerNorm(_Norm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            return F.layer_norm(x, x.shape[-1:], self.gamma, self.beta, self._epsilon)  # type: ignore[arg-type]
-        except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x)
+            gamma, beta = self.gamma, self.beta
+            ref = gamma if gamma is not None else beta
+            if ref is not None and x.dtype is not ref.dtype:
+                self._refuse_dtype(x, ref)
+            return F.layer_norm(x, x.shape[-1:], gamma, beta, self._epsilon)  # type: ignore[arg-type]
+        except KERNEL_ERRORS as err:
+            raise explain_call(self, err, x)
 
     def _repr_parts(self) -> list[str]:
         return [f"eps={self._epsilon}"]
@@ -391,9 +422,12 @@ class RMSNorm(_Norm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            return F.rms_norm(x, x.shape[-1:], self.gamma, self._epsilon)
-        except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x)
+            gamma = self.gamma
+            if gamma is not None and x.dtype is not gamma.dtype:
+                self._refuse_dtype(x, gamma)
+            return F.rms_norm(x, x.shape[-1:], gamma, self._epsilon)
+        except KERNEL_ERRORS as err:
+            raise explain_call(self, err, x)
 
     def _repr_parts(self) -> list[str]:
         return [f"eps={self._epsilon}"]
@@ -478,9 +512,13 @@ class GroupNorm(_Norm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            return F.group_norm(x, self._num_groups, self.gamma, self.beta, self._epsilon)  # type: ignore[arg-type]
-        except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x)
+            gamma, beta = self.gamma, self.beta
+            ref = gamma if gamma is not None else beta
+            if ref is not None and x.dtype is not ref.dtype:
+                self._refuse_dtype(x, ref)
+            return F.group_norm(x, self._num_groups, gamma, beta, self._epsilon)  # type: ignore[arg-type]
+        except KERNEL_ERRORS as err:
+            raise explain_call(self, err, x)
         except ValueError as err:  # a single value per group: nothing to normalize
             raise self._too_few_values(
                 err, "give each group more than one value (more channels or spatial positions)"
@@ -551,13 +589,41 @@ class InstanceNorm(_Norm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
+            gamma, beta = self.gamma, self.beta
+            ref = gamma if gamma is not None else beta
+            if ref is not None and x.dtype is not ref.dtype:
+                self._refuse_dtype(x, ref)
             moved = self._axis != 1
             h = x.movedim(self._axis, 1) if moved else x
-            out = F.instance_norm(h, weight=self.gamma, bias=self.beta, eps=self._epsilon)  # type: ignore[arg-type]
+            out = F.instance_norm(h, weight=gamma, bias=beta, eps=self._epsilon)  # type: ignore[arg-type]
             return out.movedim(1, self._axis) if moved else out
-        except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x)
+        except KERNEL_ERRORS as err:
+            empty = self._empty_batch(x)
+            if empty is not None:
+                return empty
+            raise explain_call(self, err, x)
         except ValueError as err:  # a single spatial position: no statistics to normalize with
             raise self._too_few_values(
                 err, "feed inputs with more than one spatial position per channel"
             ) from err
+
+    def _empty_batch(self, x: Any) -> torch.Tensor | None:
+        """The output for an empty batch (error path only): torch's kernel refuses one
+        when it has affine parameters, so normalize without them and apply them here
+        (``None`` when ``x`` is not such a batch, or does not fit)."""
+        if not isinstance(x, torch.Tensor) or x.numel() or x.dim() < self._min_dims:
+            return None
+        try:
+            moved = self._axis != 1
+            h = x.movedim(self._axis, 1) if moved else x
+            if h.shape[0]:
+                return None
+            out = F.instance_norm(h, eps=self._epsilon)  # type: ignore[arg-type]
+            per_channel = (1, -1) + (1,) * (h.dim() - 2)
+            if self.gamma is not None:
+                out = out * self.gamma.reshape(per_channel)
+            if self.beta is not None:
+                out = out + self.beta.reshape(per_channel)
+            return out.movedim(1, self._axis) if moved else out
+        except KERNEL_ERRORS:
+            return None

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..block import Block
 from ..shapes import fmt_shape
+from .basic import KERNEL_ERRORS, explain_call
 from .conv import IntOrTuple, check_layout, ntuple, pool_out, split_input, too_small
 
 __all__ = [
@@ -32,6 +33,12 @@ __all__ = [
     "GlobalAvgPool2D",
     "GlobalAvgPool3D",
 ]
+
+
+def dtype_refused(err: BaseException) -> bool:
+    """Whether a pooling kernel refused its input's dtype (integer, bool or complex data
+    it has no implementation for), rather than its shape."""
+    return isinstance(err, NotImplementedError) or "dtype" in str(err)
 
 
 class _Pool(Block):
@@ -82,8 +89,8 @@ class _Pool(Block):
         try:
             y = x.movedim(-1, -self._ndim - 1) if self._channels_last else x
             out = self._kernel(y, self._pool_size, self._strides, self._padding, *self._args)
-        except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x)
+        except KERNEL_ERRORS as err:
+            raise explain_call(self, err, x, floats=dtype_refused(err))
         return out.movedim(-self._ndim - 1, -1) if self._channels_last else out
 
     def extra_repr(self) -> str:
@@ -261,14 +268,14 @@ class _GlobalPool(Block):
         split_input(self, x, self._ndim, self._layout, self._channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not 0 < x.dim() - self._ndim < 3:
-            # the avg kernels (a mean over the last dims) take any number of leading dims
-            raise self._explain(RuntimeError(f"a {x.dim()}-D input"), x)
         try:
+            if not 0 < x.dim() - self._ndim < 3:
+                # the avg kernels (a mean over the last dims) take any number of leading dims
+                raise RuntimeError(f"a {x.dim()}-D input")
             y = x.movedim(-1, -self._ndim - 1) if self._channels_last else x
             out = self._kernel(y, 1)
-        except (RuntimeError, IndexError) as err:
-            raise self._explain(err, x)
+        except KERNEL_ERRORS as err:
+            raise explain_call(self, err, x, floats=dtype_refused(err))
         return out.movedim(-self._ndim - 1, -1) if self._channels_last else out
 
     def extra_repr(self) -> str:

@@ -27,6 +27,15 @@ from ..block import Block
 from ..explain import layer_label, locate
 from ..parameter import Parameter, active_journal, is_deferred
 from ..shapes import ShapeMismatchError, fmt_shape, in_size
+from .basic import (
+    KERNEL_ERRORS,
+    check_flag,
+    check_float_inputs,
+    check_rate,
+    feature_count,
+    float_input_error,
+    positive_int,
+)
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
@@ -62,14 +71,13 @@ class _RNNLayer(Block):
     ) -> None:
         super().__init__()
         kind = type(self).__name__
-        if not isinstance(hidden_size, int) or hidden_size <= 0:
-            raise ValueError(f"{kind}: hidden_size must be a positive int, got {hidden_size!r}")
-        if not isinstance(num_layers, int) or num_layers <= 0:
-            raise ValueError(f"{kind}: num_layers must be a positive int, got {num_layers!r}")
-        if layout not in _LAYOUTS:
+        positive_int(hidden_size, "hidden_size", kind)
+        positive_int(num_layers, "num_layers", kind)
+        if not isinstance(layout, str) or layout not in _LAYOUTS:
             raise ValueError(f"{kind}: layout must be 'TNC' or 'NTC', got {layout!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{kind}: dropout must be in [0, 1), got {dropout!r}")
+        check_rate(dropout, "dropout", kind)
+        check_flag(bidirectional, "bidirectional", kind)
+        check_flag(use_bias, "use_bias", kind)
         input_size = in_size(input_size, "input_size", kind)
         self._hidden_size = hidden_size
         self._num_layers = num_layers
@@ -114,17 +122,18 @@ class _RNNLayer(Block):
 
     # -- shapes -----------------------------------------------------------------------
     def infer_param_shapes(self, inputs: torch.Tensor, states: State | None = None) -> None:
+        check_float_inputs(self, inputs)
         order = "T, N, C" if self._layout == "TNC" else "N, T, C"
-        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
-            got = f"{inputs.dim()}-D" if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        if inputs.dim() != 3:
             raise ShapeMismatchError(
                 f"{type(self).__name__} expects a 3-D input ({order}) in layout "
-                f"{self._layout!r}, not {got}. Fix: add the missing axis "
+                f"{self._layout!r}, not {inputs.dim()}-D. Fix: add the missing axis "
                 f"(a single sequence: x.unsqueeze({1 if self._layout == 'TNC' else 0}))"
             )
         gate_size = self._gates * self._hidden_size
+        features = feature_count(inputs.shape[2], "input features (axis 2, C)")
         for name in self._input_names:
-            getattr(self, name).shape = (gate_size, inputs.shape[2])
+            getattr(self, name).shape = (gate_size, features)
         if states is not None:
             self._check_states(inputs, states)
 
@@ -214,7 +223,19 @@ class _RNNLayer(Block):
                     self._bidirectional,
                     self._batch_first,
                 )
-        except (RuntimeError, IndexError) as err:
+        except KERNEL_ERRORS as err:
+            error = float_input_error(self, inputs)
+            if error is not None:
+                raise error from err
+            if inputs.dim() == 3 and inputs.shape[1 if self._batch_first else 0] == 0:
+                path = locate(self)[1]
+                raise ShapeMismatchError(
+                    f"{layer_label(self, path)} got an input of shape "
+                    f"{fmt_shape(tuple(inputs.shape))} with no time steps; torch's recurrent "
+                    "kernels need at least one. Fix: skip empty sequences (an empty batch "
+                    "is fine)",
+                    layer=path or type(self).__name__,
+                ) from err
             raise self._explain(err, inputs, states)
         if states is None:
             return result[0]
@@ -372,7 +393,7 @@ class RNN(_RNNLayer):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        if activation not in _MODES:
+        if not isinstance(activation, str) or activation not in _MODES:
             raise ValueError(f"RNN: activation must be 'tanh' or 'relu', got {activation!r}")
         super().__init__(
             hidden_size,
