@@ -172,7 +172,12 @@ def dtype_error(block: torch.nn.Module, tensors: list[torch.Tensor]) -> TypeErro
     """A TypeError naming the layer when a floating input's dtype differs from its
     parameters' (outside autocast), else ``None``."""
     floating = [t for t in tensors if t.is_floating_point()]
-    params = [p for p in block._parameters.values() if p is not None and p.is_floating_point()]
+    params = [
+        p
+        for table in (block._parameters, block._buffers)  # parameters first, then buffers
+        for p in table.values()
+        if p is not None and p.is_floating_point()
+    ]
     if not floating or not params:
         return None
     got, want = floating[0].dtype, params[0].dtype
@@ -216,7 +221,7 @@ def input_type_error(block: torch.nn.Module, what: str, accepts: str) -> TypeErr
     as received, e.g. ``"a NoneType"``; ``accepts``: what it takes and the fix).
     :func:`explain` passes such an error through when a hook raises it."""
     error = TypeError(f"{layer_label(block, locate(block)[1])} got {what}; {accepts}")
-    error.lateinit_named = True  # type: ignore[attr-defined]
+    error.lateinit_named = (what, accepts)  # type: ignore[attr-defined]
     return error
 
 
@@ -235,9 +240,11 @@ def explain(
         named.__cause__ = err
         return named
     except TypeError as bad:
-        if getattr(bad, "lateinit_named", False):
-            bad.__cause__ = err
-            return bad
+        named = getattr(bad, "lateinit_named", None)
+        if named is not None:  # raised on the replica: name the live layer by its path
+            error = input_type_error(block, *named)
+            error.__cause__ = err
+            return error
     except Exception:
         pass
     error = dtype_error(block, list(iter_tensors(inputs)))
