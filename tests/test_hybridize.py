@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
 
@@ -281,3 +282,97 @@ def test_the_fake_tensor_log_stays_for_everything_else(torch_logs):
     mlp().hybridize(backend="eager")  # installs the filter
     logging.getLogger("torch._subclasses.fake_tensor").error("an error of someone else")
     assert [r.getMessage() for r in torch_logs.records] == ["an error of someone else"]
+
+
+# -- hybridize's options: refused at once when torch.compile would refuse them ------------
+
+BAD_OPTIONS = [
+    ({"mode": "fastest"}, ValueError, ["'fastest'", "'max-autotune'"]),
+    ({"backend": "no-such-backend"}, ValueError, ["'no-such-backend'", "'eager'", "'inductor'"]),
+    ({"backend": 3}, TypeError, ["backend", "callable"]),
+    ({"bogus": 1}, TypeError, ["'bogus'", "fullgraph", "mode", "backend"]),
+    ({"fullgraph": "yes"}, TypeError, ["fullgraph", "'yes'"]),
+    ({"dynamic": "no"}, TypeError, ["dynamic", "'no'"]),
+    ({"options": ["trace.enabled"]}, TypeError, ["options", "dict"]),
+    ({"mode": "max-autotune", "options": {"max_autotune": True}}, ValueError, ["mode", "options"]),
+    ({"options": {"no_such_inductor_option": 1}}, ValueError, ["no_such_inductor_option"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "words"), BAD_OPTIONS, ids=[str(o[0]) for o in BAD_OPTIONS]
+)
+def test_options_torch_compile_rejects_are_refused_at_hybridize(options, error, words):
+    net = mlp()
+    with pytest.raises(error) as info:
+        net.hybridize(**options)
+    for word in words:
+        assert word in str(info.value)
+    assert net._lateinit.hybrid is None  # nothing changed: the network runs eagerly
+    assert net(torch.randn(2, 5)).shape == (2, 4) and net._compiled_call_impl is None
+
+
+def test_refused_options_keep_the_previous_ones():
+    backend = CountingBackend()
+    net = mlp().hybridize(backend=backend)
+    with pytest.raises(ValueError):
+        net.hybridize(mode="fastest")
+    net(torch.randn(2, 5))
+    net(torch.randn(2, 5))
+    assert backend.graphs == 1
+
+
+def test_accepted_options_and_the_options_dict_is_not_consumed():
+    seen = []
+
+    def keep_all(guards):
+        seen.append(len(guards))
+        return [True] * len(guards)
+
+    options = {"guard_filter_fn": keep_all}
+    net = mlp().hybridize(backend="eager", options=options, dynamic=False, name="mlp")
+    net(torch.randn(2, 5))
+    net(torch.randn(2, 5))
+    net.hybridize(backend="eager", options=options)  # recompiles with the same dict
+    net(torch.randn(2, 5))
+    assert options == {"guard_filter_fn": keep_all} and len(seen) == 2
+    mlp().hybridize(mode="max-autotune-no-cudagraphs", fullgraph=False, disable=True)
+
+
+# -- the first call under hybridize is atomic ---------------------------------------------
+
+
+def test_a_failing_first_call_under_hybridize_rolls_back():
+    """The initializing call fails at layer 2 (after a hybridized trunk and a dropout):
+    everything goes back, as without hybridize; valid input then works, and compiles."""
+    backend = CountingBackend()
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Dense(16, flatten=False), nn.Dense(4, flatten=False))
+    net = nn.Sequential(
+        trunk.hybridize(backend=backend), nn.Dropout(0.5), nn.BatchNorm(in_channels=4)
+    )
+    net.hybridize(backend=backend)
+    bad = torch.randn(2, 3, 5)
+    rng = torch.get_rng_state()
+    with pytest.raises(lateinit.ShapeMismatchError, match=r"layer '2' \(BatchNorm\)"):
+        net(bad)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert lateinit.is_deferred(trunk[0].weight) and lateinit.is_deferred(trunk[1].weight)
+    assert net._compiled_call_impl is None and trunk._compiled_call_impl is None
+    assert "forward" in net.__dict__ and "forward" in trunk.__dict__
+    x = torch.randn(2, 4, 5)
+    out = net(x)  # eager: creates the parameters
+    assert not lateinit.is_deferred(trunk[0].weight) and backend.graphs == 0
+    assert net._compiled_call_impl is not None and trunk._compiled_call_impl is not None
+    assert net(x).shape == out.shape and backend.graphs >= 1  # compiled
+
+
+def test_a_first_call_that_succeeded_never_fails_afterwards():
+    """Before options were checked at hybridize(), a bad one failed the first call
+    after its pass had made every parameter READY: the call raised, its output was
+    lost, and only part of the network was disarmed."""
+    net = mlp()
+    with contextlib.suppress(ValueError, TypeError):
+        net.hybridize(mode="fastest")
+    assert net(torch.randn(2, 5)).shape == (2, 4)
+    assert not lateinit.is_deferred(net[0].weight)

@@ -11,6 +11,7 @@ is deleted, so a READY network runs the class ``forward`` with nothing added.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -39,7 +40,7 @@ from .parameter import (
     set_storage,
     transaction,
 )
-from .shapes import ShapeMismatchError, fmt_shape, iter_tensors
+from .shapes import ShapeMismatchError, fmt_list, fmt_shape, iter_tensors
 
 __all__ = ["Block", "ParameterDict"]
 
@@ -168,7 +169,8 @@ class Block(torch.nn.Module):
         ``torch.nn.Module.compile`` installs, behind :func:`_hybrid_call`'s error path)."""
         state = block_state(self)
         if state is not None and state.hybrid is not None and "forward" not in self.__dict__:
-            compiled = torch.compile(self._call_impl, **state.hybrid)
+            # torch.compile pops keys out of ``options``: give it a copy, keep ours whole
+            compiled = torch.compile(self._call_impl, **_copied(state.hybrid))
             self._compiled_call_impl = _hybrid_call(self, compiled)
 
     def _eager_error(
@@ -478,7 +480,9 @@ class Block(torch.nn.Module):
         ``torch.nn.Module.compile``). Calling ``hybridize`` again with other options
         recompiles. A compiled call that fails raises what the same call raises eagerly
         (a wrong-size input: the named ``ShapeMismatchError``), with nothing from dynamo
-        in the logs.
+        in the logs. Options ``torch.compile`` would refuse are refused here, before
+        anything changes: ``TypeError`` for an unknown name or a wrong type,
+        ``ValueError`` for an unknown ``mode`` or ``backend``.
 
         Example:
             >>> import torch
@@ -494,6 +498,7 @@ class Block(torch.nn.Module):
             self._lateinit.hybrid = None
             self._compiled_call_impl = None
             return self
+        _check_compile_options(compile_kwargs)
         _quiet_fake_tensor_errors()
         self._lateinit.hybrid = dict(compile_kwargs)
         self._compiled_call_impl = None
@@ -715,7 +720,7 @@ def _merge_for_sharing(
     return tuple(y if y != -1 else x for x, y in zip(a, b, strict=True))
 
 
-# -- hybridize: the compiled call's error path ------------------------------------------
+# -- hybridize: its options, and the compiled call's error path -------------------------
 # docs/design.md, "Errors": a failed compiled call raises the error of the same call run
 # eagerly, and the error dynamo's fake tensors log on the way is dropped.
 
@@ -774,3 +779,74 @@ def _quiet_fake_tensor_errors() -> None:
         logger = logging.getLogger(name)
         if _QUIET not in logger.filters:
             logger.addFilter(_QUIET)
+
+
+def _copied(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``torch.compile`` options with a copy of the ``options`` dict (torch pops
+    ``guard_filter_fn`` out of it: a recompile must still find it)."""
+    return {k: dict(v) if k == "options" and isinstance(v, dict) else v for k, v in options.items()}
+
+
+def _compile_probe(*args: Any, **kwargs: Any) -> None:
+    """Given to ``torch.compile`` to check options; never called, so never compiled."""
+
+
+def _check_compile_options(options: Mapping[str, Any]) -> None:
+    """Refuse, at ``hybridize()``, options that ``torch.compile`` would refuse at the
+    first compiled call (a failure after the first pass succeeded): unknown names and
+    wrong types (``TypeError``), unknown modes and backends (``ValueError``), each
+    naming what is accepted; then ``torch.compile`` itself, on a function never called,
+    checks the rest (inductor's ``options``) without compiling anything."""
+    params = inspect.signature(torch.compile).parameters
+    accepted = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = [repr(k) for k in options if k not in accepted]
+    if unknown:
+        raise TypeError(
+            f"hybridize() got the unknown option{'s' if len(unknown) > 1 else ''} "
+            f"{fmt_list(unknown)}; it takes torch.compile's options: {', '.join(accepted)}."
+        )
+    for name in ("fullgraph", "disable", "isolate_recompiles"):
+        if name in options and not isinstance(options[name], bool):
+            raise TypeError(f"hybridize(): {name} must be True or False, got {options[name]!r}.")
+    expected_types: dict[str, tuple[type, ...]] = {
+        "dynamic": (bool,),
+        "name": (str,),
+        "options": (dict,),
+        "recompile_limit": (int,),
+    }
+    for name, types in expected_types.items():
+        value = options.get(name)
+        if value is not None and not isinstance(value, types):
+            wanted = " or ".join(t.__name__ for t in types)
+            raise TypeError(f"hybridize(): {name} must be {wanted} or None, got {value!r}.")
+    mode = options.get("mode")
+    if mode is not None:
+        modes = list(torch._inductor.list_mode_options())
+        if mode not in modes:
+            raise ValueError(
+                f"hybridize(): unknown mode {mode!r}; torch.compile's modes are "
+                f"{', '.join(repr(m) for m in modes)}, or None."
+            )
+        if options.get("options") is not None:
+            raise ValueError(
+                "hybridize(): give mode= or options=, not both (torch.compile takes one)."
+            )
+    backend = options.get("backend")
+    if backend is not None and not callable(backend):
+        backends = ", ".join(repr(b) for b in torch._dynamo.list_backends(exclude_tags=()))
+        if not isinstance(backend, str):
+            raise TypeError(
+                f"hybridize(): backend must be a backend's name or a callable, got {backend!r};"
+                f" the names are {backends}."
+            )
+        try:
+            torch._dynamo.backends.registry.lookup_backend(backend)
+        except torch._dynamo.exc.InvalidBackend:
+            raise ValueError(
+                f"hybridize(): unknown backend {backend!r}; torch.compile's backends are "
+                f"{backends}, or a callable (a custom backend)."
+            ) from None
+    try:
+        torch.compile(_compile_probe, **_copied(options))
+    except Exception as err:
+        raise ValueError(f"hybridize(): torch.compile refuses these options: {err}") from err
