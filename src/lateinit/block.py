@@ -182,7 +182,8 @@ class Block(torch.nn.Module):
         branch never runs, and raises its own ``TorchRuntimeError``; the eager re-run
         reaches the layer's kernel for real, so its ``except`` branch names the layer
         (a user's own error comes out as itself). If the eager call succeeds, the failure
-        was the compiler's: ``failed`` is raised. Error path only.
+        was the compiler's: ``failed`` is raised. Error path only; a call that failed
+        at run time after part of it ran (past a graph break) runs that part again.
         """
         try:
             self._call_impl(*args, **kwargs)
