@@ -48,14 +48,40 @@ from .shapes import (
     iter_tensors,
 )
 
-__all__ = ["Block", "ParameterDict"]
+__all__ = ["Block", "ParameterDict", "BlockState", "gluon_alias", "gluon_key_map", "block_state"]
 
 
 class ParameterDict(dict[str, torch.nn.Parameter]):
     """An ordered ``dict`` of structural names to parameters, as ``collect_params`` returns.
 
     Its ``repr`` lists each parameter's name, shape (``-1`` = unknown), dtype and state.
+    Keys are torch's names (``"1.weight"``); Gluon's names of the same parameters
+    (``"1.gamma"``) are accepted by lookups (``[]``, ``in``, ``get``).
     """
+
+    _aliases: dict[str, str]
+
+    def __init__(self, *args: Any, aliases: Mapping[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._aliases = dict(aliases or {})
+
+    def __getitem__(self, key: str) -> torch.nn.Parameter:
+        try:
+            return dict.__getitem__(self, key)
+        except KeyError:
+            canonical = self.__dict__.get("_aliases", {}).get(key)
+            if canonical is None or not dict.__contains__(self, canonical):
+                raise
+            return dict.__getitem__(self, canonical)
+
+    def __contains__(self, key: object) -> bool:
+        if dict.__contains__(self, key):
+            return True
+        canonical = self.__dict__.get("_aliases", {}).get(key)  # type: ignore[call-overload]
+        return canonical is not None and dict.__contains__(self, canonical)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self else default
 
     def __repr__(self) -> str:
         rows = [
@@ -110,6 +136,33 @@ class BlockState:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k in self.__slots__:
             setattr(self, k, state[k])
+
+
+def gluon_alias(canonical: str) -> property:
+    """A Gluon name for a parameter or buffer that has torch's name: on a layer class,
+    ``gamma = gluon_alias("weight")`` makes ``bn.gamma`` the same object as ``bn.weight``
+    (Block does this for every entry of a class's ``_gluon_names``)."""
+
+    def get(self: Any) -> Any:
+        return getattr(self, canonical)
+
+    def set_(self: Any, value: Any) -> None:
+        setattr(self, canonical, value)
+
+    return property(get, set_, doc=f"Gluon's name for ``{canonical}`` (the same object).")
+
+
+def gluon_key_map(module: torch.nn.Module) -> dict[str, str]:
+    """Gluon's structural names of the tensors under ``module`` -> torch's
+    (``"1.gamma"`` -> ``"1.weight"``), for lookups and for loading files and state dicts
+    written with Gluon's names."""
+    out: dict[str, str] = {}
+    for prefix, m in module.named_modules():
+        if isinstance(m, Block):
+            for alias, canonical in m.gluon_names().items():
+                dot = f"{prefix}." if prefix else ""
+                out[dot + alias] = dot + canonical
+    return out
 
 
 def block_state(module: torch.nn.Module) -> BlockState | None:
@@ -177,11 +230,31 @@ class Block(torch.nn.Module):
 
     #: The constructor argument that gives this layer's input size (for messages).
     _in_size_arg: ClassVar[str] = ""
+    #: Gluon's names of this layer's parameters and buffers -> torch's names (the
+    #: attribute, ``state_dict`` and file names). Each becomes an alias attribute.
+    _gluon_names: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for alias, canonical in cls.__dict__.get("_gluon_names", {}).items():
+            setattr(cls, alias, gluon_alias(canonical))
 
     def __init__(self) -> None:
-        super().__init__()
+        # torch.nn.Module's constructor only: a layer that is also its torch twin
+        # (Dense is a torch.nn.Linear) sets the twin's attributes itself, without the
+        # twin's constructor (which would allocate parameters of a known size).
+        torch.nn.Module.__init__(self)
         self.__dict__["_lateinit"] = BlockState()
         self._arm()
+
+    def gluon_names(self) -> dict[str, str]:
+        """Gluon's names of this layer's own parameters and buffers -> torch's names
+        (``{"gamma": "weight", "beta": "bias", ...}``); empty when they are the same."""
+        return dict(self._gluon_names)
+
+    def _torch_name(self, name: str) -> str:
+        """The torch name of an attribute given by its Gluon name (else ``name``)."""
+        return self._gluon_names.get(name, name)
 
     # -- arming: the per-instance first-call forward ------------------------------------
     def _arm(self) -> None:
@@ -240,6 +313,7 @@ class Block(torch.nn.Module):
         return failed
 
     def __setattr__(self, name: str, value: Any) -> None:
+        name = self._torch_name(name)
         super().__setattr__(name, value)
         if isinstance(value, torch.nn.Module) and "_lateinit" in self.__dict__:
             self._adopt(name, value)
@@ -592,11 +666,18 @@ class Block(torch.nn.Module):
         and state (DECLARED, SHAPED or READY).
         """
         pattern = re.compile(select) if select is not None else None
-        out = ParameterDict()
+        aliases = gluon_key_map(self)
+        gluon_of = {canonical: alias for alias, canonical in aliases.items()}
+        out = ParameterDict(aliases=aliases)
         for name, p in self.named_parameters():
             if isinstance(p, Parameter):
                 p.record.path = name
-            if pattern is None or pattern.match(name):
+            alias = gluon_of.get(name)
+            if (
+                pattern is None
+                or pattern.match(name)
+                or (alias is not None and pattern.match(alias))
+            ):
                 out[name] = p
         return out
 
@@ -694,6 +775,41 @@ class Block(torch.nn.Module):
         )
         return self
 
+    def reset_parameters(self) -> None:
+        """torch's protocol: draw every parameter under this block again from its
+        initializer (after ``to_empty()``, for instance), in place.
+
+        A lateinit parameter is re-drawn with its own initializer (its own, else the one
+        ``initialize(init)`` registered, else the layer's default) from a fresh seed of
+        torch's global generator, as ``torch.nn.Linear.reset_parameters`` draws from it;
+        a SHAPED one is created; a DECLARED one waits for data. A plain torch module
+        inside the block runs its own ``reset_parameters()``.
+
+        Example:
+            >>> import torch
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(4, in_units=3, weight_initializer="ones"))
+            >>> _ = net.to_empty(device="cpu")
+            >>> net.reset_parameters()
+            >>> net[0].weight.sum().item()
+            12.0
+        """
+        params, buffers = _named_tensors(self)
+        with transaction([t for _, t in (*params, *buffers)]):
+            for name, p in [*params, *((n, b) for n, b in buffers if record_of(b) is not None)]:
+                if isinstance(p, Parameter):
+                    p.record.path = name
+                    if p.is_shaped:
+                        materialize(p)
+                elif self._record_of(name, p) is not None:  # lateinit declared it
+                    self._initialize_ready(name, p, None, None, None, True)
+            for module in self.modules():
+                if not isinstance(module, Block) and callable(
+                    getattr(module, "reset_parameters", None)
+                ):
+                    module.reset_parameters()
+            self._disarm_tree()
+
     def to_empty(self, *, device: torch.device | str | None, recurse: bool = True) -> Block:
         """As torch's: give every parameter and buffer uninitialized memory on ``device``.
 
@@ -775,7 +891,12 @@ class Block(torch.nn.Module):
         error_msgs: list[str],
     ) -> None:
         """``load_state_dict`` into a deferred block: unknown dims are filled from the
-        stored tensors (known dims must agree), then torch copies the values in."""
+        stored tensors (known dims must agree), then torch copies the values in. Keys with
+        Gluon's names (``gamma``, ``moving_mean``...) load as the torch names."""
+        if isinstance(state_dict, dict):
+            for alias, canonical in self.gluon_names().items():
+                if prefix + alias in state_dict and prefix + canonical not in state_dict:
+                    state_dict[prefix + canonical] = state_dict.pop(prefix + alias)
         for name, p in self._own_deferred():
             value = state_dict.get(prefix + name)
             if not isinstance(value, torch.Tensor):

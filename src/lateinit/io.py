@@ -49,7 +49,7 @@ from typing import Any
 import torch
 import xxhash
 
-from .block import Block
+from .block import Block, gluon_key_map
 from .parameter import Parameter, active_journal, commit_storage, transaction
 from .shapes import (
     DeferredInitializationError,
@@ -774,8 +774,14 @@ def _plan(
     used: set[str] = set()
     owner = {name: tensor for tensor, names in groups for name in names}
     retie: list[tuple[str, Any]] = []  # (alias name, the tensor it becomes)
+    gluon = {canonical: alias for alias, canonical in gluon_key_map(module).items()}
     for tensor, names in groups:
-        keys = [k for n in names for k in (n, tied.get(n)) if k is not None and k in stored]
+        keys = [
+            k
+            for n in names
+            for k in (n, tied.get(n), gluon.get(n))  # a file with Gluon's names loads too
+            if k is not None and k in stored
+        ]
         used.update(keys)
         if not keys:
             if not allow_missing:
