@@ -175,3 +175,15 @@ def test_steps_share_one_namespace_and_show_the_last_expression(
     assert status == 0
     assert "printed 42" in out and "43" in out
     assert "(nothing printed)" in out  # a last expression of None shows nothing
+
+
+def test_summary_refuses_an_input_the_model_reads_without_a_batch_dim(capsys):
+    """1x3x224 for a 2-D CNN would be read as one unbatched 1-channel image (a wrong
+    summary): the first --input dim is the batch, so it exits non-zero naming the layer."""
+    from lateinit.cli import main
+
+    assert main(["summary", "lateinit.zoo:resnet18", "--input", "1x3x224"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "layer '0' (Conv2D)" in err and "first (batch) dim" in err, err
+    assert main(["summary", "lateinit.zoo:lenet", "--input", "2x1x28x28"]) == 0

@@ -566,3 +566,14 @@ def test_fans_come_from_the_inferred_shape(initializer, check):
     net(torch.rand(2, 3, 10, 10))  # flattened: in_units = 300
     assert net[0].weight.shape == (200, 300)
     check(net[0].weight.detach())
+
+
+def test_trunc_normal_takes_mean_first_and_stdev_or_sigma():
+    assert init.TruncNormal(0.5, 0.02) == init.TruncNormal(mean=0.5, stdev=0.02)
+    assert init.TruncNormal(0.5, sigma=0.02) == init.TruncNormal(0.5, 0.02)
+    assert init.TruncNormal().stdev == 0.01
+    with pytest.raises(TypeError, match="stdev= or sigma="):
+        init.TruncNormal(0.0, 0.02, sigma=0.02)
+    t = torch.empty(10_000)
+    init.TruncNormal(1.0, 0.5)(t, generator=torch.Generator().manual_seed(0))
+    assert 0.0 <= t.min() and t.max() <= 2.0 and abs(t.mean().item() - 1.0) < 0.02

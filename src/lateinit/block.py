@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import torch
+from torch.nn.parameter import is_lazy
 
 from . import init as _init
 from .explain import dtype_error, explain, locate, missing_hook_error, named_mismatch
@@ -31,7 +32,6 @@ from .parameter import (
     hold,
     initialized,
     integration_for,
-    is_deferred,
     materialize,
     move_placeholder,
     placeholder,
@@ -40,6 +40,8 @@ from .parameter import (
     set_storage,
     transaction,
 )
+from .parameter import state as state_of
+from .progress import Progress
 from .shapes import (
     DeferredInitializationError,
     ShapeMismatchError,
@@ -87,9 +89,10 @@ class ParameterDict(dict[str, torch.nn.Parameter]):
         rows = [
             (
                 name,
-                fmt_shape(tuple(p.shape)),
+                "(?)" if is_lazy(p) else fmt_shape(tuple(p.shape)),
                 str(p.dtype).replace("torch.", ""),
-                p.state if is_deferred(p) else "READY",  # type: ignore[attr-defined]
+                # a torch Lazy* module's parameter: its size comes at its first call
+                "torch lazy" if is_lazy(p) else str(state_of(p)),
             )
             for name, p in self.items()
         ]
@@ -129,6 +132,17 @@ class BlockState:
         self.uses = 0
         self.fixed_by: str | None = None
         self.hybrid: dict[str, Any] | None = None
+
+    def copy(self) -> BlockState:
+        """A shallow copy (a private replica's own state)."""
+        new = BlockState.__new__(BlockState)
+        new.records, new.uses, new.fixed_by, new.hybrid = (
+            self.records,
+            self.uses,
+            self.fixed_by,
+            self.hybrid,
+        )
+        return new
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -202,6 +216,20 @@ def _ready_tables(module: torch.nn.Module) -> bool:
         p is None or (isinstance(p, torch.nn.Parameter) and not isinstance(p, Parameter))
         for p in module._parameters.values()
     ) and not any(isinstance(b, Parameter) for b in module._buffers.values())
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    """The bytes a (deferred or READY) tensor's values take."""
+    n = 1
+    for d in t.shape:
+        n *= max(d, 0)
+    return n * placeholder(t).element_size()
+
+
+def _exporting() -> bool:
+    """Whether ``torch.export`` is tracing (``torch.compiler.is_exporting``, torch >= 2.5)."""
+    check = getattr(torch.compiler, "is_exporting", None)
+    return bool(check is not None and check())
 
 
 class Block(torch.nn.Module):
@@ -359,6 +387,34 @@ class Block(torch.nn.Module):
             self._arm()
 
     def _first_call(self, *args: Any, **kwargs: Any) -> Any:
+        """The per-instance ``forward`` while something under this block is deferred.
+
+        Under ``torch.compile`` the first pass (which creates parameters, something
+        dynamo cannot trace) runs eagerly: dynamo breaks the graph here, and the graph it
+        compiles once the network is READY is clean. ``torch.export`` and
+        ``torch.jit.trace`` cannot record it: they get a ``DeferredInitializationError``
+        saying to call ``infer_shape(...)`` and ``initialize()`` first.
+        """
+        if torch.jit.is_tracing() or _exporting():
+            raise self._tracing_error()
+        dynamo = sys.modules.get("torch._dynamo")
+        if dynamo is not None and dynamo.is_compiling():
+            return dynamo.disable(Block._first_pass)(self, *args, **kwargs)
+        return self._first_pass(*args, **kwargs)
+
+    def _tracing_error(self) -> DeferredInitializationError:
+        tool = "torch.jit.trace" if torch.jit.is_tracing() else "torch.export"
+        unknown = [n for n, p in self.named_parameters() if isinstance(p, Parameter)]
+        listed = fmt_list(repr(n) for n in unknown)
+        return DeferredInitializationError(
+            f"{tool} cannot record the first call of {type(self).__name__}: it creates "
+            f"parameters that do not exist yet ({listed}), which a trace cannot contain. "
+            "Fix: call net.infer_shape(...) with the input shape and then "
+            "net.initialize() (or pass one batch through the network) before "
+            f"{tool}."
+        )
+
+    def _first_pass(self, *args: Any, **kwargs: Any) -> Any:
         forward = type(self).forward
         # The outermost first pass holds the locks of every deferred tensor under it; a
         # nested one (a layer inside it, or another network called from a forward) those
@@ -481,6 +537,7 @@ class Block(torch.nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         force_reinit: bool = False,
+        progress: bool | None = None,
     ) -> Block:
         """Register a default initializer and create every parameter whose shape is known.
 
@@ -492,6 +549,9 @@ class Block(torch.nn.Module):
             dtype: the floating dtype of the parameters (default: torch's default dtype).
             force_reinit: re-initialize parameters that are already READY; otherwise each
                 one is left alone with a ``UserWarning``.
+            progress: a progress bar on stderr while parameters are created: ``None``
+                shows one only when creating takes over 2 s on a terminal, ``True``
+                always, ``False`` never (see :mod:`lateinit.progress`).
 
         Returns ``self``. Parameters whose shape is still unknown wait for data (or
         ``infer_shape``), then use the registered initializer. On a network sharded by
@@ -509,10 +569,17 @@ class Block(torch.nn.Module):
         resolved = _init.resolve(init) if init is not None else None
         dev = torch.device(device) if device is not None else None
         params, buffers = _named_tensors(self)
-        with transaction([t for _, t in (*params, *buffers)]):
-            for name, p in [*params, *((n, b) for n, b in buffers if isinstance(b, Parameter))]:
+        todo = [*params, *((n, b) for n, b in buffers if isinstance(b, Parameter))]
+        total = sum(_nbytes(p) for _, p in todo if isinstance(p, Parameter) and p.is_shaped)
+        with (
+            transaction([t for _, t in (*params, *buffers)]),
+            Progress(total, "initializing", progress) as bar,
+        ):
+            for name, p in todo:
                 if isinstance(p, Parameter):
                     self._initialize_deferred(name, p, resolved, dev, dtype)
+                    if not isinstance(p, Parameter):  # created now (SHAPED before)
+                        bar.advance(_nbytes(p))
                 elif (owner := integration_for(p)) is not None and owner.initialize:
                     # e.g. sharded by FSDP2: lateinit.distributed creates this rank's shard
                     rec = self._record_of(name, p)
@@ -713,7 +780,12 @@ class Block(torch.nn.Module):
         return self
 
     def save_parameters(
-        self, path: str | os.PathLike[str], *, sync: bool = True, checksums: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sync: bool = True,
+        checksums: bool = True,
+        progress: bool | None = None,
     ) -> None:
         """Write every parameter and persistent buffer to a safetensors file keyed by
         structural names (``"0.weight"``); a shared parameter is written once.
@@ -724,11 +796,12 @@ class Block(torch.nn.Module):
         new one, never a broken one (``sync=False`` skips the flush: see
         :func:`lateinit.io.save_parameters`). Each tensor's checksum (xxh3) is stored in
         the file's metadata, so a flipped bit is refused at load (``checksums=False``
-        leaves them out).
+        leaves them out). ``progress``: a bar on stderr (``None``: only for a save over
+        2 s on a terminal).
         """
         from .io import save_parameters
 
-        save_parameters(self, path, sync=sync, checksums=checksums)
+        save_parameters(self, path, sync=sync, checksums=checksums, progress=progress)
 
     def load_parameters(
         self,
@@ -739,6 +812,7 @@ class Block(torch.nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         verify: bool = True,
+        progress: bool | None = None,
     ) -> Block:
         """Load a safetensors file written by :meth:`save_parameters`; returns ``self``.
 
@@ -748,7 +822,8 @@ class Block(torch.nn.Module):
         values, with no forward pass and no initializer run. Everything (keys, shapes,
         dtypes, the file itself, and with ``verify`` each tensor's checksum) is checked
         before anything changes: a bad file or a mismatch changes nothing. Never
-        unpickles. See
+        unpickles. ``progress``: a bar on stderr (``None``: only for a load over 2 s on a
+        terminal). See
         :func:`lateinit.io.load_parameters` for the arguments.
 
         Example:
@@ -772,6 +847,7 @@ class Block(torch.nn.Module):
             device=device,
             dtype=dtype,
             verify=verify,
+            progress=progress,
         )
         return self
 

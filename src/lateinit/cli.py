@@ -382,6 +382,11 @@ def _parse_input(text: str, default_dtype: Any) -> Any:
     return Spec(tuple(dims), dtype)
 
 
+def _any_batch(spec: Any) -> Any:
+    """The spec with any size in its first (batch) dim."""
+    return type(spec)((None, *spec.shape[1:]), spec.dtype) if spec.shape else spec
+
+
 def _parse_kwargs(text: str | None) -> dict[str, Any]:
     import json
 
@@ -462,6 +467,7 @@ def _import_target(target: str) -> tuple[Callable[..., Any], str]:
 def _build_summary(args: argparse.Namespace) -> Any:
     import torch
 
+    from .shapes import ShapeMismatchError
     from .summary import summary
 
     dtype = _parse_dtype(args.dtype, "--dtype") if args.dtype else None
@@ -481,7 +487,21 @@ def _build_summary(args: argparse.Namespace) -> Any:
     if dtype is not None:
         net.to(dtype)  # deferred parameters stay deferred; they will be created in dtype
     try:
+        # The first dim of an --input is the batch: the network must take any size there.
+        # (A 1x3x224 image for a 2-D CNN would otherwise be read as one unbatched
+        # 1-channel 3x224 image and give a wrong summary.)
+        try:
+            summary(net, *(_any_batch(spec) for spec in inputs), max_depth=args.depth)
+        except ShapeMismatchError as err:
+            shapes = ", ".join("x".join(str(d) for d in spec.shape) for spec in inputs)
+            raise _UsageError(
+                f"{name} does not take --input {shapes} with any size in the first (batch) "
+                f"dim: {_one_line(err)}. The first dim of an --input is the batch. Fix: give "
+                "the whole input shape, batch first (e.g. 1x3x224x224 for images)."
+            ) from None
         return summary(net, *inputs, max_depth=args.depth)
+    except _UsageError:
+        raise
     except Exception as err:
         hint = ""
         if isinstance(err, TypeError) and "int" in str(err):

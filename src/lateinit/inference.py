@@ -10,11 +10,12 @@ See ``docs/design.md``, "Shapes without data".
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
 import torch
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from torch.utils.flop_counter import FlopCounterMode
 
 from .block import Block
@@ -118,8 +119,9 @@ class Inference:
         self.root = root
         self.modules = list(root.modules())
         self.signatures: dict[int, Any] = {}
-        for module in reversed(self.modules):  # children first
-            self.signatures[id(module)] = self._signature(module)
+        with torch._C.DisableTorchFunctionSubclass():  # dtype reads skip the gate
+            for module in reversed(self.modules):  # children first
+                self.signatures[id(module)] = self._signature(module)
         self.owners: dict[int, list[tuple[dict[str, Any], str]]] = {}
         for module in self.modules:
             for table in (module._parameters, module._buffers):
@@ -128,6 +130,7 @@ class Inference:
                         self.owners.setdefault(id(t), []).append((table, name))
         self.memo: dict[Any, tuple[list[tuple[int, ...]], Any, float, list[Any]]] = {}
         self.subtrees: dict[int, list[tuple[int, str, str]]] = {}
+        self.trees: dict[int, list[torch.nn.Module]] = {}  # module.modules(), walked once
         self.saved_tables: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.saved_forwards: dict[int, Any] = {}
         self.records: dict[int, tuple[Any, float]] = {}  # per module: output spec, FLOPs
@@ -154,7 +157,7 @@ class Inference:
             )
         )
         tensors = tuple(
-            (name, tuple(t.shape), t.dtype, t.requires_grad)
+            (name, "lazy" if is_lazy(t) else tuple(t.shape), t.dtype, t.requires_grad)
             for table in (module._parameters, module._buffers)
             for name, t in table.items()
             if t is not None
@@ -166,12 +169,12 @@ class Inference:
     def stand_in(self, t: torch.Tensor) -> None:
         """Put a meta tensor of ``t``'s (full) shape wherever ``t`` is held."""
         shape = tuple(t.shape)
+        with torch._C.DisableTorchFunctionSubclass():  # dtype reads skip the gate
+            dtype, requires_grad = t.dtype, t.requires_grad
         if isinstance(t, torch.nn.Parameter):
-            meta = torch.nn.Parameter(
-                torch.empty(shape, dtype=t.dtype, device="meta"), t.requires_grad
-            )
+            meta = torch.nn.Parameter(torch.empty(shape, dtype=dtype, device="meta"), requires_grad)
         else:
-            meta = torch.empty(shape, dtype=t.dtype, device="meta")
+            meta = torch.empty(shape, dtype=dtype, device="meta")
         for table, name in self.owners.get(id(t), ()):
             table[name] = meta
 
@@ -183,7 +186,12 @@ class Inference:
         for module in self.modules:
             for table in (module._parameters, module._buffers):
                 for t in list(table.values()):
-                    if t is not None and id(t) not in done and not is_deferred(t):
+                    if (
+                        t is not None
+                        and id(t) not in done
+                        and not is_deferred(t)
+                        and not is_lazy(t)
+                    ):
                         done.add(id(t))
                         self.stand_in(t)
             module.__dict__["forward"] = _bound(self, module)
@@ -209,12 +217,19 @@ class Inference:
         if where is None:
             where = [
                 (id(m), kind, name)
-                for m in module.modules()
+                for m in self._tree(module)
                 for kind, table in (("p", m._parameters), ("b", m._buffers))
                 for name in table
             ]
             self.subtrees[id(module)] = where
         return [self.saved_tables[mid][0 if kind == "p" else 1][name] for mid, kind, name in where]
+
+    def _tree(self, module: torch.nn.Module) -> list[torch.nn.Module]:
+        """``list(module.modules())``, walked once per module."""
+        tree = self.trees.get(id(module))
+        if tree is None:
+            tree = self.trees[id(module)] = list(module.modules())
+        return tree
 
     # -- one module call -----------------------------------------------------------------
     def call(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -229,7 +244,7 @@ class Inference:
             shapes, spec, flops, subtree = hit
             for t, shape in zip(self._originals(module), shapes, strict=True):
                 _fill_and_stand_in(self, t, shape)
-            for m, record in zip(module.modules(), subtree, strict=True):
+            for m, record in zip(self._tree(module), subtree, strict=True):
                 if record is not None:  # the descendants' calls, as in the run replayed
                     self.records[id(m)] = record
             self.records[id(module)] = (spec, flops)
@@ -238,8 +253,11 @@ class Inference:
         if isinstance(module, Block):
             for _, p in module._infer_own(args, kwargs):
                 self.stand_in(p)
+        elif isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
+            module.initialize_parameters(*args, **kwargs)  # torch's Lazy*, on meta
         before = self._flops_so_far()
-        previous = {id(m): self.records.get(id(m)) for m in module.modules()}
+        tree = self._tree(module)
+        previous = {id(m): self.records.get(id(m)) for m in tree}
         try:
             out = type(module).forward(module, *args, **kwargs)
         except (RuntimeError, NotImplementedError) as err:
@@ -252,7 +270,7 @@ class Inference:
         shapes = [tuple(t.shape) if t is not None else () for t in self._originals(module)]
         subtree = [
             r if r is not previous[id(m)] else None
-            for m in module.modules()
+            for m in tree
             for r in (self.records.get(id(m)),)
         ]
         self.memo[key] = (shapes, spec, flops, subtree)
@@ -315,6 +333,11 @@ class Replica:
         self.root = self._module(root)
 
     def _tensor(self, t: Any) -> Any:
+        if is_lazy(t):  # torch's Lazy* modules: a private uninitialized copy on meta
+            kind = UninitializedParameter if isinstance(t, torch.nn.Parameter) else None
+            if kind is not None:
+                return UninitializedParameter(t.requires_grad, device="meta", dtype=t.dtype)
+            return UninitializedBuffer(t.requires_grad, device="meta", dtype=t.dtype)
         if not isinstance(t, Parameter):
             return t
         copy = self.copies.get(id(t))
@@ -339,9 +362,16 @@ class Replica:
         if "_compiled_call_impl" in state:
             state["_compiled_call_impl"] = None  # hybridize: the compiled live module
         if "_lateinit" in state:
-            state["_lateinit"] = copy.copy(state["_lateinit"])
+            state["_lateinit"] = state["_lateinit"].copy()
         state["_parameters"] = {k: self._tensor(v) for k, v in module._parameters.items()}
         state["_buffers"] = {k: self._tensor(v) for k, v in module._buffers.items()}
+        if isinstance(module, LazyModuleMixin):
+            # Without torch's lazy hook, whose removal would reach the live module's hook
+            # table: Inference.call infers the replica's sizes itself.
+            hook = getattr(module, "_initialize_hook", None)
+            state["_forward_pre_hooks"] = type(module._forward_pre_hooks)(
+                (k, v) for k, v in module._forward_pre_hooks.items() if hook is None or k != hook.id
+            )
         state["_modules"] = {
             k: (self._module(v) if v is not None else None) for k, v in module._modules.items()
         }

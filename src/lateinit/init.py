@@ -154,11 +154,29 @@ class Normal(Initializer):
 
 
 class TruncNormal(Initializer):
-    """Draw from ``N(mean, stdev**2)`` truncated to ``mean ± 2*stdev``."""
+    """Draw from ``N(mean, stdev**2)`` truncated to ``mean ± 2*stdev``.
 
-    def __init__(self, mean: float = 0.0, stdev: float = 0.01) -> None:
+    Arguments in GluonNLP's (``TruncNorm(mean, stdev)``) and Keras's
+    (``TruncatedNormal(mean, stddev)``) order, mean first; the standard deviation is also
+    accepted as ``sigma=`` (Gluon's ``Normal(sigma)``). Draws with
+    ``torch.nn.init.trunc_normal_``.
+
+    Example:
+        >>> from lateinit import init
+        >>> init.TruncNormal(0.0, 0.02) == init.TruncNormal(stdev=0.02)
+        True
+        >>> init.TruncNormal(sigma=0.02).stdev
+        0.02
+    """
+
+    def __init__(
+        self, mean: float = 0.0, stdev: float | None = None, *, sigma: float | None = None
+    ) -> None:
+        if stdev is not None and sigma is not None:
+            raise TypeError("TruncNormal: give the standard deviation once, as stdev= or sigma=")
+        spread = stdev if stdev is not None else (sigma if sigma is not None else 0.01)
         self.mean = _number(mean, "mean", "TruncNormal")
-        self.stdev = _number(stdev, "stdev", "TruncNormal", minimum=0)
+        self.stdev = _number(spread, "stdev", "TruncNormal", minimum=0)
 
     def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
         lo, hi = self.mean - 2 * self.stdev, self.mean + 2 * self.stdev

@@ -51,6 +51,7 @@ import xxhash
 
 from .block import Block, gluon_key_map
 from .parameter import Parameter, active_journal, commit_storage, transaction
+from .progress import Progress
 from .shapes import (
     DeferredInitializationError,
     ShapeMismatchError,
@@ -123,6 +124,7 @@ def save_parameters(
     *,
     sync: bool = True,
     checksums: bool = True,
+    progress: bool | None = None,
 ) -> None:
     """Write ``module``'s parameters and persistent buffers to a safetensors file.
 
@@ -139,6 +141,9 @@ def save_parameters(
             writing the bytes to the disk).
         checksums: store a checksum (xxh3_64) of every tensor's bytes in the metadata
             (``lateinit.xxh3_64``), which ``load_parameters`` verifies.
+        progress: a progress bar on stderr: ``None`` shows one only for a save that
+            takes over 2 s on a terminal, ``True`` always, ``False`` never (see
+            :mod:`lateinit.progress`).
 
     Keys are ``state_dict`` names. A tensor reachable under several names is stored once,
     under its first name; the file's metadata records the other names (``lateinit.tied``),
@@ -210,12 +215,20 @@ def save_parameters(
         ),
         _TIED_KEY: json.dumps(tied),
     }
-    with _replacing(target, sync) as (_, fd):
-        _write_safetensors(fd, tensors, metadata, checksums)
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    with (
+        _replacing(target, sync) as (_, fd),
+        Progress(total, f"saving {os.path.basename(target)}", progress) as bar,
+    ):
+        _write_safetensors(fd, tensors, metadata, checksums, bar)
 
 
 def _write_safetensors(
-    fd: int, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], checksums: bool
+    fd: int,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str],
+    checksums: bool,
+    bar: Progress | None = None,
 ) -> None:
     """Write a safetensors file through ``fd``: the header, then every tensor's bytes
     (hashed chunk by chunk while in the cache), then the header again with the checksums
@@ -247,15 +260,16 @@ def _write_safetensors(
         _write_all(fh, memoryview(first))
         for name in order:
             view = _bytes_of(tensors[name])
-            if not checksums:
-                _write_all(fh, view)
-                continue
-            hasher = xxhash.xxh3_64()
+            hasher = xxhash.xxh3_64() if checksums else None
             for start in range(0, len(view), _CHUNK):
                 chunk = view[start : start + _CHUNK]
-                hasher.update(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
                 _write_all(fh, chunk)
-            digests[name] = hasher.hexdigest()
+                if bar is not None:
+                    bar.advance(len(chunk))
+            if hasher is not None:
+                digests[name] = hasher.hexdigest()
         if checksums:
             final = header()
             assert len(final) == len(first)
@@ -415,6 +429,7 @@ def load_parameters(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     verify: bool = True,
+    progress: bool | None = None,
 ) -> None:
     """Load a safetensors file into ``module``, all or nothing.
 
@@ -434,6 +449,8 @@ def load_parameters(
         verify: check every value read against the checksum that :func:`save_parameters`
             stored with it (files without checksums, e.g. from other tools, load
             unchecked).
+        progress: a progress bar on stderr: ``None`` shows one only for a load that
+            takes over 2 s on a terminal, ``True`` always, ``False`` never.
 
     Raises (nothing in the network changed): ``ParameterFileError`` for a path that is a
     directory or cannot be read, for a file that is not valid safetensors (empty,
@@ -471,8 +488,13 @@ def load_parameters(
         )
         if problems.any():
             raise problems.error(source, module)
-        values = _read_values(fh, source, index, items, expected)
-        _commit(module, fh, source, index, items, values, retie)
+        in_place = sum(
+            _nbytes(index.stored[i.key]) for i in items if _in_place(i, index.stored[i.key])
+        )
+        total = sum(_nbytes(index.stored[i.key]) for i in items) + (in_place if verify else 0)
+        with Progress(total, f"loading {os.path.basename(source)}", progress) as bar:
+            values = _read_values(fh, source, index, items, expected, bar)
+            _commit(module, fh, source, index, items, values, retie, bar)
 
 
 def _open_for_reading(path: str) -> Any:
@@ -810,7 +832,7 @@ def _plan(
         ):
             retie.append((names[0], canonical))  # becomes the same object as its original
             continue
-        items.append(_Item(names, tensor, key, want, device or tensor.device))
+        items.append(_Item(names, tensor, key, want, device or _load_device(tensor)))
     if not ignore_extra:
         problems.extra = [k for k in stored if k not in used]
     return items, retie, problems
@@ -840,6 +862,7 @@ def _read_values(
     index: _Index,
     items: list[_Item],
     expected: Mapping[str, int] | None,
+    bar: Progress | None = None,
 ) -> list[torch.Tensor | None]:
     """Read the value of every item that cannot be read in place into new memory, in its
     target dtype and on its target device (``None`` for the in-place ones), and check
@@ -868,6 +891,8 @@ def _read_values(
             if hasher.intdigest() != expected[item.key]:  # type: ignore[index]
                 damaged.append(item.key)
         values[i] = value.to(device=item.device, dtype=item.dtype)
+        if bar is not None:
+            bar.advance(_nbytes(entry))
     if expected is not None and in_place:
         buffer = memoryview(
             bytearray(min(_VERIFY_BUFFER, max(_nbytes(stored[items[i].key]) for i in in_place)))
@@ -877,6 +902,8 @@ def _read_values(
             got = _hash_range(fh, index.data_start + entry.begin, _nbytes(entry), buffer)
             if got != expected[items[i].key]:
                 damaged.append(items[i].key)
+            if bar is not None:
+                bar.advance(_nbytes(entry))
     if damaged:
         raise ParameterFileError(
             f"cannot load {path!r}: the file is corrupted: the data of tensor(s) "
@@ -939,6 +966,7 @@ def _commit(
     items: list[_Item],
     values: list[torch.Tensor | None],
     retie: list[tuple[str, Any]],
+    bar: Progress | None = None,
 ) -> None:
     """Put the values in, journaled so that a failure at any step undoes the earlier
     ones: deferred tensors first, then READY ones given new memory (another dtype or
@@ -974,7 +1002,7 @@ def _commit(
                     for item, value in copies:
                         item.tensor.copy_(value)
                         replaced.append(item)
-                    _read_in_place(fh, index, direct, replaced)
+                    _read_in_place(fh, index, direct, replaced, bar)
                 except (OSError, ParameterFileError) as err:
                     done = (
                         f"{len(replaced)} of {len(copies) + len(direct)} READY tensors were "
@@ -1026,7 +1054,9 @@ def _swap(path: str, item: _Item, value: torch.Tensor, journal: Any) -> None:
         ) from err
 
 
-def _read_in_place(fh: Any, index: _Index, items: list[_Item], done: list[_Item]) -> None:
+def _read_in_place(
+    fh: Any, index: _Index, items: list[_Item], done: list[_Item], bar: Progress | None = None
+) -> None:
     """Read READY tensors' values straight from the file into their memory (no staging
     copy: the file was fully checked first, so only an operating-system read error, or
     another process rewriting the file in place meanwhile, can stop this part-way);
@@ -1036,6 +1066,8 @@ def _read_in_place(fh: Any, index: _Index, items: list[_Item], done: list[_Item]
         entry = stored[item.key]
         _read_into(fh, index.data_start + entry.begin, _nbytes(entry), item.tensor)
         done.append(item)
+        if bar is not None:
+            bar.advance(_nbytes(entry))
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -1052,6 +1084,17 @@ def _disarm(module: torch.nn.Module) -> None:
     else:
         for child in module.children():
             _disarm(child)
+
+
+def _load_device(tensor: torch.Tensor) -> torch.device:
+    """Where a tensor's values land without ``device=``: its device, except that a
+    deferred parameter whose placeholder sits on ``meta`` without a device chosen for it
+    (built under ``torch.device("meta")`` or accelerate's ``init_empty_weights``) is
+    created on the CPU: meta holds no values."""
+    if isinstance(tensor, Parameter) and tensor.device.type == "meta":
+        if not tensor.record.device_explicit:
+            return torch.device("cpu")
+    return tensor.device
 
 
 def _where(module: torch.nn.Module, name: str, key: str | None = None) -> str:

@@ -398,7 +398,10 @@ class Parameter(torch.nn.Parameter):
         requires_grad: bool = True,
         default_init: Any = None,
         in_size_arg: str = "",
+        **state: Any,
     ) -> Parameter:
+        if state:  # type(p)(p.to(device), **p.__dict__): accelerate's init_empty_weights
+            return cls._rebuilt(shape, state, requires_grad)
         dims = _normalize_shape(shape)
         for given in (init, default_init):
             if given is not None:
@@ -413,6 +416,24 @@ class Parameter(torch.nn.Parameter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # torch.nn.Parameter has none
         pass
+
+    @classmethod
+    def _rebuilt(cls, tensor: Any, state: dict[str, Any], requires_grad: bool) -> Parameter:
+        """A deferred parameter re-created by a tool that copies parameters as
+        ``type(p)(p.to(device), **p.__dict__)`` (accelerate's ``init_empty_weights``):
+        the same record (sizes, initializer, seed), the converted placeholder."""
+        record = state.pop("_record", None)
+        state.pop("is_deferred", None)
+        if not isinstance(record, ParamRecord) or state or not isinstance(tensor, torch.Tensor):
+            names = ", ".join(sorted(state)) or "_record"
+            raise TypeError(
+                f"Parameter() got unexpected keyword arguments ({names}); it takes "
+                "Parameter(shape, init=None, *, dtype=, device=, requires_grad=, "
+                "default_init=, in_size_arg=)"
+            )
+        source = placeholder(tensor)
+        empty = torch.empty(0, dtype=source.dtype, device=source.device)
+        return cls.from_record(record, empty, requires_grad)
 
     @classmethod
     def from_record(
