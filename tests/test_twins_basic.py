@@ -198,6 +198,10 @@ def test_input_sizes_known_however_the_shape_became_known(tmp_path):
     loaded = nn.Sequential(nn.Conv2D(4, 3), nn.Flatten(), nn.Dense(2)).load_parameters(path)
     assert (loaded[0].in_channels, loaded[2].in_features) == (3, 64)
 
+    shared = nn.Conv2D(4, 3)
+    shared.share_parameters(net[0])  # the weight object itself is replaced
+    assert shared.in_channels == 3 and T.Conv2d.extra_repr(shared).startswith("3, 4,")
+
 
 def test_input_sizes_cannot_be_assigned():
     with pytest.raises(AttributeError):
