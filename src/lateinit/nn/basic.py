@@ -160,6 +160,11 @@ def feature_count(size: int, axis: str) -> int:
     return size
 
 
+def known_size(size: int) -> int | None:
+    """A size read from a deferred parameter's shape: ``None`` while unknown (-1)."""
+    return None if size < 0 else size
+
+
 def act_name(act: str | Callable[..., Any] | None) -> str:
     """An activation's name for ``repr`` (``"relu"``, a function's ``__name__``)."""
     if act is None or isinstance(act, str):
@@ -167,8 +172,15 @@ def act_name(act: str | Callable[..., Any] | None) -> str:
     return getattr(act, "__name__", type(act).__name__)
 
 
-class Dense(Block):
+class Dense(Block, torch.nn.Linear):
     """A fully connected layer, ``y = act(x @ W.T + b)``, with the input size inferred.
+
+    A ``torch.nn.Linear`` from construction on (``isinstance``; torch's ``weight``/``bias``
+    names and ``state_dict`` keys), with ``in_features`` and ``out_features`` read from
+    the weight's shape: ``in_features`` is ``None`` until the input size is known. Without
+    ``activation``, a Dense computes what ``torch.nn.Linear`` computes on ``(N, in)``
+    inputs (on any input with ``flatten=False``); ``activation`` and ``flatten`` are
+    Gluon's and stay lateinit's: ``lateinit.to_torch`` gives exact torch modules.
 
     Args:
         units: output size.
@@ -231,6 +243,18 @@ class Dense(Block):
         self.bias = (
             Parameter((units,), bias_initializer, dtype=dtype, device=device) if use_bias else None
         )
+
+    # torch.nn.Linear's attributes, from the weight's shape (class properties: torch's
+    # constructor, which would set them on the instance, never runs)
+    @property
+    def in_features(self) -> int | None:  # type: ignore[override]
+        """torch's name of the input size: ``None`` until it is known."""
+        return known_size(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int | None:  # type: ignore[override]
+        """torch's name of the output size (``units``)."""
+        return known_size(self.weight.shape[0])
 
     def infer_param_shapes(self, x: torch.Tensor) -> None:
         check_float_inputs(self, x)
@@ -404,8 +428,12 @@ class Identity(Block):
         return x
 
 
-class Embedding(Block):
+class Embedding(Block, torch.nn.Embedding):
     """Map integer indices to vectors: a lookup table of ``input_dim`` rows.
+
+    A ``torch.nn.Embedding`` (``isinstance``, ``weight``, ``num_embeddings``,
+    ``embedding_dim``, ``sparse``; ``padding_idx``/``max_norm`` are ``None``, as torch's
+    defaults).
 
     Args:
         input_dim: the number of indices (vocabulary size).
@@ -438,6 +466,14 @@ class Embedding(Block):
         self._input_dim = positive_int(input_dim, "input_dim", "Embedding")
         self._output_dim = positive_int(output_dim, "output_dim", "Embedding")
         self._sparse = check_flag(sparse_grad, "sparse_grad", "Embedding")
+        # torch.nn.Embedding's attributes (its constructor never runs)
+        self.num_embeddings = input_dim
+        self.embedding_dim = output_dim
+        self.padding_idx = None
+        self.max_norm = None
+        self.norm_type = 2.0
+        self.scale_grad_by_freq = False
+        self.sparse = self._sparse
         self.weight = Parameter(
             (input_dim, output_dim),
             weight_initializer,

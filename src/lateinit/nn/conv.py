@@ -25,6 +25,7 @@ from .basic import (
     explain_call,
     feature_count,
     get_activation,
+    known_size,
 )
 
 __all__ = [
@@ -122,9 +123,53 @@ def pool_out(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil:
     return out
 
 
+def _in_channels_of(weight: torch.Tensor, groups: int, transposed: bool) -> int | None:
+    """A convolution's input channels read from its weight's shape (torch's layout);
+    ``None`` while unknown."""
+    if transposed:
+        return known_size(weight.shape[0])
+    known = known_size(weight.shape[1])
+    return None if known is None else known * groups
+
+
+class _InChannelsEntry:
+    """What a convolution's ``__dict__`` holds under ``in_channels``.
+
+    The attribute itself is the class property :attr:`_Conv.in_channels` (computed from
+    the weight's shape, so it is right however the shape became known: first batch,
+    ``infer_shape``, ``load_state_dict``, a parameter file). torch's
+    ``_ConvNd.extra_repr`` formats ``self.__dict__`` instead of reading attributes; this
+    entry formats as the same value. It holds the layer's parameter table (never the
+    layer: no reference cycle), which copies and pickles with the layer.
+    """
+
+    def __init__(self, table: dict[str, Any], groups: int, transposed: bool) -> None:
+        self.table = table
+        self.groups = groups
+        self.transposed = transposed
+
+    def value(self) -> int | None:
+        return _in_channels_of(self.table["weight"], self.groups, self.transposed)
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value(), spec)
+
+    def __repr__(self) -> str:
+        return repr(self.value())
+
+
 # -- the shared base ----------------------------------------------------------------------
 class _Conv(Block):
-    """The base of the six convolution layers (see :class:`Conv2D` for the arguments)."""
+    """The base of the six convolution layers (see :class:`Conv2D` for the arguments).
+
+    Each layer is also its torch twin (``Conv2D`` a ``torch.nn.Conv2d``,
+    ``Conv2DTranspose`` a ``torch.nn.ConvTranspose2d``...), with the twin's attributes
+    (``in_channels``: ``None`` until the input channels are known, ``out_channels``,
+    ``kernel_size``, ``stride``, ``padding``, ``dilation``, ``groups``,
+    ``output_padding``, ``transposed``, ``padding_mode="zeros"``). Its forward stays
+    lateinit's (``activation``, channels-last ``layout``); the twin's attributes describe
+    the channels-first convolution inside it and are not read by it.
+    """
 
     _in_size_arg = "in_channels"
     _ndim: ClassVar[int]
@@ -157,7 +202,7 @@ class _Conv(Block):
         self._strides = ntuple(strides, n, "strides", name, 1)
         self._dilation = ntuple(dilation, n, "dilation", name, 1)
         self._padding = self._check_padding(padding, strides)
-        self._output_padding = self._check_output_padding(output_padding)
+        self._out_padding = self._check_output_padding(output_padding)
         self._layout, self._channels_last = check_layout(layout, n, name)
         self._channels = channels
         self._groups = groups
@@ -169,7 +214,7 @@ class _Conv(Block):
             self._args: tuple[Any, ...] = (
                 self._strides,
                 self._padding,
-                self._output_padding,
+                self._out_padding,
                 groups,
                 self._dilation,
             )
@@ -190,6 +235,37 @@ class _Conv(Block):
             if use_bias
             else None
         )
+        self._twin_attributes(padding)
+
+    def _twin_attributes(self, padding: Any) -> None:
+        """Set the attributes torch's ``_ConvNd`` constructor sets (it never runs)."""
+        n = self._ndim
+        self.__dict__["in_channels"] = _InChannelsEntry(
+            self._parameters, self._groups, self._transpose
+        )
+        self.out_channels = self._channels
+        self.kernel_size = self._kernel_size
+        self.stride = self._strides
+        self.padding = padding if isinstance(padding, str) else self._padding  # "valid" too
+        self.dilation = self._dilation
+        self.transposed = self._transpose
+        self.output_padding = self._out_padding
+        self.groups = self._groups
+        self.padding_mode = "zeros"
+        # what torch gives F.pad for a padding_mode other than "zeros" (as torch computes it)
+        pads = [0, 0] * n
+        for i, (k, d) in enumerate(zip(self._kernel_size, self._dilation, strict=True)):
+            if self._padding == "same":
+                left, right = d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2
+            else:
+                left = right = self._padding[i]
+            pads[2 * (n - 1 - i)], pads[2 * (n - 1 - i) + 1] = left, right
+        self._reversed_padding_repeated_twice = pads
+
+    @property
+    def in_channels(self) -> int | None:  # type: ignore[override]
+        """torch's name of the input channels: ``None`` until they are known."""
+        return _in_channels_of(self.weight, self._groups, self._transpose)
 
     # -- constructor checks -------------------------------------------------------------
     def _check_channels(self, channels: Any, groups: Any, in_channels: Any) -> int:
@@ -260,7 +336,7 @@ class _Conv(Block):
                     self._strides,
                     self._padding,
                     self._dilation,
-                    self._output_padding,
+                    self._out_padding,
                     strict=True,
                 )
             ]
@@ -319,8 +395,8 @@ class _Conv(Block):
         ]
         if self._padding == "same" or any(self._padding):
             parts.append(f"padding={self._padding}")
-        if any(self._output_padding):
-            parts.append(f"output_padding={self._output_padding}")
+        if any(self._out_padding):
+            parts.append(f"output_padding={self._out_padding}")
         if self._dilation != (1,) * n:
             parts.append(f"dilation={self._dilation}")
         if self._groups != 1:
@@ -335,7 +411,7 @@ class _Conv(Block):
         return ", ".join(parts)
 
 
-class Conv2D(_Conv):
+class Conv2D(_Conv, torch.nn.Conv2d):
     """A 2-D convolution over ``(N, C, H, W)`` images, with the input channels inferred.
 
     Args:
@@ -387,7 +463,7 @@ class Conv2D(_Conv):
     _kernel = staticmethod(F.conv2d)
 
 
-class Conv1D(_Conv):
+class Conv1D(_Conv, torch.nn.Conv1d):
     """A 1-D convolution over ``(N, C, W)`` sequences, with the input channels inferred.
 
     Arguments as :class:`Conv2D` (tuples have one int); ``layout`` is ``"NCW"`` (default)
@@ -412,7 +488,7 @@ class Conv1D(_Conv):
     _kernel = staticmethod(F.conv1d)
 
 
-class Conv3D(_Conv):
+class Conv3D(_Conv, torch.nn.Conv3d):
     """A 3-D convolution over ``(N, C, D, H, W)`` volumes, with the input channels inferred.
 
     Arguments as :class:`Conv2D` (tuples have three ints); ``layout`` is ``"NCDHW"``
@@ -437,7 +513,7 @@ class Conv3D(_Conv):
     _kernel = staticmethod(F.conv3d)
 
 
-class Conv2DTranspose(_Conv):
+class Conv2DTranspose(_Conv, torch.nn.ConvTranspose2d):
     """A 2-D transposed convolution (learned upsampling; the gradient of :class:`Conv2D`),
     with the input channels inferred.
 
@@ -476,7 +552,7 @@ class Conv2DTranspose(_Conv):
     _kernel = staticmethod(F.conv_transpose2d)
 
 
-class Conv1DTranspose(_Conv):
+class Conv1DTranspose(_Conv, torch.nn.ConvTranspose1d):
     """A 1-D transposed convolution, with the input channels inferred.
 
     Arguments as :class:`Conv2DTranspose` (tuples have one int; ``layout`` ``"NCW"`` or
@@ -500,7 +576,7 @@ class Conv1DTranspose(_Conv):
     _kernel = staticmethod(F.conv_transpose1d)
 
 
-class Conv3DTranspose(_Conv):
+class Conv3DTranspose(_Conv, torch.nn.ConvTranspose3d):
     """A 3-D transposed convolution, with the input channels inferred.
 
     Arguments as :class:`Conv2DTranspose` (tuples have three ints; ``layout``

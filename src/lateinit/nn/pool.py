@@ -41,8 +41,23 @@ def dtype_refused(err: BaseException) -> bool:
     return isinstance(err, NotImplementedError) or "dtype" in str(err)
 
 
+def torch_window(value: Any, window: tuple[int, ...], as_tuple: bool) -> Any:
+    """A pooling size as torch's pool classes keep it: the given int (or its checked
+    tuple ``window``), always the tuple for those that convert (``AvgPool1d``)."""
+    return window if as_tuple or not isinstance(value, int) else value
+
+
 class _Pool(Block):
-    """The base of MaxPool and AvgPool (see :class:`MaxPool2D` for the arguments)."""
+    """The base of MaxPool and AvgPool (see :class:`MaxPool2D` for the arguments).
+
+    Each layer is also its torch twin (``MaxPool2D`` a ``torch.nn.MaxPool2d``,
+    ``AvgPool2D`` a ``torch.nn.AvgPool2d``...) with the twin's attributes
+    (``kernel_size``, ``stride``, ``padding``, ``ceil_mode``, ... as torch keeps them for
+    the same arguments); its forward stays lateinit's (channels-last ``layout``).
+    """
+
+    #: whether the twin keeps its sizes as tuples (torch's AvgPool1d), else as given
+    _twin_tuples: ClassVar[bool] = False
 
     _ndim: ClassVar[int]
     _kernel: ClassVar[Callable[..., torch.Tensor]]
@@ -70,6 +85,14 @@ class _Pool(Block):
         self._ceil_mode = bool(ceil_mode)
         self._layout, self._channels_last = check_layout(layout, n, name)
         self._args: tuple[Any, ...] = ()
+        # torch's pool attributes (its constructor never runs)
+        tuples = self._twin_tuples
+        self.kernel_size = torch_window(pool_size, self._pool_size, tuples)
+        self.stride = (
+            self.kernel_size if strides is None else torch_window(strides, self._strides, tuples)
+        )
+        self.padding = torch_window(padding, self._padding, tuples)
+        self.ceil_mode = self._ceil_mode
 
     def infer_param_shapes(self, x: torch.Tensor) -> None:
         """No parameters: only checks the input shape (called on the error path)."""
@@ -112,6 +135,8 @@ class _MaxPool(_Pool):
     ) -> None:
         super().__init__(pool_size, strides, padding, ceil_mode, layout)
         self._args = (1, self._ceil_mode)  # dilation, ceil_mode
+        self.dilation = 1
+        self.return_indices = False
 
 
 class _AvgPool(_Pool):
@@ -127,13 +152,16 @@ class _AvgPool(_Pool):
         super().__init__(pool_size, strides, padding, ceil_mode, layout)
         self._count_include_pad = bool(count_include_pad)
         self._args = (self._ceil_mode, self._count_include_pad)
+        self.count_include_pad = self._count_include_pad
+        if self._ndim > 1:  # torch's AvgPool1d has none
+            self.divisor_override = None
 
     def extra_repr(self) -> str:
         extra = "" if self._count_include_pad else ", count_include_pad=False"
         return super().extra_repr() + extra
 
 
-class MaxPool2D(_MaxPool):
+class MaxPool2D(_MaxPool, torch.nn.MaxPool2d):
     """Max pooling over ``(N, C, H, W)`` images: the maximum of each window.
 
     Args:
@@ -162,7 +190,7 @@ class MaxPool2D(_MaxPool):
     _kernel = staticmethod(F.max_pool2d)
 
 
-class MaxPool1D(_MaxPool):
+class MaxPool1D(_MaxPool, torch.nn.MaxPool1d):
     """Max pooling over ``(N, C, W)`` sequences.
 
     Arguments as :class:`MaxPool2D` (tuples have one int; ``layout`` ``"NCW"`` or
@@ -179,7 +207,7 @@ class MaxPool1D(_MaxPool):
     _kernel = staticmethod(F.max_pool1d)
 
 
-class MaxPool3D(_MaxPool):
+class MaxPool3D(_MaxPool, torch.nn.MaxPool3d):
     """Max pooling over ``(N, C, D, H, W)`` volumes.
 
     Arguments as :class:`MaxPool2D` (tuples have three ints; ``layout`` ``"NCDHW"`` or
@@ -196,7 +224,7 @@ class MaxPool3D(_MaxPool):
     _kernel = staticmethod(F.max_pool3d)
 
 
-class AvgPool2D(_AvgPool):
+class AvgPool2D(_AvgPool, torch.nn.AvgPool2d):
     """Average pooling over ``(N, C, H, W)`` images: the mean of each window.
 
     Args:
@@ -219,7 +247,7 @@ class AvgPool2D(_AvgPool):
     _kernel = staticmethod(F.avg_pool2d)
 
 
-class AvgPool1D(_AvgPool):
+class AvgPool1D(_AvgPool, torch.nn.AvgPool1d):
     """Average pooling over ``(N, C, W)`` sequences.
 
     Arguments as :class:`AvgPool2D` (tuples have one int; ``layout`` ``"NCW"`` or
@@ -234,9 +262,10 @@ class AvgPool1D(_AvgPool):
 
     _ndim = 1
     _kernel = staticmethod(F.avg_pool1d)
+    _twin_tuples = True
 
 
-class AvgPool3D(_AvgPool):
+class AvgPool3D(_AvgPool, torch.nn.AvgPool3d):
     """Average pooling over ``(N, C, D, H, W)`` volumes.
 
     Arguments as :class:`AvgPool2D` (tuples have three ints; ``layout`` ``"NCDHW"`` or
@@ -253,8 +282,16 @@ class AvgPool3D(_AvgPool):
     _kernel = staticmethod(F.avg_pool3d)
 
 
+_ADAPTIVE_MAX = (torch.nn.AdaptiveMaxPool1d, torch.nn.AdaptiveMaxPool2d, torch.nn.AdaptiveMaxPool3d)
+
+
 class _GlobalPool(Block):
-    """The base of the global pools: one value per channel, spatial dims kept as 1."""
+    """The base of the global pools: one value per channel, spatial dims kept as 1.
+
+    Each is also torch's adaptive pool to size 1 (``GlobalAvgPool2D`` a
+    ``torch.nn.AdaptiveAvgPool2d``, ``GlobalMaxPool2D`` a ``torch.nn.AdaptiveMaxPool2d``),
+    with ``output_size == 1``.
+    """
 
     _ndim: ClassVar[int]
     _kernel: ClassVar[Callable[..., torch.Tensor]]
@@ -262,6 +299,9 @@ class _GlobalPool(Block):
     def __init__(self, layout: str | None = None) -> None:
         super().__init__()
         self._layout, self._channels_last = check_layout(layout, self._ndim, type(self).__name__)
+        self.output_size = 1  # torch's adaptive pool attributes (its constructor never runs)
+        if isinstance(self, _ADAPTIVE_MAX):
+            self.return_indices = False
 
     def infer_param_shapes(self, x: torch.Tensor) -> None:
         """No parameters: only checks the number of input dims (called on the error path)."""
@@ -282,7 +322,7 @@ class _GlobalPool(Block):
         return f"layout={self._layout}" if self._channels_last else ""
 
 
-class GlobalMaxPool2D(_GlobalPool):
+class GlobalMaxPool2D(_GlobalPool, torch.nn.AdaptiveMaxPool2d):
     """The maximum over all spatial positions of each channel.
 
     Args:
@@ -302,7 +342,7 @@ class GlobalMaxPool2D(_GlobalPool):
     _kernel = staticmethod(F.adaptive_max_pool2d)
 
 
-class GlobalMaxPool1D(_GlobalPool):
+class GlobalMaxPool1D(_GlobalPool, torch.nn.AdaptiveMaxPool1d):
     """The maximum over all positions of each channel: ``(N, C, W) -> (N, C, 1)``.
 
     Args:
@@ -319,7 +359,7 @@ class GlobalMaxPool1D(_GlobalPool):
     _kernel = staticmethod(F.adaptive_max_pool1d)
 
 
-class GlobalMaxPool3D(_GlobalPool):
+class GlobalMaxPool3D(_GlobalPool, torch.nn.AdaptiveMaxPool3d):
     """The maximum over all positions of each channel: ``(N, C, D, H, W) -> (N, C, 1, 1, 1)``.
 
     Args:
@@ -336,7 +376,7 @@ class GlobalMaxPool3D(_GlobalPool):
     _kernel = staticmethod(F.adaptive_max_pool3d)
 
 
-class GlobalAvgPool2D(_GlobalPool):
+class GlobalAvgPool2D(_GlobalPool, torch.nn.AdaptiveAvgPool2d):
     """The mean over all spatial positions of each channel.
 
     Args:
@@ -356,7 +396,7 @@ class GlobalAvgPool2D(_GlobalPool):
     _kernel = staticmethod(F.adaptive_avg_pool2d)
 
 
-class GlobalAvgPool1D(_GlobalPool):
+class GlobalAvgPool1D(_GlobalPool, torch.nn.AdaptiveAvgPool1d):
     """The mean over all positions of each channel: ``(N, C, W) -> (N, C, 1)``.
 
     Args:
@@ -373,7 +413,7 @@ class GlobalAvgPool1D(_GlobalPool):
     _kernel = staticmethod(F.adaptive_avg_pool1d)
 
 
-class GlobalAvgPool3D(_GlobalPool):
+class GlobalAvgPool3D(_GlobalPool, torch.nn.AdaptiveAvgPool3d):
     """The mean over all positions of each channel: ``(N, C, D, H, W) -> (N, C, 1, 1, 1)``.
 
     Args:
