@@ -40,6 +40,7 @@ LAYERS: list[set[str]] = [
         "lateinit.summary",
         "lateinit.trainer",
         "lateinit.distributed",
+        "lateinit.convert",
     },
     {
         "lateinit.zoo",
@@ -59,6 +60,7 @@ ALLOWED_IN_FUNCTIONS = {
     ("lateinit.block", "summary"),
     ("lateinit.block", "save_parameters"),
     ("lateinit.block", "load_parameters"),
+    ("lateinit.block", "__prepare_scriptable__"),
 }
 ALLOWED_MODULES_IN_FUNCTIONS = {"lateinit.cli"}
 MAX_UNDERSCORED = 5

@@ -7,6 +7,7 @@ the parameters are then created on the right device.
 
 from . import distributed, init, nn
 from .block import Block, ParameterDict
+from .convert import to_torch
 from .io import ParameterFileError
 from .parameter import Parameter, State, is_deferred, state
 from .shapes import DeferredInitializationError, ShapeMismatchError, Spec
@@ -31,6 +32,7 @@ __all__ = [
     "Trainer",
     "Summary",
     "count_params",
+    "to_torch",
     "param_bytes",
     "__version__",
 ]

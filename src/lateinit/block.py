@@ -666,6 +666,14 @@ class Block(torch.nn.Module):
         self._name_params()
         return infer_shape(self, *inputs)
 
+    def __prepare_scriptable__(self) -> torch.nn.Module:
+        """``torch.jit.script`` scripts the plain torch network :func:`lateinit.to_torch`
+        builds (the same parameters): lateinit's forwards (``try``/``except`` around the
+        kernels, Gluon options) are not TorchScript."""
+        from .convert import to_torch
+
+        return to_torch(self)
+
     def hybridize(self, active: bool = True, **compile_kwargs: Any) -> Block:
         """Run this block through ``torch.compile`` once its shapes are known.
 

@@ -44,7 +44,6 @@ import torch
 import torch.nn.functional as F
 
 from .block import Block
-from .nn import attention as _attention  # noqa: F401  (registers nothing; keeps the layer list)
 from .nn.basic import Activation, Dense, Dropout, Embedding, Flatten, Identity
 from .nn.containers import Sequential
 from .nn.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose
@@ -191,9 +190,7 @@ def _with_activation(layer: torch.nn.Module, act: Any, flatten: bool) -> torch.n
 
 def _dense(layer: Dense, ranks: dict[int, int]) -> torch.nn.Module:
     out_features, in_features = tuple(layer.weight.shape)
-    linear = torch.nn.Linear(
-        in_features, out_features, bias=layer.bias is not None, device="meta"
-    )
+    linear = torch.nn.Linear(in_features, out_features, bias=layer.bias is not None, device="meta")
     _share(linear, layer, ("weight", "bias"))
     return _with_activation(linear, layer._act, layer._flatten)
 
@@ -225,7 +222,7 @@ def _conv(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
         "device": "meta",
     }
     if transpose:
-        kwargs["output_padding"] = layer._output_padding
+        kwargs["output_padding"] = layer._out_padding
     conv = _CONV_CLASSES[(n, transpose)](in_channels, out_channels, layer._kernel_size, **kwargs)
     _share(conv, layer, ("weight", "bias"))
     inner: torch.nn.Module = ChannelsLast(conv, n) if layer._channels_last else conv
@@ -373,7 +370,7 @@ def _rnn(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
     first = next(iter(layer._parameters.values()))
     gates = {"RNN": 1, "LSTM": 4, "GRU": 3}[kind]
     input_size = tuple(first.shape)[1]
-    hidden = tuple(first.shape)[0] // gates
+    hidden = first.shape[0] // gates
     kwargs: dict[str, Any] = {
         "num_layers": layer._num_layers,
         "bias": layer._use_bias,
