@@ -186,9 +186,7 @@ def test_collect_params_accepts_gluon_names():
 def gluon_state(layer: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
     """``layer``'s state dict under Gluon's names (``l0_i2h_weight``...)."""
     torch_to_gluon = {t: g for g, t in layer.gluon_names().items()}
-    return {
-        prefix + torch_to_gluon[k]: v.detach().clone() for k, v in layer.state_dict().items()
-    }
+    return {prefix + torch_to_gluon[k]: v.detach().clone() for k, v in layer.state_dict().items()}
 
 
 @pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "ready"])
