@@ -153,17 +153,12 @@ def copy_in_order(src: torch.nn.Module, dst: torch.nn.Module) -> None:
 
 
 def copy_lstm(src: torch.nn.Module, dst: torch.nn.Module) -> None:
-    """lateinit ``l0_i2h_weight, l0_h2h_weight, l0_i2h_bias, l0_h2h_bias`` -> torch
-    ``weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0`` (same gate order), Dense ->
-    Linear."""
+    """lateinit LSTM -> torch LSTM (the same names, ``weight_ih_l0``..., and gate order),
+    Dense -> Linear."""
     lstm, _, dense = src
     tlstm, _, linear = dst
-    names = {"i2h_weight": "weight_ih", "h2h_weight": "weight_hh"}
-    names |= {"i2h_bias": "bias_ih", "h2h_bias": "bias_hh"}
+    tlstm.load_state_dict(lstm.state_dict())
     with torch.no_grad():
-        for name, p in lstm.named_parameters():
-            layer, suffix = name.split("_", 1)
-            getattr(tlstm, f"{names[suffix]}_l{layer[1:]}").copy_(p)
         linear.weight.copy_(dense.weight)
         linear.bias.copy_(dense.bias)
 

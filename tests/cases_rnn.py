@@ -11,23 +11,16 @@ from lateinit.nn.rnn import GRU, LSTM, RNN
 from layercase import LayerCase, rand
 
 
-def twin_name(name: str) -> str:
-    """Our parameter name -> the torch.nn twin's: ``r1_h2h_bias`` -> ``bias_hh_l1_reverse``."""
-    prefix, rest = name[0], name[1:]
-    layer, kind = rest.split("_", 1)  # "1", "h2h_bias"
-    conn, what = kind.split("_")  # "h2h", "bias"
-    return f"{what}_{conn[0]}{conn[2]}_l{layer}" + ("_reverse" if prefix == "r" else "")
-
-
 def copy_rnn(ours: Any, twin: torch.nn.Module) -> None:
-    """Copy every parameter by name mapping; the twin must end up fully overwritten."""
+    """Copy every parameter by name (ours have the twin's names); the twin must end up
+    fully overwritten."""
     layer = ours.lstm if isinstance(ours, LSTMWithStates) else ours
     mine = dict(layer.named_parameters())
     theirs = dict(twin.named_parameters())
-    assert sorted(twin_name(n) for n in mine) == sorted(theirs)
+    assert sorted(mine) == sorted(theirs)
     with torch.no_grad():
         for name, p in mine.items():
-            theirs[twin_name(name)].copy_(p)
+            theirs[name].copy_(p)
 
 
 class LSTMWithStates(Block):

@@ -592,7 +592,7 @@ def test_torch_compile_fullgraph_matches_eager():
         (lambda size: nn.Dense(4, in_units=size), "weight"),
         (lambda size: nn.Conv2D(4, 3, in_channels=size), "weight"),
         (lambda size: nn.BatchNorm(in_channels=size), "gamma"),
-        (lambda size: nn.LSTM(4, input_size=size), "l0_i2h_weight"),
+        (lambda size: nn.LSTM(4, input_size=size), "weight_ih_l0"),
     ],
     ids=["Dense", "Conv2D", "BatchNorm", "LSTM"],
 )

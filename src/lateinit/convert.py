@@ -372,15 +372,15 @@ def _rnn(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
     input_size = tuple(first.shape)[1]
     hidden = first.shape[0] // gates
     kwargs: dict[str, Any] = {
-        "num_layers": layer._num_layers,
-        "bias": layer._use_bias,
-        "batch_first": layer._batch_first,
-        "dropout": layer._dropout,
-        "bidirectional": layer._bidirectional,
+        "num_layers": layer.num_layers,
+        "bias": layer.bias,
+        "batch_first": layer.batch_first,
+        "dropout": layer.dropout,
+        "bidirectional": layer.bidirectional,
         "device": "meta",
     }
     if kind == "RNN":
-        kwargs["nonlinearity"] = getattr(layer, "_activation", "tanh")
+        kwargs["nonlinearity"] = layer.nonlinearity
     out = getattr(torch.nn, kind)(input_size, hidden, **kwargs)
     ours = list(layer._parameters.values())
     for name, param in zip(out._flat_weights_names, ours, strict=True):

@@ -5,16 +5,21 @@ fused torch kernel they call (``torch._VF.rnn_tanh``/``rnn_relu``/``lstm``/``gru
 kernels behind ``torch.nn.RNN``/``LSTM``/``GRU``): the whole sequence and every layer run in
 one kernel call, never a Python loop over time steps.
 
-Parameters are named as in Gluon (``l0_i2h_weight``, ``r0_h2h_bias`` for the reverse
-direction, ``l1_...`` for later layers) and declared in the order of torch's
-``_flat_weights_names``, so they map one to one onto the ``torch.nn`` twin's
-(``l{k}_i2h_weight`` -> ``weight_ih_l{k}``, ``r{k}_...`` -> ``..._l{k}_reverse``), gates in
-the same order (LSTM: input, forget, cell, output; GRU: reset, update, new).
+Each layer is an instance of its ``torch.nn`` twin (``isinstance(LSTM(8), torch.nn.LSTM)``)
+without running the twin's constructor: parameters have torch's names (``weight_ih_l0``,
+``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, ``..._reverse``), declared in torch's
+``_flat_weights_names`` order, gates in torch's order (LSTM: input, forget, cell, output;
+GRU: reset, update, new), so ``state_dict()`` loads into the twin and back. Gluon's names
+(``l0_i2h_weight``, ``r0_h2h_bias`` for the reverse direction, ``l1_...`` for later
+layers) stay aliases: attributes, ``collect_params()`` lookups and keys being loaded.
 """
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -46,7 +51,18 @@ State = torch.Tensor | Sequence[torch.Tensor]
 
 
 class _RNNLayer(Block):
-    """The shared recurrent layer; subclasses set ``_gates`` and ``_mode`` (the kernel)."""
+    """The shared recurrent layer; subclasses set ``_gates`` and ``_mode`` (the kernel) and
+    also inherit their ``torch.nn`` twin (after this class: lateinit's methods win).
+
+    The twin's attributes: ``input_size`` (``None`` until known, then the size: read from
+    the layer-0 weight), ``hidden_size``, ``num_layers``, ``bias`` (``use_bias``),
+    ``batch_first`` (``layout == "NTC"``), ``dropout``, ``bidirectional``, ``proj_size``
+    (always 0), ``mode`` (``"LSTM"``, ``"GRU"``, ``"RNN_TANH"``, ``"RNN_RELU"``), and
+    torch's weight lists (``_flat_weights_names``, ``_all_weights``, ``_flat_weights``),
+    kept in step with the parameters for torch's own methods; the forward reads the
+    parameters from ``_parameters`` by name (so ``functional_call`` and shared parameters
+    work, and a replica used by ``infer_shape`` never reads the live module's list).
+    """
 
     _in_size_arg = "input_size"
     _gates: ClassVar[int] = 1
@@ -79,46 +95,104 @@ class _RNNLayer(Block):
         check_flag(bidirectional, "bidirectional", kind)
         check_flag(use_bias, "use_bias", kind)
         input_size = in_size(input_size, "input_size", kind)
-        self._hidden_size = hidden_size
-        self._num_layers = num_layers
-        self._layout = layout
-        self._batch_first = layout == "NTC"
-        self._dropout = float(dropout)
-        self._bidirectional = bool(bidirectional)
+        # torch.nn.RNNBase's attributes (input_size: a property, from the weights)
+        self.mode = self._mode.upper()
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bool(use_bias)
+        self.batch_first = layout == "NTC"
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.proj_size = 0
         self._dirs = 2 if bidirectional else 1
-        self._use_bias = bool(use_bias)
         self._flattened = False  # cuDNN weight compaction done for the current storage
 
         gate_size = self._gates * hidden_size
         weight_default = _init.Uniform(1.0 / math.sqrt(hidden_size))  # torch.nn.LSTM's
-        names: list[str] = []
+        flat_names: list[str] = []
+        all_weights: list[list[str]] = []
+        gluon: dict[str, str] = {}
         for layer in range(num_layers):
             in_dim = input_size if layer == 0 else hidden_size * self._dirs
-            for prefix in "lr"[: self._dirs]:
+            for direction in range(self._dirs):
                 declared = [
-                    ("i2h_weight", (gate_size, in_dim), i2h_weight_initializer),
-                    ("h2h_weight", (gate_size, hidden_size), h2h_weight_initializer),
+                    ("weight_ih", "i2h_weight", (gate_size, in_dim), i2h_weight_initializer),
+                    ("weight_hh", "h2h_weight", (gate_size, hidden_size), h2h_weight_initializer),
                 ]
                 if use_bias:
                     declared += [
-                        ("i2h_bias", (gate_size,), i2h_bias_initializer),
-                        ("h2h_bias", (gate_size,), h2h_bias_initializer),
+                        ("bias_ih", "i2h_bias", (gate_size,), i2h_bias_initializer),
+                        ("bias_hh", "h2h_bias", (gate_size,), h2h_bias_initializer),
                     ]
-                for suffix, shape, initializer in declared:
-                    name = f"{prefix}{layer}_{suffix}"
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                names = []
+                for what, gluon_what, shape, initializer in declared:
+                    name = what + suffix  # torch's: weight_ih_l0, bias_hh_l1_reverse
                     param = Parameter(
                         shape,
                         initializer,
                         dtype=dtype,
                         device=device,
-                        default_init=weight_default if suffix.endswith("weight") else None,
+                        default_init=weight_default if what.startswith("weight") else None,
                     )
                     self.register_parameter(name, param)
                     names.append(name)
+                    gluon[f"{'lr'[direction]}{layer}_{gluon_what}"] = name  # Gluon's name
+                flat_names += names
+                all_weights.append(names)
         # The fused kernel's weight list, in torch's _flat_weights_names order.
-        self._flat_names: tuple[str, ...] = tuple(names)
+        self._flat_weights_names = flat_names
+        self._all_weights = all_weights
+        self._gluon = gluon
+        self._sync_flat_weights()
         # The parameters whose dim 1 is the input size (layer 0, each direction).
-        self._input_names: tuple[str, ...] = tuple(f"{p}0_i2h_weight" for p in "lr"[: self._dirs])
+        self._input_names = ("weight_ih_l0", "weight_ih_l0_reverse")[: self._dirs]
+
+    # -- the twin's view --------------------------------------------------------------
+    @property
+    def input_size(self) -> int | None:  # type: ignore[override]
+        """torch's ``input_size``: the number of input features, ``None`` until known
+        (inferred from the first batch or ``infer_shape``)."""
+        size = self._parameters["weight_ih_l0"].shape[1]  # type: ignore[union-attr]
+        return None if size == -1 else int(size)
+
+    @property
+    def _layout(self) -> str:
+        return "NTC" if self.batch_first else "TNC"
+
+    def gluon_names(self) -> dict[str, str]:
+        """Gluon's parameter names -> torch's (``{"l0_i2h_weight": "weight_ih_l0",
+        "r0_h2h_bias": "bias_hh_l0_reverse", ...}``)."""
+        return dict(self.__dict__.get("_gluon", {}))
+
+    def _torch_name(self, name: str) -> str:
+        gluon = self.__dict__.get("_gluon")
+        return name if gluon is None else gluon.get(name, name)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only names not found the normal way come here (torch.nn.Module's parameters
+        # included): a Gluon name reads the torch-named parameter. The forward never
+        # comes here (it reads self._parameters).
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            canonical = self.__dict__.get("_gluon", {}).get(name)
+            if canonical is None:
+                raise
+            return super().__getattr__(canonical)
+
+    def _sync_flat_weights(self) -> None:
+        """torch's ``_flat_weights`` from the parameters, as
+        ``torch.nn.RNNBase._init_flat_weights`` without the cuDNN flattening.
+
+        ``_flat_weight_refs`` (torch keeps weak references, to notice swapped weights) stay
+        ``None``: a weak reference would stop ``torch.utils.swap_tensors``, which moves a
+        deferred parameter between device types (meta <-> cpu) in place, and the forward
+        reads the parameters by name anyway."""
+        params = self._parameters
+        flat = [params.get(name) for name in self._flat_weights_names]
+        self._flat_weights = flat
+        self._flat_weight_refs = [None] * len(flat)
 
     # -- shapes -----------------------------------------------------------------------
     def infer_param_shapes(self, inputs: torch.Tensor, states: State | None = None) -> None:
@@ -130,7 +204,7 @@ class _RNNLayer(Block):
                 f"{self._layout!r}, not {inputs.dim()}-D. Fix: add the missing axis "
                 f"(a single sequence: x.unsqueeze({1 if self._layout == 'TNC' else 0}))"
             )
-        gate_size = self._gates * self._hidden_size
+        gate_size = self._gates * self.hidden_size
         features = feature_count(inputs.shape[2], "input features (axis 2, C)")
         for name in self._input_names:
             getattr(self, name).shape = (gate_size, features)
@@ -141,8 +215,8 @@ class _RNNLayer(Block):
         return f"it expects input_size={size} features on axis 2 (C of {self._layout})"
 
     def _state_shape(self, inputs: torch.Tensor) -> tuple[int, int, int]:
-        batch = inputs.shape[0 if self._batch_first else 1]
-        return (self._num_layers * self._dirs, batch, self._hidden_size)
+        batch = inputs.shape[0 if self.batch_first else 1]
+        return (self.num_layers * self._dirs, batch, self.hidden_size)
 
     def _states_tuple(self, states: Any) -> tuple[torch.Tensor, ...]:
         """The states as a tuple of ``_n_states`` tensors, or a TypeError naming the layer."""
@@ -187,7 +261,7 @@ class _RNNLayer(Block):
         (Gluon semantics), the new states in the form the states were given.
         """
         params = self._parameters
-        flat = [params[name] for name in self._flat_names]
+        flat = [params[name] for name in self._flat_weights_names]
         if not self._flattened:
             self.flatten_parameters()
         try:
@@ -216,18 +290,18 @@ class _RNNLayer(Block):
                     inputs,
                     hx,
                     flat,
-                    self._use_bias,
-                    self._num_layers,
-                    self._dropout,
+                    self.bias,
+                    self.num_layers,
+                    self.dropout,
                     self.training,
-                    self._bidirectional,
-                    self._batch_first,
+                    self.bidirectional,
+                    self.batch_first,
                 )
         except KERNEL_ERRORS as err:
             error = float_input_error(self, inputs)
             if error is not None:
                 raise error from err
-            if inputs.dim() == 3 and inputs.shape[1 if self._batch_first else 0] == 0:
+            if inputs.dim() == 3 and inputs.shape[1 if self.batch_first else 0] == 0:
                 path = locate(self)[1]
                 raise ShapeMismatchError(
                     f"{layer_label(self, path)} got an input of shape "
@@ -249,7 +323,7 @@ class _RNNLayer(Block):
         step, which for a long (or ``None``-sized) sequence takes seconds. A FLOP count
         (a dispatch mode is active) takes the kernel's path."""
         steps = inputs.shape[:2]
-        out = inputs.new_empty((*steps, self._dirs * self._hidden_size))
+        out = inputs.new_empty((*steps, self._dirs * self.hidden_size))
         state = inputs.new_empty(self._state_shape(inputs))
         return (out, state, state) if self._n_states == 2 else (out, state)
 
@@ -259,23 +333,25 @@ class _RNNLayer(Block):
         """Initial states (Gluon's ``begin_state``): a list of ``_n_states`` tensors
         ``(num_layers*directions, batch_size, hidden_size)``, zeros by default, in the
         parameters' dtype and device unless ``kwargs`` say otherwise."""
-        ref = self._parameters[self._flat_names[0]]
+        ref = self._parameters[self._flat_weights_names[0]]
         kwargs.setdefault("dtype", ref.dtype)
         kwargs.setdefault("device", ref.device)
-        shape = (self._num_layers * self._dirs, batch_size, self._hidden_size)
+        shape = (self.num_layers * self._dirs, batch_size, self.hidden_size)
         return [func(shape, **kwargs) for _ in range(self._n_states)]
 
     def flatten_parameters(self) -> None:
         """Compact the weights into one cuDNN buffer (as ``torch.nn.LSTM`` does), so the
         cuDNN kernel need not copy them on every call. A no-op off CUDA or while any
         parameter is deferred; run automatically at the first call after a move."""
-        flat = [self._parameters[name] for name in self._flat_names]
-        if any(is_deferred(w) for w in flat):
-            return
+        params = self._parameters
+        flat = [params.get(name) for name in self._flat_weights_names]
+        if any(w is None or is_deferred(w) for w in flat):
+            return  # (None: torch.nn.RNNBase._apply calls this while Block._apply has
+            # taken the deferred parameters out)
         # Inside a first pass that may still roll back, check again at the next call.
         self._flattened = active_journal() is None
         first = flat[0]
-        if any(
+        if first is None or any(
             w.dtype != first.dtype or not w.is_cuda or not torch.backends.cudnn.is_acceptable(w)
             for w in flat
         ):
@@ -288,35 +364,39 @@ class _RNNLayer(Block):
             if torch._use_cudnn_rnn_flatten_weight():
                 torch._cudnn_rnn_flatten_weight(
                     flat,
-                    4 if self._use_bias else 2,
+                    4 if self.bias else 2,
                     first.shape[1],
-                    cudnn_rnn.get_cudnn_mode(self._mode.upper()),
-                    self._hidden_size,
+                    cudnn_rnn.get_cudnn_mode(self.mode),
+                    self.hidden_size,
                     0,
-                    self._num_layers,
-                    self._batch_first,
-                    self._bidirectional,
+                    self.num_layers,
+                    self.batch_first,
+                    self.bidirectional,
                 )
 
     def _apply(self, fn: Any, recurse: bool = True) -> _RNNLayer:
-        out = super()._apply(fn, recurse)
+        # Block._apply (deferred parameters keep their identity), then torch.nn.RNNBase's
+        # (re-reads _flat_weights and flattens a READY layer on CUDA, setting _flattened)
         self._flattened = False
+        out = super()._apply(fn, recurse)
+        self._sync_flat_weights()  # with the deferred parameters back in place
         return out  # type: ignore[return-value]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
+        super().__setstate__(state)  # torch.nn.RNNBase's makes weak references again
+        self._sync_flat_weights()
         self._flattened = False
 
     def extra_repr(self) -> str:
-        in_size = self._parameters[self._input_names[0]].shape[1]  # type: ignore[union-attr]
-        s = f"{in_size} -> {self._hidden_size}, {self._layout}"
-        if self._num_layers != 1:
-            s += f", num_layers={self._num_layers}"
-        if self._dropout != 0:
-            s += f", dropout={self._dropout}"
-        if self._bidirectional:
+        in_size = self.input_size
+        s = f"{-1 if in_size is None else in_size} -> {self.hidden_size}, {self._layout}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
             s += ", bidirectional"
-        if not self._use_bias:
+        if not self.bias:
             s += ", use_bias=False"
         return s
 
@@ -325,12 +405,15 @@ _ARGS_DOC = """
     Args:
         hidden_size: the size of the hidden state.
         num_layers: stacked layers; layer ``k > 0`` reads the previous one's output.
-        layout: ``"TNC"`` (sequence first, the default, as Gluon) or ``"NTC"`` (batch first).
+        layout: ``"TNC"`` (sequence first, the default, as Gluon) or ``"NTC"`` (batch
+            first: torch's ``batch_first=True``).
         dropout: dropout on the outputs of each layer but the last, in training only.
         bidirectional: add a reverse direction; outputs are concatenated (``2*hidden``).
         input_size: the number of input features; inferred from the first batch when
-            ``None`` (or 0, as Gluon).
-        use_bias: add the two bias vectors (i2h and h2h) of each layer and direction.
+            ``None`` (or 0, as Gluon). The attribute ``input_size`` reads ``None`` until
+            the size is known.
+        use_bias: add the two bias vectors (i2h and h2h) of each layer and direction
+            (torch's ``bias``).
         i2h_weight_initializer, h2h_weight_initializer: the weights' own initializers;
             when ``None`` the one given to ``initialize(init)`` is used, else torch's
             ``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))``.
@@ -347,15 +430,17 @@ _ARGS_DOC = """
     tensor ``h`` when a tensor was given, a list ``[h]`` when a list was."""
 
 
-class RNN(_RNNLayer):
+class RNN(_RNNLayer, torch.nn.RNN):
     """An Elman RNN, ``h_t = act(W_i2h x_t + b_i2h + W_h2h h_{t-1} + b_h2h)``, with the
     input size inferred. One fused kernel call per forward (``torch._VF.rnn_tanh`` /
     ``rnn_relu``).
 
     ``activation`` (after ``num_layers``) is ``"tanh"`` (default) or ``"relu"``; the other
     arguments are below. Initial states: a tensor ``h`` (or a list ``[h]``).
-    Parameters: ``l{k}_i2h_weight (hidden, in)``, ``l{k}_h2h_weight (hidden, hidden)``,
-    ``l{k}_i2h_bias``, ``l{k}_h2h_bias`` (and ``r{k}_...`` for the reverse direction).
+    A ``torch.nn.RNN`` (``nonlinearity`` is ``activation``). Parameters (torch's names):
+    ``weight_ih_l{k} (hidden, in)``, ``weight_hh_l{k} (hidden, hidden)``, ``bias_ih_l{k}``,
+    ``bias_hh_l{k}`` (and ``..._l{k}_reverse`` for the reverse direction); Gluon's
+    ``l{k}_i2h_weight``, ``r{k}_h2h_bias``... are aliases.
     """
 
     __doc__ = (
@@ -410,21 +495,24 @@ class RNN(_RNNLayer):
             dtype,
             device,
         )
-        self._activation = activation
+        self.nonlinearity = activation  # torch.nn.RNN's
         self._mode = _MODES[activation]
+        self.mode = self._mode.upper()  # "RNN_TANH" or "RNN_RELU"
 
     def extra_repr(self) -> str:
         base, sep, rest = super().extra_repr().partition(self._layout)
-        return f"{base}{sep}, {self._activation}{rest}"
+        return f"{base}{sep}, {self.nonlinearity}{rest}"
 
 
-class LSTM(_RNNLayer):
+class LSTM(_RNNLayer, torch.nn.LSTM):
     """A long short-term memory layer (gates: input, forget, cell, output), with the input
     size inferred. One fused kernel call per forward (``torch._VF.lstm``).
 
     Initial states: a list ``[h, c]``; new states come back as a list ``[h, c]``.
-    Parameters: ``l{k}_i2h_weight (4*hidden, in)``, ``l{k}_h2h_weight (4*hidden, hidden)``,
-    ``l{k}_i2h_bias``, ``l{k}_h2h_bias`` (and ``r{k}_...`` for the reverse direction).
+    A ``torch.nn.LSTM``. Parameters (torch's names): ``weight_ih_l{k} (4*hidden, in)``,
+    ``weight_hh_l{k} (4*hidden, hidden)``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (and
+    ``..._l{k}_reverse`` for the reverse direction); Gluon's ``l{k}_i2h_weight``,
+    ``r{k}_h2h_bias``... are aliases.
     """
 
     __doc__ = (
@@ -438,12 +526,16 @@ class LSTM(_RNNLayer):
         >>> lstm = LSTM(16, num_layers=2, bidirectional=True, layout="NTC")
         >>> lstm
         LSTM(-1 -> 16, NTC, num_layers=2, bidirectional)
+        >>> isinstance(lstm, torch.nn.LSTM), lstm.input_size
+        (True, None)
         >>> x = torch.rand(4, 10, 3)  # (batch, time, features)
         >>> lstm(x).shape
         torch.Size([4, 10, 32])
         >>> out, (h, c) = lstm(x, lstm.begin_state(batch_size=4))
-        >>> h.shape, tuple(lstm.l0_i2h_weight.shape)
-        (torch.Size([4, 4, 16]), (64, 3))
+        >>> h.shape, tuple(lstm.weight_ih_l0.shape), lstm.input_size
+        (torch.Size([4, 4, 16]), (64, 3), 3)
+        >>> lstm.l0_i2h_weight is lstm.weight_ih_l0  # Gluon's name: an alias
+        True
     """
     )
 
@@ -452,13 +544,15 @@ class LSTM(_RNNLayer):
     _n_states = 2
 
 
-class GRU(_RNNLayer):
+class GRU(_RNNLayer, torch.nn.GRU):
     """A gated recurrent unit layer (gates: reset, update, new), with the input size
     inferred. One fused kernel call per forward (``torch._VF.gru``).
 
     Initial states: a tensor ``h`` (or a list ``[h]``).
-    Parameters: ``l{k}_i2h_weight (3*hidden, in)``, ``l{k}_h2h_weight (3*hidden, hidden)``,
-    ``l{k}_i2h_bias``, ``l{k}_h2h_bias`` (and ``r{k}_...`` for the reverse direction).
+    A ``torch.nn.GRU``. Parameters (torch's names): ``weight_ih_l{k} (3*hidden, in)``,
+    ``weight_hh_l{k} (3*hidden, hidden)``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (and
+    ``..._l{k}_reverse`` for the reverse direction); Gluon's ``l{k}_i2h_weight``,
+    ``r{k}_h2h_bias``... are aliases.
     """
 
     __doc__ = (
@@ -478,3 +572,64 @@ class GRU(_RNNLayer):
 
     _gates = 3
     _mode = "gru"
+
+
+# -- torch.compile ----------------------------------------------------------------------
+# Dynamo refuses every instance of torch.nn.RNN/LSTM/GRU ("Attempted to wrap RNN, GRU, or
+# LSTM") unless torch._dynamo.config.allow_rnn is set, since torch's own forward (weak
+# references, cuDNN re-flattening) does not trace well. These layers are instances of
+# those classes, but their forward is one fused kernel call, which dynamo traces whole
+# (it did before they were twins). So dynamo's module wrapper is told to allow_rnn for
+# these layers only (plain torch.nn.LSTMs keep torch's behaviour): patched once dynamo is
+# imported (importing it here would double lateinit's import time), by a one-shot import
+# hook; nothing runs outside compilation.
+
+_BUILDER = "torch._dynamo.variables.builder"
+
+
+def _let_dynamo_trace(builder: Any) -> None:
+    """Wrap ``VariableBuilder.wrap_module`` of dynamo's ``builder`` module so that it wraps
+    an :class:`_RNNLayer` as if ``allow_rnn`` were set. Does nothing on a torch whose
+    dynamo has no such method (a graph break then names ``allow_rnn``)."""
+    cls = getattr(builder, "VariableBuilder", None)
+    original = getattr(cls, "wrap_module", None)
+    config = sys.modules.get("torch._dynamo.config")
+    if original is None or config is None or getattr(original, "_lateinit_rnn", False):
+        return
+
+    def wrap_module(self: Any, value: torch.nn.Module) -> Any:
+        if isinstance(value, _RNNLayer) and not config.allow_rnn:
+            with config.patch(allow_rnn=True):
+                return original(self, value)
+        return original(self, value)
+
+    wrap_module._lateinit_rnn = True  # type: ignore[attr-defined]
+    cls.wrap_module = wrap_module  # type: ignore[union-attr]
+
+
+class _PatchDynamoOnImport(importlib.abc.MetaPathFinder):
+    """A one-shot import hook: once dynamo's ``builder`` module has run, patch it."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != _BUILDER:
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)  # the other finders'
+        loader = getattr(spec, "loader", None)
+        exec_module = getattr(loader, "exec_module", None)
+        if exec_module is None:
+            return spec
+
+        def exec_then_patch(module: Any) -> None:
+            exec_module(module)
+            _let_dynamo_trace(module)
+
+        loader.exec_module = exec_then_patch  # type: ignore[union-attr]  # this spec's own
+        return spec
+
+
+if _BUILDER in sys.modules:
+    _let_dynamo_trace(sys.modules[_BUILDER])
+elif not any(isinstance(f, _PatchDynamoOnImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _PatchDynamoOnImport())
