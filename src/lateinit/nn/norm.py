@@ -41,15 +41,15 @@ def _check_epsilon(layer: str, epsilon: float) -> float:
     return float(epsilon)
 
 
-def _batch_counter(dtype_device: torch.device | str | None) -> Parameter:
+def _batch_counter(device: torch.device | str | None) -> Parameter:
     """BatchNorm's ``num_batches_tracked``: a deferred int64 scalar buffer of zeros,
     created with the layer's other tensors (on the first input's device). It draws no
     seed (zeros need none), so the values drawn for the tensors declared after it are
     those they had before it existed."""
     record = ParamRecord((), "zeros", 0)
     record.buffer = True  # materializes as a plain tensor
-    record.device_explicit = dtype_device is not None
-    empty = torch.empty(0, dtype=torch.long, device=dtype_device)
+    record.device_explicit = device is not None
+    empty = torch.empty(0, dtype=torch.long, device=device)
     return Parameter.from_record(record, empty, requires_grad=False)
 
 
