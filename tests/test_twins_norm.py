@@ -10,6 +10,7 @@ import pickle
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
@@ -279,8 +280,6 @@ def test_safetensors_file_with_gluon_keys_loads(tmp_path):
     # saved with torch's names, and loaded back strictly
     saved = tmp_path / "torch.safetensors"
     save_parameters(deferred, saved)
-    from safetensors import safe_open
-
     with safe_open(str(saved), "pt") as f:
         assert set(f.keys()) == {
             "0.weight",
