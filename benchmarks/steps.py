@@ -138,14 +138,12 @@ class Case:
 
 
 def copy_in_order(src: torch.nn.Module, dst: torch.nn.Module) -> None:
-    """Copy parameters, then the BatchNorm running statistics, pairing them in
-    registration order (the two ResNets declare them in the same order); every pair must
-    have the same shape. ``num_batches_tracked`` (torch only) is skipped."""
+    """Copy parameters, then the BatchNorm buffers (running statistics and
+    ``num_batches_tracked``), pairing them in registration order (the two ResNets declare
+    them in the same order); every pair must have the same shape."""
     with torch.no_grad():
         pairs = list(zip(src.parameters(), dst.parameters(), strict=True))
-        src_buffers = list(src.buffers())
-        dst_buffers = [b for n, b in dst.named_buffers() if not n.endswith("num_batches_tracked")]
-        pairs += list(zip(src_buffers, dst_buffers, strict=True))
+        pairs += list(zip(src.buffers(), dst.buffers(), strict=True))
         for s, d in pairs:
             if s.shape != d.shape:
                 raise AssertionError(f"shapes differ: {tuple(s.shape)} vs {tuple(d.shape)}")

@@ -96,8 +96,8 @@ def copy_encoder(ours: Any, twin: torch.nn.TransformerEncoderLayer) -> None:
             theirs.weight.copy_(mine.weight)
             theirs.bias.copy_(mine.bias)
         for mine, theirs in ((ours.norm1, twin.norm1), (ours.norm2, twin.norm2)):
-            theirs.weight.copy_(mine.gamma)
-            theirs.bias.copy_(mine.beta)
+            theirs.weight.copy_(mine.weight)
+            theirs.bias.copy_(mine.bias)
 
 
 def eager_mha(units: int, q: int, k: int | None = None, v: int | None = None) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """Layer cases of the norm family (rows of the table in cases.py).
 
 The generic checks run in eval mode, so a BatchNorm row normalizes with its running
-statistics; rows with random gamma/beta and non-default running statistics keep the twin
+statistics; rows with random weight/bias and non-default running statistics keep the twin
 comparison meaningful. Training-mode behaviour is tested in test_norm.py.
 """
 
@@ -27,13 +27,13 @@ RANDOM_STATS: dict[str, Any] = {
 
 
 def copy_norm(ours: Any, twin: torch.nn.Module) -> None:
-    """Copy gamma/beta (and running statistics) into a torch.nn norm layer."""
+    """Copy weight/bias (and running statistics) into a torch.nn norm layer."""
     with torch.no_grad():
-        if getattr(ours, "gamma", None) is not None:
-            twin.weight.copy_(ours.gamma)
-        if getattr(ours, "beta", None) is not None:
-            twin.bias.copy_(ours.beta)
-        if hasattr(ours, "running_mean"):
+        if getattr(ours, "weight", None) is not None:
+            twin.weight.copy_(ours.weight)
+        if getattr(ours, "bias", None) is not None:
+            twin.bias.copy_(ours.bias)
+        if getattr(ours, "running_mean", None) is not None:
             twin.running_mean.copy_(ours.running_mean)
             twin.running_var.copy_(ours.running_var)
 

@@ -125,7 +125,7 @@ def test_encoder_stack_infers_its_size_from_one_batch() -> None:
     shapes = {name: tuple(p.shape) for name, p in net.collect_params().items()}
     assert shapes["0.attention.key_weight"] == (8, 8)
     assert shapes["1.dense2.weight"] == (8, 32)
-    assert shapes["1.norm2.gamma"] == (8,)
+    assert shapes["1.norm2.weight"] == (8,)
     assert "-1" not in repr(net) and "Dense(32 -> 8)" in repr(net)
 
     randomize(net)

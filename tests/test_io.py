@@ -319,7 +319,7 @@ def test_read_error_part_way(saved, monkeypatch):
     ready(X)
     before = full_snapshot(ready)
     calls.clear()
-    with pytest.raises(ParameterFileError, match=r"2 of 10 READY tensors were already") as info:
+    with pytest.raises(ParameterFileError, match=r"2 of 11 READY tensors were already") as info:
         ready.load_parameters(path)
     assert "disk went away" in str(info.value)
     changed = [

@@ -18,8 +18,8 @@ from lateinit.nn.norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSN
 
 def _copy_affine(ours: BatchNorm, twin: torch.nn.Module) -> None:
     with torch.no_grad():
-        twin.weight.copy_(ours.gamma)
-        twin.bias.copy_(ours.beta)
+        twin.weight.copy_(ours.weight)
+        twin.bias.copy_(ours.bias)
 
 
 # (ours kwargs, input shape, twin factory, channels-last input)
@@ -52,8 +52,8 @@ def test_batchnorm_training_matches_torch(kwargs, shape, twin, channels_last):
         torch.testing.assert_close(bn.running_var, ref.running_var)
     (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
     (want * torch.arange(want.numel()).reshape(want.shape)).sum().backward()
-    torch.testing.assert_close(bn.gamma.grad, ref.weight.grad, rtol=1e-4, atol=1e-3)
-    torch.testing.assert_close(bn.beta.grad, ref.bias.grad)
+    torch.testing.assert_close(bn.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(bn.bias.grad, ref.bias.grad)
     bn.eval()
     ref.eval()
     x = torch.randn(*shape)
@@ -90,8 +90,12 @@ def test_batchnorm_running_stats_are_deferred_buffers():
     bn = BatchNorm()
     assert lateinit.is_deferred(bn.running_mean) and lateinit.is_deferred(bn.running_var)
     assert tuple(bn.running_mean.shape) == (-1,)
-    assert [n for n, _ in bn.named_buffers()] == ["running_mean", "running_var"]
-    assert [n for n, _ in bn.named_parameters()] == ["gamma", "beta"]
+    assert [n for n, _ in bn.named_buffers()] == [
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    ]
+    assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]
     with pytest.raises(lateinit.DeferredInitializationError, match="running_mean"):
         bn.running_mean + 1
     bn(torch.randn(4, 3, 2, 2))
@@ -101,7 +105,7 @@ def test_batchnorm_running_stats_are_deferred_buffers():
         assert not lateinit.is_deferred(buf)
         assert tuple(buf.shape) == (3,)
     state = bn.state_dict()
-    assert list(state) == ["gamma", "beta", "running_mean", "running_var"]
+    assert list(state) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
     assert all(type(t) is torch.Tensor for t in state.values())
     assert torch.equal(state["running_mean"], bn.running_mean)
     # The running statistics are not parameters: an optimizer never sees them.
@@ -120,7 +124,7 @@ def test_batchnorm_float64_before_inference():
     bn.to(torch.float64)
     assert lateinit.is_deferred(bn.running_mean)
     bn(torch.randn(4, 3, dtype=torch.float64))
-    for t in (bn.gamma, bn.beta, bn.running_mean, bn.running_var):
+    for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
         assert t.dtype == torch.float64
     bn2 = BatchNorm(axis=-1).initialize(dtype=torch.float64)
     bn2(torch.randn(2, 5, 3, dtype=torch.float64))
@@ -136,7 +140,7 @@ def test_deepcopy_of_deferred_batchnorm():
     x = torch.randn(4, 3, 5, 5)
     y_clone = clone(x)
     assert type(clone.running_mean) is torch.Tensor
-    assert lateinit.is_deferred(bn.running_mean) and lateinit.is_deferred(bn.gamma)
+    assert lateinit.is_deferred(bn.running_mean) and lateinit.is_deferred(bn.weight)
     y = bn(x)
     assert torch.equal(y, y_clone)
     assert torch.equal(bn.running_mean, clone.running_mean)
@@ -146,9 +150,11 @@ def test_deepcopy_of_deferred_batchnorm():
 
 
 def test_norm_parameters_keep_their_own_initializers():
-    """As in Gluon, initialize(init) does not override gamma=ones / beta=zeros."""
+    """As in Gluon, initialize(init) does not override weight=ones / bias=zeros (Gluon's
+    gamma and beta: the aliases are the same tensors)."""
     bn = BatchNorm(in_channels=4).initialize(init.Uniform(5.0))
-    assert torch.equal(bn.gamma, torch.ones(4)) and torch.equal(bn.beta, torch.zeros(4))
+    assert torch.equal(bn.weight, torch.ones(4)) and torch.equal(bn.bias, torch.zeros(4))
+    assert bn.gamma is bn.weight and bn.beta is bn.bias
 
 
 def test_batchnorm_mismatch_names_the_layer_and_axis():
@@ -172,7 +178,7 @@ def test_groupnorm_channels_not_divisible():
         gn(torch.randn(2, 6, 3, 3))
     message = str(info.value)
     assert "GroupNorm" in message and "divisible" in message and "Fix" in message
-    assert lateinit.is_deferred(gn.gamma)  # unchanged, still usable
+    assert lateinit.is_deferred(gn.weight)  # unchanged, still usable
     assert gn(torch.randn(2, 8, 3, 3)).shape == (2, 8, 3, 3)
     with pytest.raises(ValueError, match="not divisible"):
         GroupNorm(num_groups=4, in_channels=6)
@@ -211,7 +217,7 @@ def test_instancenorm_channels_last_and_errors():
     out = norm(x)
     twin = torch.nn.InstanceNorm2d(3, affine=True)
     with torch.no_grad():
-        twin.weight.copy_(norm.gamma)
+        twin.weight.copy_(norm.weight)
     torch.testing.assert_close(out, twin(x.movedim(-1, 1)).movedim(1, -1))
     assert repr(norm) == "InstanceNorm(3, axis=last, eps=1e-05)"
     with pytest.raises(lateinit.ShapeMismatchError, match="at least 3 dims"):

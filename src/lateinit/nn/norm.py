@@ -1,21 +1,34 @@
 """Normalization layers: BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm.
 
-Every layer learns a per-channel scale ``gamma`` and shift ``beta`` (Gluon names) of shape
-``(in_channels,)``; ``in_channels`` is inferred from the first batch when omitted. The
-layers share one base (:class:`_Norm`) for these parameters, their inference and their
-error messages, and differ only in the fused torch kernel they call and the axis handling.
+Every layer is an instance of its ``torch.nn`` twin (``BatchNorm`` of
+``torch.nn.modules.batchnorm._BatchNorm``, ``LayerNorm`` of ``torch.nn.LayerNorm``,
+``GroupNorm`` of ``torch.nn.GroupNorm``, ``RMSNorm`` of ``torch.nn.RMSNorm``,
+``InstanceNorm`` of ``torch.nn.modules.instancenorm._InstanceNorm``), with the twin's
+names: a per-channel scale ``weight`` and shift ``bias`` of shape ``(in_channels,)``
+(Gluon's ``gamma`` and ``beta``, which stay usable as aliases: ``bn.gamma is
+bn.weight``), BatchNorm's ``running_mean``, ``running_var`` (Gluon's ``moving_mean``,
+``moving_var``) and ``num_batches_tracked``, and the twin's attributes (``eps``,
+``num_features``, ``normalized_shape``...). ``in_channels`` is inferred from the first
+batch when omitted; until then the size attributes (``num_features``,
+``normalized_shape``, ``num_channels``) read ``None``. The layers share one base
+(:class:`_Norm`) for the parameters, their inference and their error messages, and
+differ only in the fused torch kernel they call and the axis handling. The twin's
+constructor never runs (it would allocate tensors of a known size): each layer sets the
+twin's attributes itself, and computes the size attributes from its tensors' shapes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
 
 from ..block import Block
 from ..explain import autocast_on, dtype_error, layer_label, locate
-from ..parameter import Parameter, deferred_buffer
+from ..parameter import Parameter, ParamRecord, deferred_buffer, is_deferred
 from ..shapes import ShapeMismatchError, fmt_shape, in_size
 from .basic import KERNEL_ERRORS, check_flag, check_float_inputs, explain_call, feature_count
 
@@ -28,22 +41,39 @@ def _check_epsilon(layer: str, epsilon: float) -> float:
     return float(epsilon)
 
 
+def _batch_counter(device: torch.device | str | None) -> Parameter:
+    """BatchNorm's ``num_batches_tracked``: a deferred int64 scalar buffer of zeros,
+    created with the layer's other tensors (on the first input's device). It draws no
+    seed (zeros need none), so the values drawn for the tensors declared after it are
+    those they had before it existed."""
+    record = ParamRecord((), "zeros", 0)
+    record.buffer = True  # materializes as a plain tensor
+    record.device_explicit = device is not None
+    empty = torch.empty(0, dtype=torch.long, device=device)
+    return Parameter.from_record(record, empty, requires_grad=False)
+
+
 class _Norm(Block):
-    """Shared base: per-channel ``gamma``/``beta`` of shape ``(C,)``, with ``C`` the size
-    of the channel axis, inferred from the first batch.
+    """Shared base: per-channel ``weight``/``bias`` (Gluon's ``gamma``/``beta``) of shape
+    ``(C,)``, with ``C`` the size of the channel axis, inferred from the first batch.
 
     Subclasses set ``_min_dims`` and ``_layout`` (for messages), may add per-channel
-    deferred buffers (their names in ``_per_channel``), and write ``forward``.
+    deferred buffers (their names in ``_per_channel``), and write ``forward``. Each also
+    inherits its torch twin (after this class: lateinit's ``forward``, ``extra_repr``,
+    ``reset_parameters``, ``_apply``... win) and declares its Gluon names
+    (``_gluon_names``).
     """
 
     _in_size_arg = "in_channels"
     _min_dims = 2
     _layout = "(N, C, ...)"
-    _per_channel: tuple[str, ...] = ("gamma", "beta")
+    _per_channel: tuple[str, ...] = ("weight", "bias")
     _options: tuple[str, ...] = ("center", "scale")  # shown in the repr when False
+    _has_bias = True  # torch.nn.RMSNorm has no bias slot at all
 
-    gamma: torch.nn.Parameter | None
-    beta: torch.nn.Parameter | None
+    weight: torch.nn.Parameter | None
+    bias: torch.nn.Parameter | None
+    eps: float | None
 
     def __init__(
         self,
@@ -62,17 +92,25 @@ class _Norm(Block):
         if not isinstance(axis, int) or isinstance(axis, bool):
             raise TypeError(f"{name}: axis must be an int, got {axis!r}")
         self._axis = axis
-        self._epsilon = epsilon if epsilon is None else _check_epsilon(name, epsilon)
+        self.eps = epsilon if epsilon is None else _check_epsilon(name, epsilon)
         self._center = check_flag(center, "center", name)
         self._scale = check_flag(scale, "scale", name)
         channels = in_size(in_channels, "in_channels", name)
-        # Declared in the same order (gamma, beta) whether or not in_channels is given.
-        self.gamma = (
-            Parameter((channels,), gamma_initializer, dtype=dtype, device=device) if scale else None
+        # Declared in the same order (weight, bias) whether or not in_channels is given,
+        # so that the seeds (hence the values) are the same deferred and eager.
+        self.register_parameter(
+            "weight",
+            Parameter((channels,), gamma_initializer, dtype=dtype, device=device)
+            if scale
+            else None,
         )
-        self.beta = (
-            Parameter((channels,), beta_initializer, dtype=dtype, device=device) if center else None
-        )
+        if self._has_bias:
+            self.register_parameter(
+                "bias",
+                Parameter((channels,), beta_initializer, dtype=dtype, device=device)
+                if center
+                else None,
+            )
 
     # -- inference ------------------------------------------------------------------------
     def _channels_of(self, x: torch.Tensor) -> int:
@@ -94,6 +132,13 @@ class _Norm(Block):
             t = getattr(self, name)
             if isinstance(t, Parameter):  # deferred (or a probe while explaining an error)
                 t.shape = (channels,)
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        """torch's hook (the twins' ``forward`` call it): at least ``_min_dims`` dims."""
+        if input.dim() < self._min_dims:
+            raise ValueError(
+                f"expected at least {self._min_dims}D input (got {input.dim()}D input)"
+            )
 
     def _refuse_dtype(self, x: torch.Tensor, ref: torch.Tensor) -> None:
         """Called when ``x``'s dtype differs from the parameters' (``ref``): a TypeError
@@ -127,20 +172,27 @@ class _Norm(Block):
     def _describe_expected(self, param: str, dim: int, size: int) -> str:
         return f"it expects in_channels={size} channels {self._axis_words()}"
 
-    # -- repr -----------------------------------------------------------------------------
+    # -- sizes and repr -------------------------------------------------------------------
     def _channels(self) -> int | None:
+        """The number of channels: ``-1`` while unknown, ``None`` without per-channel
+        tensors (a LayerNorm without weight and bias)."""
         for name in self._per_channel:
             t = getattr(self, name)
             if t is not None:
                 return int(t.shape[0])
         return None
 
+    def _known_channels(self) -> int | None:
+        """The number of channels once known, else ``None`` (the twins' size attributes)."""
+        channels = self._channels()
+        return None if channels is None or channels < 0 else channels
+
     def _axis_repr(self) -> str:
         # "last" rather than -1: in a repr, -1 marks a size that is not known yet.
         return "axis=last" if self._axis == -1 else f"axis={self._axis}"
 
     def _repr_parts(self) -> list[str]:
-        return [self._axis_repr(), f"eps={self._epsilon}"]
+        return [self._axis_repr(), f"eps={self.eps}"]
 
     def extra_repr(self) -> str:
         channels = self._channels()
@@ -150,63 +202,86 @@ class _Norm(Block):
         return ", ".join(parts)
 
 
-class BatchNorm(_Norm):
+class BatchNorm(_Norm, _BatchNorm):
     """Batch normalization (Ioffe & Szegedy, 2015), with the number of channels inferred.
 
-    In training, normalizes each channel with the mean and (biased) variance of the batch
-    over every axis but ``axis``, then scales by ``gamma`` and shifts by ``beta``; the
-    running statistics are updated with the unbiased batch variance, as torch does. In
-    eval mode (or with ``use_global_stats=True``) the running statistics are used and not
-    updated.
+    A ``torch.nn.modules.batchnorm._BatchNorm`` (the base of ``torch.nn.BatchNorm1d/2d/3d``)
+    for any input rank, with torch's names: ``weight``, ``bias``, ``running_mean``,
+    ``running_var``, ``num_batches_tracked`` (Gluon's ``gamma``, ``beta``,
+    ``moving_mean``, ``moving_var`` are aliases, and keys with those names load). Its
+    ``state_dict`` loads into ``torch.nn.BatchNorm2d`` (of the same size) and back.
 
-    Momentum follows Gluon's convention, the opposite of torch's:
+    In training, normalizes each channel with the mean and (biased) variance of the batch
+    over every axis but ``axis``, then scales by ``weight`` and shifts by ``bias``; the
+    running statistics are updated with the unbiased batch variance and
+    ``num_batches_tracked`` counts the batches, as torch does. In eval mode (or with
+    ``use_global_stats=True``) the running statistics are used and not updated.
+
+    The ``momentum`` argument follows Gluon's convention, the opposite of torch's:
     ``running = momentum * running + (1 - momentum) * batch``. Gluon's ``momentum=0.9``
-    is torch's ``momentum=0.1`` (``torch.nn.BatchNorm2d`` default): torch's momentum is
-    ``1 - momentum``.
+    is torch's ``momentum=0.1`` (``torch.nn.BatchNorm2d`` default). Where the two
+    conflict torch wins: the attribute ``bn.momentum`` is torch's, ``1 - momentum``
+    (``None`` selects torch's cumulative average); the repr shows Gluon's.
 
     Args:
         axis: the channel axis: ``1`` for ``(N, C, ...)`` inputs, ``-1`` for channels-last
             ``(N, ..., C)`` inputs.
         momentum: Gluon momentum of the running statistics (see above), in ``[0, 1]``.
-        epsilon: added to the variance for numerical stability.
-        center: learn a shift ``beta``; ``False`` drops it.
-        scale: learn a scale ``gamma``; ``False`` drops it.
+        epsilon: added to the variance for numerical stability (the attribute ``eps``).
+        center: learn a shift ``bias``; ``False`` drops it.
+        scale: learn a scale ``weight``; ``False`` drops it.
         use_global_stats: always normalize with the running statistics (and never update
             them), in training too: freezes a pre-trained BatchNorm.
-        beta_initializer, gamma_initializer: the initializers of ``beta`` (zeros) and
-            ``gamma`` (ones).
+        beta_initializer, gamma_initializer: the initializers of ``bias`` (zeros) and
+            ``weight`` (ones).
         running_mean_initializer, running_variance_initializer: those of the running
             statistics (zeros and ones).
         in_channels: the number of channels; inferred from the first batch when ``None``
             (or ``0``, as in Gluon).
         dtype, device: where and how the parameters and statistics are created.
 
+    Attributes (torch's): ``num_features`` (``None`` until the number of channels is
+    known), ``eps``, ``momentum`` (torch's convention), ``affine`` (``center or scale``),
+    ``track_running_stats`` (``True``).
+
     Shapes: input ``(N, C)``, ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)`` with
-    ``C`` on ``axis``; the output has the input's shape. Parameters ``gamma (C,)``,
-    ``beta (C,)``; buffers ``running_mean (C,)``, ``running_var (C,)`` (deferred until the
-    first batch, then plain tensors).
+    ``C`` on ``axis``; the output has the input's shape. Parameters ``weight (C,)``,
+    ``bias (C,)``; buffers ``running_mean (C,)``, ``running_var (C,)`` (deferred until
+    the first batch, then plain tensors) and ``num_batches_tracked ()`` (int64).
 
     Example:
         >>> import torch
         >>> from lateinit import is_deferred
         >>> from lateinit.nn.norm import BatchNorm
         >>> bn = BatchNorm()
-        >>> bn
-        BatchNorm(-1, axis=1, eps=1e-05, momentum=0.9)
+        >>> bn, bn.num_features
+        (BatchNorm(-1, axis=1, eps=1e-05, momentum=0.9), None)
+        >>> isinstance(bn, torch.nn.modules.batchnorm._BatchNorm), bn.gamma is bn.weight
+        (True, True)
         >>> is_deferred(bn.running_mean)
         True
         >>> bn(torch.randn(8, 3, 4, 4)).shape
         torch.Size([8, 3, 4, 4])
-        >>> bn
-        BatchNorm(3, axis=1, eps=1e-05, momentum=0.9)
-        >>> type(bn.running_mean), tuple(bn.running_var.shape)
-        (<class 'torch.Tensor'>, (3,))
+        >>> bn, bn.num_features, bn.momentum
+        (BatchNorm(3, axis=1, eps=1e-05, momentum=0.9), 3, 0.09999999999999998)
+        >>> type(bn.running_mean), tuple(bn.running_var.shape), int(bn.num_batches_tracked)
+        (<class 'torch.Tensor'>, (3,), 1)
+        >>> list(bn.state_dict())
+        ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
     """
 
-    _per_channel = ("gamma", "beta", "running_mean", "running_var")
+    _per_channel = ("weight", "bias", "running_mean", "running_var")
+    _gluon_names: ClassVar[dict[str, str]] = {
+        "gamma": "weight",
+        "beta": "bias",
+        "moving_mean": "running_mean",
+        "moving_var": "running_var",
+    }
 
     running_mean: torch.Tensor
     running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+    momentum: float | None
 
     def __init__(
         self,
@@ -241,8 +316,10 @@ class BatchNorm(_Norm):
             or not 0.0 <= momentum <= 1.0
         ):
             raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum!r}")
-        self._momentum = float(momentum)
-        self._torch_momentum = 1.0 - float(momentum)  # torch's convention
+        self._momentum = float(momentum)  # Gluon's, for the repr
+        self.momentum = 1.0 - float(momentum)  # torch's convention
+        self.affine = self._center or self._scale
+        self.track_running_stats = True
         self._use_global_stats = check_flag(use_global_stats, "use_global_stats", "BatchNorm")
         channels = in_size(in_channels, "in_channels", "BatchNorm")
         for name, initializer in (
@@ -252,24 +329,36 @@ class BatchNorm(_Norm):
             self.register_buffer(
                 name, deferred_buffer((channels,), initializer, dtype=dtype, device=device)
             )
+        self.register_buffer("num_batches_tracked", _batch_counter(device))
+
+    @property
+    def num_features(self) -> int | None:  # type: ignore[override]
+        """The number of channels (torch's attribute); ``None`` until it is known."""
+        return self._known_channels()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
             mean = self.running_mean
             if x.dtype is not mean.dtype:
                 self._refuse_dtype(x, mean)
+            training = self.training and not self._use_global_stats
+            momentum = self.momentum
+            if momentum is None and training:  # torch's cumulative moving average
+                momentum = 1.0 / (float(self.num_batches_tracked) + 1.0)
             moved = self._axis != 1
             h = x.movedim(self._axis, 1) if moved else x
             out = F.batch_norm(
                 h,
                 mean,
                 self.running_var,
-                self.gamma,
-                self.beta,
-                self.training and not self._use_global_stats,
-                self._torch_momentum,
-                self._epsilon,  # type: ignore[arg-type]
+                self.weight,
+                self.bias,
+                training,
+                momentum,  # type: ignore[arg-type]
+                self.eps,  # type: ignore[arg-type]
             )
+            if training:  # counted once the batch is through, as a failed call changes nothing
+                self.num_batches_tracked.add_(1)
             return out.movedim(1, self._axis) if moved else out
         except KERNEL_ERRORS as err:
             raise explain_call(self, err, x)
@@ -280,48 +369,84 @@ class BatchNorm(_Norm):
                 "or use the running statistics: .eval() or use_global_stats=True",
             ) from err
 
+    def _load_from_state_dict(
+        self,
+        state_dict: Any,
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """As torch's: a state dict without ``num_batches_tracked`` (written before torch
+        had it, by Gluon, or by lateinit before it was a twin: no version 2 metadata)
+        loads, with a count of 0 for a layer whose counter is not created yet."""
+        version = local_metadata.get("version", None)
+        key = prefix + "num_batches_tracked"
+        if (version is None or version < 2) and key not in state_dict:
+            if is_deferred(self.num_batches_tracked):
+                state_dict[key] = torch.tensor(0, dtype=torch.long)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def _gluon_momentum(self) -> float | None:
+        """The momentum in Gluon's convention (the constructor's), from torch's."""
+        if self.momentum is None:
+            return None
+        if 1.0 - self._momentum == self.momentum:
+            return self._momentum  # as given, without rounding
+        return 1.0 - self.momentum
+
     def _repr_parts(self) -> list[str]:
-        parts = [self._axis_repr(), f"eps={self._epsilon}", f"momentum={self._momentum}"]
+        parts = [self._axis_repr(), f"eps={self.eps}", f"momentum={self._gluon_momentum()}"]
         if self._use_global_stats:
             parts.append("use_global_stats=True")
         return parts
 
 
-class LayerNorm(_Norm):
+class LayerNorm(_Norm, torch.nn.LayerNorm):
     """Layer normalization (Ba et al., 2016) over the last axis, its size inferred.
 
-    Normalizes each sample over its last axis (mean and biased variance of that axis),
-    then scales by ``gamma`` and shifts by ``beta``. Only ``axis=-1`` is supported (as
-    ``torch.nn.LayerNorm`` with a one-dim ``normalized_shape``): move another axis last
-    first (``x.movedim(axis, -1)``).
+    A ``torch.nn.LayerNorm`` with a one-dim ``normalized_shape``, with torch's names
+    (``weight``, ``bias``; Gluon's ``gamma``, ``beta`` are aliases). Normalizes each
+    sample over its last axis (mean and biased variance of that axis), then scales by
+    ``weight`` and shifts by ``bias``. Only ``axis=-1`` is supported: move another axis
+    last first (``x.movedim(axis, -1)``).
 
     Args:
         axis: must be ``-1``.
-        epsilon: added to the variance for numerical stability.
-        center: learn a shift ``beta``; ``False`` drops it.
-        scale: learn a scale ``gamma``; ``False`` drops it.
+        epsilon: added to the variance for numerical stability (the attribute ``eps``).
+        center: learn a shift ``bias``; ``False`` drops it.
+        scale: learn a scale ``weight``; ``False`` drops it.
         beta_initializer, gamma_initializer: their initializers (zeros and ones).
         in_channels: the size of the last axis; inferred from the first batch when
             ``None`` (or ``0``, as in Gluon).
         dtype, device: where and how the parameters are created.
 
-    Shapes: input ``(*, C)``, output of the same shape. Parameters ``gamma (C,)``,
-    ``beta (C,)``.
+    Attributes (torch's): ``normalized_shape`` (``(C,)``; ``None`` until ``C`` is known,
+    and always without weight and bias, as any size is then accepted), ``eps``,
+    ``elementwise_affine`` (``center or scale``).
+
+    Shapes: input ``(*, C)``, output of the same shape. Parameters ``weight (C,)``,
+    ``bias (C,)``.
 
     Example:
         >>> import torch
         >>> from lateinit.nn.norm import LayerNorm
         >>> ln = LayerNorm()
-        >>> ln
-        LayerNorm(-1, eps=1e-05)
+        >>> ln, ln.normalized_shape
+        (LayerNorm(-1, eps=1e-05), None)
         >>> ln(torch.randn(2, 5, 16)).shape
         torch.Size([2, 5, 16])
-        >>> ln
-        LayerNorm(16, eps=1e-05)
+        >>> ln, ln.normalized_shape, isinstance(ln, torch.nn.LayerNorm)
+        (LayerNorm(16, eps=1e-05), (16,), True)
     """
 
     _min_dims = 1
     _layout = "(*, C)"
+    _gluon_names: ClassVar[dict[str, str]] = {"gamma": "weight", "beta": "bias"}
 
     def __init__(
         self,
@@ -352,40 +477,51 @@ class LayerNorm(_Norm):
             dtype,
             device,
         )
+        self.elementwise_affine = self._center or self._scale
+
+    @property
+    def normalized_shape(self) -> tuple[int, ...] | None:  # type: ignore[override]
+        """``(C,)`` (torch's attribute); ``None`` until ``C`` is known."""
+        channels = self._known_channels()
+        return None if channels is None else (channels,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            gamma, beta = self.gamma, self.beta
-            ref = gamma if gamma is not None else beta
+            weight, bias = self.weight, self.bias
+            ref = weight if weight is not None else bias
             if ref is not None and x.dtype is not ref.dtype:
                 self._refuse_dtype(x, ref)
-            return F.layer_norm(x, x.shape[-1:], gamma, beta, self._epsilon)  # type: ignore[arg-type]
+            return F.layer_norm(x, x.shape[-1:], weight, bias, self.eps)  # type: ignore[arg-type]
         except KERNEL_ERRORS as err:
             raise explain_call(self, err, x)
 
     def _repr_parts(self) -> list[str]:
-        return [f"eps={self._epsilon}"]
+        return [f"eps={self.eps}"]
 
 
-class RMSNorm(_Norm):
+class RMSNorm(_Norm, torch.nn.RMSNorm):
     """Root-mean-square normalization (Zhang & Sennrich, 2019) over the last axis.
 
-    ``y = x / sqrt(mean(x**2, last axis) + epsilon) * gamma``: no centering, no shift.
-    The default ``epsilon=1e-6`` is that of the LLaMA and T5 reference implementations,
-    which this layer mostly serves; ``torch.nn.RMSNorm``'s default ``eps=None`` uses the
-    machine epsilon of the input's dtype (``1.19e-7`` in float32), which ``epsilon=None``
-    selects here too.
+    A ``torch.nn.RMSNorm`` with a one-dim ``normalized_shape``: ``y = x / sqrt(mean(x**2,
+    last axis) + epsilon) * weight``; no centering, no shift. Its scale is ``weight``
+    (Gluon's ``gamma``, an alias). The default ``epsilon=1e-6`` is that of the LLaMA and T5
+    reference implementations, which this layer mostly serves; ``torch.nn.RMSNorm``'s
+    default ``eps=None`` uses the machine epsilon of the input's dtype (``1.19e-7`` in
+    float32), which ``epsilon=None`` selects here too.
 
     Args:
         axis: must be ``-1``.
         epsilon: added to the mean square; ``None`` for ``torch.finfo(x.dtype).eps``.
-        scale: learn a scale ``gamma``; ``False`` drops it.
+        scale: learn a scale ``weight``; ``False`` drops it.
         gamma_initializer: its initializer (ones).
         in_channels: the size of the last axis; inferred from the first batch when
             ``None`` (or ``0``).
         dtype, device: where and how the parameter is created.
 
-    Shapes: input ``(*, C)``, output of the same shape. Parameter ``gamma (C,)``.
+    Attributes (torch's): ``normalized_shape`` (``(C,)``; ``None`` until ``C`` is known,
+    and always without ``weight``), ``eps``, ``elementwise_affine`` (``scale``).
+
+    Shapes: input ``(*, C)``, output of the same shape. Parameter ``weight (C,)``.
 
     Example:
         >>> import torch
@@ -393,13 +529,16 @@ class RMSNorm(_Norm):
         >>> norm = RMSNorm()
         >>> norm(torch.randn(2, 5, 16)).shape
         torch.Size([2, 5, 16])
-        >>> norm
-        RMSNorm(16, eps=1e-06)
+        >>> norm, norm.normalized_shape
+        (RMSNorm(16, eps=1e-06), (16,))
     """
 
     _min_dims = 1
     _layout = "(*, C)"
     _options = ("scale",)
+    _per_channel = ("weight",)
+    _has_bias = False
+    _gluon_names: ClassVar[dict[str, str]] = {"gamma": "weight"}
 
     def __init__(
         self,
@@ -419,40 +558,52 @@ class RMSNorm(_Norm):
         super().__init__(
             axis, epsilon, False, scale, "zeros", gamma_initializer, in_channels, dtype, device
         )
+        self.elementwise_affine = self._scale
+
+    @property
+    def normalized_shape(self) -> tuple[int, ...] | None:  # type: ignore[override]
+        """``(C,)`` (torch's attribute); ``None`` until ``C`` is known."""
+        channels = self._known_channels()
+        return None if channels is None else (channels,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            gamma = self.gamma
-            if gamma is not None and x.dtype is not gamma.dtype:
-                self._refuse_dtype(x, gamma)
-            return F.rms_norm(x, x.shape[-1:], gamma, self._epsilon)
+            weight = self.weight
+            if weight is not None and x.dtype is not weight.dtype:
+                self._refuse_dtype(x, weight)
+            return F.rms_norm(x, x.shape[-1:], weight, self.eps)
         except KERNEL_ERRORS as err:
             raise explain_call(self, err, x)
 
     def _repr_parts(self) -> list[str]:
-        return [f"eps={self._epsilon}"]
+        return [f"eps={self.eps}"]
 
 
-class GroupNorm(_Norm):
+class GroupNorm(_Norm, torch.nn.GroupNorm):
     """Group normalization (Wu & He, 2018), with the number of channels inferred.
 
-    Splits the channels (axis 1) into ``num_groups`` groups and normalizes each sample
-    over each group (its channels and every spatial position), then scales by ``gamma``
-    and shifts by ``beta`` per channel. ``num_groups=1`` normalizes over every axis but
-    the batch (a LayerNorm over ``(C, *spatial)`` with per-channel affine).
+    A ``torch.nn.GroupNorm``, with torch's names (``weight``, ``bias``; Gluon's
+    ``gamma``, ``beta`` are aliases). Splits the channels (axis 1) into ``num_groups``
+    groups and normalizes each sample over each group (its channels and every spatial
+    position), then scales by ``weight`` and shifts by ``bias`` per channel.
+    ``num_groups=1`` normalizes over every axis but the batch (a LayerNorm over
+    ``(C, *spatial)`` with per-channel affine).
 
     Args:
         num_groups: the number of groups; must divide the number of channels.
-        epsilon: added to the variance for numerical stability.
-        center: learn a shift ``beta``; ``False`` drops it.
-        scale: learn a scale ``gamma``; ``False`` drops it.
+        epsilon: added to the variance for numerical stability (the attribute ``eps``).
+        center: learn a shift ``bias``; ``False`` drops it.
+        scale: learn a scale ``weight``; ``False`` drops it.
         beta_initializer, gamma_initializer: their initializers (zeros and ones).
         in_channels: the number of channels; inferred from the first batch when ``None``
             (or ``0``).
         dtype, device: where and how the parameters are created.
 
-    Shapes: input ``(N, C, *)``, output of the same shape. Parameters ``gamma (C,)``,
-    ``beta (C,)``.
+    Attributes (torch's): ``num_groups``, ``num_channels`` (``None`` until known, and
+    always without weight and bias), ``eps``, ``affine`` (``center or scale``).
+
+    Shapes: input ``(N, C, *)``, output of the same shape. Parameters ``weight (C,)``,
+    ``bias (C,)``.
 
     Example:
         >>> import torch
@@ -460,11 +611,12 @@ class GroupNorm(_Norm):
         >>> gn = GroupNorm(num_groups=2)
         >>> gn(torch.randn(2, 6, 4, 4)).shape
         torch.Size([2, 6, 4, 4])
-        >>> gn
-        GroupNorm(6, num_groups=2, eps=1e-05)
+        >>> gn, gn.num_channels
+        (GroupNorm(6, num_groups=2, eps=1e-05), 6)
     """
 
     _layout = "(N, C, *)"
+    _gluon_names: ClassVar[dict[str, str]] = {"gamma": "weight", "beta": "bias"}
 
     def __init__(
         self,
@@ -480,7 +632,6 @@ class GroupNorm(_Norm):
     ) -> None:
         if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups <= 0:
             raise ValueError(f"GroupNorm: num_groups must be a positive int, got {num_groups!r}")
-        self._num_groups = num_groups
         super().__init__(
             1,
             epsilon,
@@ -492,31 +643,38 @@ class GroupNorm(_Norm):
             dtype,
             device,
         )
+        self.num_groups = num_groups
+        self.affine = self._center or self._scale
         if isinstance(in_channels, int) and in_channels > 0 and in_channels % num_groups:
             raise ValueError(
                 f"GroupNorm: in_channels={in_channels} is not divisible by "
                 f"num_groups={num_groups}. Fix: choose num_groups dividing the channels."
             )
 
+    @property
+    def num_channels(self) -> int | None:  # type: ignore[override]
+        """The number of channels (torch's attribute); ``None`` until it is known."""
+        return self._known_channels()
+
     def _channels_of(self, x: torch.Tensor) -> int:
         channels = super()._channels_of(x)
-        if channels % self._num_groups:
+        if channels % self.num_groups:
             raise ShapeMismatchError(
-                f"GroupNorm(num_groups={self._num_groups}) needs a number of channels "
+                f"GroupNorm(num_groups={self.num_groups}) needs a number of channels "
                 f"divisible by num_groups, but the input has {channels} channels on axis 1 "
                 f"(shape {fmt_shape(tuple(x.shape))}). Fix: feed a number of channels that is "
-                f"a multiple of {self._num_groups}, or build the layer with num_groups "
+                f"a multiple of {self.num_groups}, or build the layer with num_groups "
                 f"dividing {channels}"
             )
         return channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            gamma, beta = self.gamma, self.beta
-            ref = gamma if gamma is not None else beta
+            weight, bias = self.weight, self.bias
+            ref = weight if weight is not None else bias
             if ref is not None and x.dtype is not ref.dtype:
                 self._refuse_dtype(x, ref)
-            return F.group_norm(x, self._num_groups, gamma, beta, self._epsilon)  # type: ignore[arg-type]
+            return F.group_norm(x, self.num_groups, weight, bias, self.eps)  # type: ignore[arg-type]
         except KERNEL_ERRORS as err:
             raise explain_call(self, err, x)
         except ValueError as err:  # a single value per group: nothing to normalize
@@ -525,30 +683,38 @@ class GroupNorm(_Norm):
             ) from err
 
     def _repr_parts(self) -> list[str]:
-        return [f"num_groups={self._num_groups}", f"eps={self._epsilon}"]
+        return [f"num_groups={self.num_groups}", f"eps={self.eps}"]
 
 
-class InstanceNorm(_Norm):
+class InstanceNorm(_Norm, _InstanceNorm):
     """Instance normalization (Ulyanov et al., 2016), with the number of channels inferred.
 
-    Normalizes each sample and each channel over its spatial positions (mean and biased
-    variance), then scales by ``gamma`` and shifts by ``beta`` per channel. Keeps no
-    running statistics (as ``torch.nn.InstanceNorm2d`` by default): training and eval
-    behave alike. Unlike Gluon's (``scale=False``), ``scale`` defaults to ``True``, as
-    ``torch.nn.InstanceNorm2d(affine=True)``.
+    A ``torch.nn.modules.instancenorm._InstanceNorm`` (the base of
+    ``torch.nn.InstanceNorm1d/2d/3d``) for any input rank, with torch's names (``weight``,
+    ``bias``; Gluon's ``gamma``, ``beta`` are aliases). Normalizes each sample and each
+    channel over its spatial positions (mean and biased variance), then scales by
+    ``weight`` and shifts by ``bias`` per channel. Keeps no running statistics (as
+    ``torch.nn.InstanceNorm2d`` by default: ``track_running_stats=False``, and
+    ``running_mean``, ``running_var``, ``num_batches_tracked`` are ``None``): training
+    and eval behave alike. Unlike Gluon's (``scale=False``), ``scale`` defaults to
+    ``True``, as ``torch.nn.InstanceNorm2d(affine=True)``.
 
     Args:
         axis: the channel axis: ``1`` for ``(N, C, ...)`` inputs, ``-1`` for channels-last.
-        epsilon: added to the variance for numerical stability.
-        center: learn a shift ``beta``; ``False`` drops it.
-        scale: learn a scale ``gamma``; ``False`` drops it.
+        epsilon: added to the variance for numerical stability (the attribute ``eps``).
+        center: learn a shift ``bias``; ``False`` drops it.
+        scale: learn a scale ``weight``; ``False`` drops it.
         beta_initializer, gamma_initializer: their initializers (zeros and ones).
         in_channels: the number of channels; inferred from the first batch when ``None``
             (or ``0``).
         dtype, device: where and how the parameters are created.
 
+    Attributes (torch's): ``num_features`` (``None`` until known, and always without
+    weight and bias), ``eps``, ``momentum`` (``0.1``, unused), ``affine`` (``center or
+    scale``), ``track_running_stats`` (``False``).
+
     Shapes: input ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)`` with ``C`` on
-    ``axis``; output of the same shape. Parameters ``gamma (C,)``, ``beta (C,)``.
+    ``axis``; output of the same shape. Parameters ``weight (C,)``, ``bias (C,)``.
 
     Example:
         >>> import torch
@@ -556,12 +722,13 @@ class InstanceNorm(_Norm):
         >>> norm = InstanceNorm()
         >>> norm(torch.randn(2, 3, 8, 8)).shape
         torch.Size([2, 3, 8, 8])
-        >>> norm
-        InstanceNorm(3, axis=1, eps=1e-05)
+        >>> norm, norm.num_features
+        (InstanceNorm(3, axis=1, eps=1e-05), 3)
     """
 
     _min_dims = 3
     _layout = "(N, C, *spatial)"
+    _gluon_names: ClassVar[dict[str, str]] = {"gamma": "weight", "beta": "bias"}
 
     def __init__(
         self,
@@ -586,16 +753,26 @@ class InstanceNorm(_Norm):
             dtype,
             device,
         )
+        self.momentum = 0.1
+        self.affine = self._center or self._scale
+        self.track_running_stats = False
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            self.register_buffer(name, None)  # as torch without running statistics
+
+    @property
+    def num_features(self) -> int | None:  # type: ignore[override]
+        """The number of channels (torch's attribute); ``None`` until it is known."""
+        return self._known_channels()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            gamma, beta = self.gamma, self.beta
-            ref = gamma if gamma is not None else beta
+            weight, bias = self.weight, self.bias
+            ref = weight if weight is not None else bias
             if ref is not None and x.dtype is not ref.dtype:
                 self._refuse_dtype(x, ref)
             moved = self._axis != 1
             h = x.movedim(self._axis, 1) if moved else x
-            out = F.instance_norm(h, weight=gamma, bias=beta, eps=self._epsilon)  # type: ignore[arg-type]
+            out = F.instance_norm(h, weight=weight, bias=bias, eps=self.eps)  # type: ignore[arg-type]
             return out.movedim(1, self._axis) if moved else out
         except KERNEL_ERRORS as err:
             empty = self._empty_batch(x)
@@ -618,12 +795,12 @@ class InstanceNorm(_Norm):
             h = x.movedim(self._axis, 1) if moved else x
             if h.shape[0]:
                 return None
-            out = F.instance_norm(h, eps=self._epsilon)  # type: ignore[arg-type]
+            out = F.instance_norm(h, eps=self.eps)  # type: ignore[arg-type]
             per_channel = (1, -1) + (1,) * (h.dim() - 2)
-            if self.gamma is not None:
-                out = out * self.gamma.reshape(per_channel)
-            if self.beta is not None:
-                out = out + self.beta.reshape(per_channel)
+            if self.weight is not None:
+                out = out * self.weight.reshape(per_channel)
+            if self.bias is not None:
+                out = out + self.bias.reshape(per_channel)
             return out.movedim(1, self._axis) if moved else out
         except KERNEL_ERRORS:
             return None
