@@ -325,12 +325,6 @@ def test_infer_shape_and_to_empty_with_twin_names():
     assert bn.num_batches_tracked.dtype == torch.int64
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="block.py: to_empty() gives buffers new tensors without their record, so "
-    "reset_parameters() skips them (and re-initializing a READY buffer makes it a "
-    "torch.nn.Parameter)",
-)
 def test_reset_parameters_redraws_running_statistics():
     net = nn.Sequential(nn.BatchNorm())
     net.infer_shape(lateinit.Spec((None, 4, 8, 8)))

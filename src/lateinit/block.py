@@ -621,10 +621,11 @@ class Block(torch.nn.Module):
             return
         rec, target_dtype = plan
         data = initialized(rec, p.shape, target_dtype, device or p.device, name)
+        cls = torch.nn.Parameter if isinstance(p, torch.nn.Parameter) else torch.Tensor
         journal = active_journal()
         if journal is not None:
-            journal.record_storage(p, p.data, torch.nn.Parameter)
-        set_storage(p, data, torch.nn.Parameter)
+            journal.record_storage(p, p.data, cls)
+        set_storage(p, data, cls)  # a buffer stays a plain tensor
 
     def _record_of(self, name: str, p: torch.nn.Parameter) -> ParamRecord | None:
         """lateinit's record of a parameter under this block: its own, else the one its
@@ -880,7 +881,10 @@ class Block(torch.nn.Module):
         """
         params, buffers = _named_tensors(self)
         with transaction([t for _, t in (*params, *buffers)]):
-            for name, p in [*params, *((n, b) for n, b in buffers if record_of(b) is not None)]:
+            lateinit_buffers = [
+                (n, b) for n, b in buffers if isinstance(b, Parameter) or self._record_of(n, b)
+            ]
+            for name, p in [*params, *lateinit_buffers]:
                 if isinstance(p, Parameter):
                     p.record.path = name
                     if p.is_shaped:

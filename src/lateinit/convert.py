@@ -14,7 +14,9 @@ outputs:
   pools -> ``MaxPool*d``/``AvgPool*d``/``AdaptiveMaxPool*d``/``AdaptiveAvgPool*d``;
   ``BatchNorm`` -> ``BatchNorm1d/2d/3d``, ``InstanceNorm`` -> ``InstanceNorm1d/2d/3d``
   (by the rank of the input the layer saw: pass example inputs when unsure),
-  ``LayerNorm``, ``GroupNorm``, ``RMSNorm``, ``Embedding``, ``RNN``/``LSTM``/``GRU``,
+  ``LayerNorm``, ``GroupNorm``, ``RMSNorm``, ``Embedding``, ``RNN``/``LSTM``/``GRU`` (in
+  a :class:`RecurrentOutput` that returns the output sequence, as lateinit's layer called
+  without states does),
   ``Activation``, ``Dropout``, ``Flatten``, ``Identity``; ``Sequential`` ->
   ``torch.nn.Sequential``.
 - Any other block (attention, ``Residual``, your own) is copied shallowly with its
@@ -106,6 +108,19 @@ class ChannelsLast(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.layer(x.movedim(-1, -self.ndim - 1))
         return y.movedim(-self.ndim - 1, -1)
+
+
+class RecurrentOutput(torch.nn.Module):
+    """A torch ``RNN``/``LSTM``/``GRU`` called as lateinit's layer without states: the
+    output sequence only (torch's module returns ``(output, states)``). The torch module
+    is ``.rnn``, for calls with states."""
+
+    def __init__(self, rnn: torch.nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
 
 
 def to_torch(net: torch.nn.Module, *example_inputs: Any) -> torch.nn.Module:
@@ -307,8 +322,8 @@ def _batch_norm(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
     affine = _norm_tensor(layer, "weight", "gamma") is not None
     bn = cls(
         _affine_size(layer),
-        eps=layer._epsilon,
-        momentum=layer._torch_momentum,
+        eps=layer.eps,
+        momentum=layer.momentum,
         affine=affine,
         track_running_stats=True,
         device="meta",
@@ -326,7 +341,7 @@ def _layer_norm(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
     affine = _norm_tensor(layer, "weight", "gamma") is not None
     has_bias = _norm_tensor(layer, "bias", "beta") is not None
     norm = torch.nn.LayerNorm(
-        _affine_size(layer), eps=layer._epsilon, elementwise_affine=affine, bias=has_bias,
+        _affine_size(layer), eps=layer.eps, elementwise_affine=affine, bias=has_bias,
         device="meta",
     )  # fmt: skip
     return _copy_norm(norm, layer)
@@ -335,7 +350,7 @@ def _layer_norm(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
 def _group_norm(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
     affine = _norm_tensor(layer, "weight", "gamma") is not None
     norm = torch.nn.GroupNorm(
-        layer._num_groups, _affine_size(layer), eps=layer._epsilon, affine=affine, device="meta"
+        layer.num_groups, _affine_size(layer), eps=layer.eps, affine=affine, device="meta"
     )
     return _copy_norm(norm, layer)
 
@@ -343,7 +358,7 @@ def _group_norm(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
 def _rms_norm(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
     affine = _norm_tensor(layer, "weight", "gamma") is not None
     norm = torch.nn.RMSNorm(
-        _affine_size(layer), eps=layer._epsilon, elementwise_affine=affine, device="meta"
+        _affine_size(layer), eps=layer.eps, elementwise_affine=affine, device="meta"
     )
     return _copy_norm(norm, layer)
 
@@ -354,7 +369,7 @@ def _instance_norm(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
         rank, torch.nn.InstanceNorm3d
     )
     affine = _norm_tensor(layer, "weight", "gamma") is not None
-    norm = cls(_affine_size(layer), eps=layer._epsilon, affine=affine, device="meta")
+    norm = cls(_affine_size(layer), eps=layer.eps, affine=affine, device="meta")
     return _copy_norm(norm, layer)
 
 
@@ -386,7 +401,7 @@ def _rnn(layer: Any, ranks: dict[int, int]) -> torch.nn.Module:
     for name, param in zip(out._flat_weights_names, ours, strict=True):
         out._parameters[name] = param
     out._init_flat_weights()
-    return out
+    return RecurrentOutput(out)
 
 
 def _activation(layer: Activation, ranks: dict[int, int]) -> torch.nn.Module:

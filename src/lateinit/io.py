@@ -50,7 +50,7 @@ import torch
 import xxhash
 
 from .block import Block, gluon_key_map
-from .parameter import Parameter, active_journal, commit_storage, transaction
+from .parameter import Parameter, active_journal, commit_storage, materialize, transaction
 from .progress import Progress
 from .shapes import (
     DeferredInitializationError,
@@ -495,6 +495,16 @@ def load_parameters(
         with Progress(total, f"loading {os.path.basename(source)}", progress) as bar:
             values = _read_values(fh, source, index, items, expected, bar)
             _commit(module, fh, source, index, items, values, retie, bar)
+        counters = [
+            t
+            for name, t in module.named_buffers()
+            if isinstance(t, Parameter) and _is_counter(module, name)
+        ]
+        if counters:  # not in the file: start at 0, as torch does
+            for t in counters:
+                if t.is_shaped:
+                    materialize(t)
+            _disarm(module)
 
 
 def _open_for_reading(path: str) -> Any:
@@ -806,7 +816,7 @@ def _plan(
         ]
         used.update(keys)
         if not keys:
-            if not allow_missing:
+            if not allow_missing and not _is_counter(module, names[0]):
                 problems.missing.append(_where(module, names[0]))
             continue
         key = keys[0]
@@ -1084,6 +1094,19 @@ def _disarm(module: torch.nn.Module) -> None:
     else:
         for child in module.children():
             _disarm(child)
+
+
+def _is_counter(module: torch.nn.Module, name: str) -> bool:
+    """A BatchNorm's ``num_batches_tracked``: files from Gluon (and from lateinit before
+    its norm layers became torch twins) do not hold it; such a file still loads, and a
+    counter not created yet starts at 0 (as torch's BatchNorm loads files without it)."""
+    owner, _, attr = name.rpartition(".")
+    if attr != "num_batches_tracked":
+        return False
+    try:
+        return isinstance(module.get_submodule(owner), torch.nn.modules.batchnorm._BatchNorm)
+    except AttributeError:
+        return False
 
 
 def _load_device(tensor: torch.Tensor) -> torch.device:

@@ -132,6 +132,9 @@ class _Norm(Block):
             t = getattr(self, name)
             if isinstance(t, Parameter):  # deferred (or a probe while explaining an error)
                 t.shape = (channels,)
+        # The rank of the input that sized the layer: lateinit.to_torch picks torch's
+        # BatchNorm1d/2d/3d (InstanceNorm1d/2d/3d) by it. A hint only, never read here.
+        self.__dict__["_input_dim"] = x.dim()
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         """torch's hook (the twins' ``forward`` call it): at least ``_min_dims`` dims."""
