@@ -143,12 +143,22 @@ def check_float64(case: LayerCase) -> None:
 
 
 def check_twin(case: LayerCase) -> None:
-    """Same outputs and input gradients as the ``torch.nn`` twin on copied weights."""
+    """Same outputs and input gradients as the ``torch.nn`` twin on copied weights. When
+    the twin is the plain torch class the layer is an instance of, the weights go through
+    ``state_dict`` strictly, both ways: the same keys, shapes and values."""
     if case.twin is None:
         return
     layer, inputs = ready(case)
     twin = case.twin().eval()
-    if case.copy_to_twin is not None:
+    if isinstance(layer, type(twin)) and type(twin).__module__.startswith("torch.nn"):
+        assert list(layer.state_dict()) == list(twin.state_dict()), case.id
+        twin.load_state_dict(layer.state_dict(), strict=True)
+        back = case.build().eval()
+        back(*inputs)  # READY, with values of its own
+        back.load_state_dict(twin.state_dict(), strict=True)
+        for name, value in back.state_dict().items():
+            assert torch.equal(value, layer.state_dict()[name]), f"{case.id}: {name}"
+    elif case.copy_to_twin is not None:
         case.copy_to_twin(layer, twin)
     ours_in = tuple(t.clone().requires_grad_(t.is_floating_point()) for t in inputs)
     twin_leaves = tuple(t.clone().requires_grad_(t.is_floating_point()) for t in inputs)
