@@ -810,7 +810,7 @@ def test_record_of_finds_the_record_of_ready_parameters_too():
 
 def test_layers_pass_their_default_initializer_to_the_constructor():
     p = lateinit.Parameter((2, -1), default_init="ones", in_size_arg="in_features")
-    assert p.default_init == "ones" and p.initializer == lateinit.init.One()
+    assert p.default_init == lateinit.init.One() and p.initializer == lateinit.init.One()
     p.shape = (2, 2)
     with pytest.raises(DeferredInitializationError, match=r"in_features=\.\.\."):
         p.sum()

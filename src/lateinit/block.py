@@ -226,6 +226,14 @@ def _nbytes(t: torch.Tensor) -> int:
     return n * placeholder(t).element_size()
 
 
+def _same_float_dtype(tensors: list[torch.Tensor], own: list[tuple[str, Any]]) -> bool:
+    """Whether the first floating input has the dtype of the layer's first floating own
+    parameter (the common case, answered without building an error)."""
+    first = next((t for t in tensors if t.is_floating_point()), None)
+    mine = next((p for _, p in own if p.is_floating_point()), None)
+    return first is None or mine is None or first.dtype == mine.dtype
+
+
 def _exporting() -> bool:
     """Whether ``torch.export`` is tracing (``torch.compiler.is_exporting``, torch >= 2.5)."""
     check = getattr(torch.compiler, "is_exporting", None)
@@ -462,9 +470,10 @@ class Block(torch.nn.Module):
         if not own:
             return
         tensors = list(iter_tensors((args, kwargs)))
-        error = dtype_error(self, tensors)
-        if error is not None:
-            raise error
+        if not _same_float_dtype(tensors, own):  # else nothing to explain: skip the walk
+            error = dtype_error(self, tensors)
+            if error is not None:
+                raise error
         device = self._creation_device(tensors)
         for _, p in own:
             if device is not None and not p.record.device_explicit and p.device != device:

@@ -403,14 +403,15 @@ class Parameter(torch.nn.Parameter):
         if state:  # type(p)(p.to(device), **p.__dict__): accelerate's init_empty_weights
             return cls._rebuilt(shape, state, requires_grad)
         dims = _normalize_shape(shape)
-        for given in (init, default_init):
-            if given is not None:
-                _init.resolve(given)  # fail now on a bad initializer, not at the first batch
+        # resolved now: a bad initializer fails here, not at the first batch, and the
+        # first batch does not resolve names again
+        own = _init.resolve(init) if init is not None else None
+        default = _init.resolve(default_init) if default_init is not None else None
         empty = torch.empty(0, dtype=dtype or torch.get_default_dtype(), device=device)
         self = torch.Tensor._make_subclass(cls, empty, requires_grad)
-        self._record = ParamRecord(dims, init, _draw_seed())
+        self._record = ParamRecord(dims, own, _draw_seed())
         self._record.device_explicit = device is not None
-        self._record.default = default_init
+        self._record.default = default
         self._record.hint = in_size_arg
         return self
 
@@ -517,9 +518,7 @@ class Parameter(torch.nn.Parameter):
 
     @default_init.setter
     def default_init(self, value: Any) -> None:
-        if value is not None:
-            _init.resolve(value)
-        self._record.default = value
+        self._record.default = None if value is None else _init.resolve(value)
 
     @property
     def initializer(self) -> _init.Initializer:
@@ -894,10 +893,25 @@ def initialized(
     with torch.no_grad():
         data = torch.empty(tuple(shape), dtype=dtype, device=device)
         if data.device.type != "meta":
-            generator = torch.Generator(device=data.device)
+            generator = _generator(data.device)
             generator.manual_seed(rec.seed)
             rec.effective_init(data, generator=generator, name=name)
     return data
+
+
+_generators = threading.local()
+
+
+def _generator(device: torch.device) -> torch.Generator:
+    """This thread's generator for ``device`` (re-seeded for every parameter: creating
+    one per parameter cost more than seeding)."""
+    cache = getattr(_generators, "by_device", None)
+    if cache is None:
+        cache = _generators.by_device = {}
+    generator = cache.get(device)
+    if generator is None:
+        generator = cache[device] = torch.Generator(device=device)
+    return generator
 
 
 def reinit_plan(
