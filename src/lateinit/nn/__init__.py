@@ -3,6 +3,7 @@
 from ..block import Block, ParameterDict
 from .attention import MultiHeadAttention, TransformerEncoderLayer
 from .basic import Activation, Dense, Dropout, Embedding, Flatten, Identity, Lambda
+from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell, SequentialRNNCell
 from .containers import Concatenate, Residual, Sequential
 from .conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose
 from .norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
@@ -63,6 +64,12 @@ __all__ = [
     "RNN",
     "LSTM",
     "GRU",
+    # recurrent cells
+    "RecurrentCell",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "SequentialRNNCell",
     # attention
     "MultiHeadAttention",
     "TransformerEncoderLayer",
