@@ -6,6 +6,7 @@ from .basic import Activation, Dense, Dropout, Embedding, Flatten, Identity, Lam
 from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell, SequentialRNNCell
 from .containers import Concatenate, Residual, Sequential
 from .conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose
+from .hybrid import F, HybridBlock, HybridSequential
 from .norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from .pool import (
     AvgPool1D,
@@ -77,4 +78,8 @@ __all__ = [
     "Sequential",
     "Concatenate",
     "Residual",
+    # Gluon's hybrid blocks
+    "HybridBlock",
+    "HybridSequential",
+    "F",
 ]
