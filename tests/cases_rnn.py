@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from lateinit.nn import Block
+from lateinit.nn import Block, GRUCell, LSTMCell, RNNCell, SequentialRNNCell
 from lateinit.nn.rnn import GRU, LSTM, RNN
 from layercase import LayerCase, rand
 
@@ -14,7 +14,7 @@ from layercase import LayerCase, rand
 def copy_rnn(ours: Any, twin: torch.nn.Module) -> None:
     """Copy every parameter by name (ours have the twin's names); the twin must end up
     fully overwritten."""
-    layer = ours.lstm if isinstance(ours, LSTMWithStates) else ours
+    layer = ours.lstm if isinstance(ours, (LSTMWithStates, LSTMCellWithStates)) else ours
     mine = dict(layer.named_parameters())
     theirs = dict(twin.named_parameters())
     assert sorted(mine) == sorted(theirs)
@@ -33,6 +33,25 @@ class LSTMWithStates(Block):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> Any:
         return self.lstm(x, [h, c])
+
+
+class LSTMCellWithStates(Block):
+    """An LSTMCell called with states ``[h, c]`` given as separate tensor inputs."""
+
+    def __init__(self, hidden_size: int, input_size: int | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        self.lstm = LSTMCell(hidden_size, input_size=input_size, **kwargs)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> Any:
+        return self.lstm(x, [h, c])
+
+
+def stacked_cells(input_size: int | None = None) -> SequentialRNNCell:
+    return SequentialRNNCell(LSTMCell(8, input_size=input_size), GRUCell(6, input_size=8))
+
+
+def _cell_states(out: Any) -> tuple[torch.Tensor, ...]:
+    return tuple(out[1])  # the new states; torch's cells return h, or (h, c)
 
 
 def _first(out: Any) -> Any:
@@ -130,5 +149,79 @@ CASES: list[LayerCase] = [
         output=_flat_states,
         twin_output=_flat_states,
         mismatch_layer="'lstm' (LSTM)",
+    ),
+    LayerCase(
+        "rnn_cell_tanh",
+        RNNCell,
+        {"hidden_size": 8},
+        {"input_size": 10},
+        rand(3, 10),
+        (3, 8),
+        _n(1, 8, [10]),
+        bad_inputs=rand(3, 12),
+        twin=lambda: torch.nn.RNNCell(10, 8),
+        output=_first,
+    ),
+    LayerCase(
+        "rnn_cell_relu_states",
+        RNNCell,
+        {"hidden_size": 8, "activation": "relu"},
+        {"input_size": 10},
+        lambda: (torch.randn(3, 10), torch.randn(3, 8)),
+        (3, 8),
+        _n(1, 8, [10]),
+        bad_inputs=lambda: (torch.randn(3, 4), torch.randn(3, 8)),
+        twin=lambda: torch.nn.RNNCell(10, 8, nonlinearity="relu"),
+        output=_first,
+    ),
+    LayerCase(
+        "lstm_cell",
+        LSTMCell,
+        {"hidden_size": 6},
+        {"input_size": 7},
+        rand(4, 7),
+        ((4, 6), (4, 6)),
+        _n(4, 6, [7]),
+        bad_inputs=rand(4, 9),
+        twin=lambda: torch.nn.LSTMCell(7, 6),
+        output=_cell_states,
+    ),
+    LayerCase(
+        "lstm_cell_states",
+        LSTMCellWithStates,
+        {"hidden_size": 8},
+        {"input_size": 10},
+        lambda: (torch.randn(3, 10), torch.randn(3, 8), torch.randn(3, 8)),
+        ((3, 8), (3, 8)),
+        _n(4, 8, [10]),
+        bad_inputs=lambda: (torch.randn(3, 12), torch.randn(3, 8), torch.randn(3, 8)),
+        twin=lambda: torch.nn.LSTMCell(10, 8),
+        copy_to_twin=copy_rnn,
+        twin_inputs=lambda t: (t[0], (t[1], t[2])),
+        output=_cell_states,
+        mismatch_layer="'lstm' (LSTMCell)",
+    ),
+    LayerCase(
+        "gru_cell_states",
+        GRUCell,
+        {"hidden_size": 5},
+        {"input_size": 6},
+        lambda: (torch.randn(3, 6), torch.randn(3, 5)),
+        (3, 5),
+        _n(3, 5, [6]),
+        bad_inputs=lambda: (torch.randn(3, 2), torch.randn(3, 5)),
+        twin=lambda: torch.nn.GRUCell(6, 5),
+        output=_first,
+    ),
+    LayerCase(
+        "sequential_rnn_cell",
+        stacked_cells,
+        {},
+        {"input_size": 10},
+        rand(3, 10),
+        ((3, 6), ((3, 8), (3, 8), (3, 6))),
+        _n(4, 8, [10]) + _n(3, 6, [8]),
+        bad_inputs=rand(3, 12),
+        mismatch_layer="'0' (LSTMCell)",
     ),
 ]

@@ -33,6 +33,8 @@ LAYERS: list[set[str]] = [
         "lateinit.nn.rnn",
         "lateinit.nn.attention",
         "lateinit.nn.containers",
+        "lateinit.nn.cells",
+        "lateinit.nn.hybrid",
     },
     {
         "lateinit.inference",

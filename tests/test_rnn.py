@@ -43,6 +43,8 @@ def pair(cls, hidden=6, in_size=5, num_layers=1, layout="TNC", bidirectional=Fal
 
 def test_param_counts_match_torch():
     for case in CASES:
+        if case.twin is None:  # a stack of cells
+            continue
         twin = case.twin()
         assert sum(p.numel() for p in twin.parameters()) == case.n_params, case.id
 

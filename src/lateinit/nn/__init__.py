@@ -3,8 +3,10 @@
 from ..block import Block, ParameterDict
 from .attention import MultiHeadAttention, TransformerEncoderLayer
 from .basic import Activation, Dense, Dropout, Embedding, Flatten, Identity, Lambda
+from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell, SequentialRNNCell
 from .containers import Concatenate, Residual, Sequential
 from .conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose
+from .hybrid import F, HybridBlock, HybridSequential
 from .norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from .pool import (
     AvgPool1D,
@@ -63,6 +65,12 @@ __all__ = [
     "RNN",
     "LSTM",
     "GRU",
+    # recurrent cells
+    "RecurrentCell",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "SequentialRNNCell",
     # attention
     "MultiHeadAttention",
     "TransformerEncoderLayer",
@@ -70,4 +78,8 @@ __all__ = [
     "Sequential",
     "Concatenate",
     "Residual",
+    # Gluon's hybrid blocks
+    "HybridBlock",
+    "HybridSequential",
+    "F",
 ]

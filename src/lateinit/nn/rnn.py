@@ -42,12 +42,30 @@ from .basic import (
     positive_int,
 )
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "state_device"]
 
 _LAYOUTS = ("TNC", "NTC")
 _MODES = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
 
 State = torch.Tensor | Sequence[torch.Tensor]
+
+
+def state_device(
+    device: torch.device | str | None,
+    ctx: torch.device | str | None,
+    ref: torch.Tensor,
+    owner: str,
+) -> torch.device:
+    """The device of a recurrent layer's or cell's ``begin_state``: ``device``, or
+    Gluon's ``ctx=`` (the same thing), else ``ref``'s (a parameter's, deferred or not).
+    Both given and different is a ``ValueError``."""
+    if device is not None and ctx is not None and torch.device(device) != torch.device(ctx):
+        raise ValueError(
+            f"{owner}.begin_state: device={device!r} and ctx={ctx!r} disagree; ctx is "
+            "Gluon's name for device: give one of them"
+        )
+    chosen = device if device is not None else ctx
+    return ref.device if chosen is None else torch.device(chosen)
 
 
 class _RNNLayer(Block):
@@ -328,14 +346,29 @@ class _RNNLayer(Block):
         return (out, state, state) if self._n_states == 2 else (out, state)
 
     def begin_state(
-        self, batch_size: int, func: Any = torch.zeros, **kwargs: Any
+        self,
+        batch_size: int = 0,
+        func: Any = torch.zeros,
+        *,
+        device: torch.device | str | None = None,
+        ctx: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **kwargs: Any,
     ) -> list[torch.Tensor]:
         """Initial states (Gluon's ``begin_state``): a list of ``_n_states`` tensors
-        ``(num_layers*directions, batch_size, hidden_size)``, zeros by default, in the
-        parameters' dtype and device unless ``kwargs`` say otherwise."""
+        ``(num_layers*directions, batch_size, hidden_size)`` made by ``func`` (zeros by
+        default), in the parameters' dtype and device unless ``dtype``/``device`` say
+        otherwise (Gluon's ``ctx=`` is ``device=``). Works before the input size is known.
+
+        Example:
+            >>> from lateinit import nn
+            >>> h, c = nn.LSTM(8, num_layers=2).begin_state(3, ctx="cpu")
+            >>> h.shape, c.device.type
+            (torch.Size([2, 3, 8]), 'cpu')
+        """
         ref = self._parameters[self._flat_weights_names[0]]
-        kwargs.setdefault("dtype", ref.dtype)
-        kwargs.setdefault("device", ref.device)
+        kwargs["dtype"] = ref.dtype if dtype is None else dtype
+        kwargs["device"] = state_device(device, ctx, ref, type(self).__name__)
         shape = (self.num_layers * self._dirs, batch_size, self.hidden_size)
         return [func(shape, **kwargs) for _ in range(self._n_states)]
 
