@@ -328,3 +328,20 @@ def test_layer_begin_state_ctx(cls):
     out, new = layer(torch.randn(5, 3, 2), states)
     assert out.shape == (5, 3, 16) and new[0].shape == (4, 3, 8)
     assert layer.begin_state(2, device="cpu", dtype=torch.float64)[0].dtype == torch.float64
+
+
+def test_name_scope_is_accepted_as_in_gluon_1():
+    from lateinit import nn as lnn
+
+    class Net(lnn.Block):
+        def __init__(self):
+            super().__init__()
+            with self.name_scope():
+                self.dense = lnn.Dense(3)
+
+        def forward(self, x):
+            return self.dense(x)
+
+    net = Net()
+    assert net(torch.ones(2, 4)).shape == (2, 3)
+    assert list(net.collect_params()) == ["dense.weight", "dense.bias"]

@@ -11,6 +11,7 @@ is deleted, so a READY network runs the class ``forward`` with nothing added.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -282,6 +283,12 @@ class Block(torch.nn.Module):
         torch.nn.Module.__init__(self)
         self.__dict__["_lateinit"] = BlockState()
         self._arm()
+
+    @contextlib.contextmanager
+    def name_scope(self) -> Iterator[None]:
+        """Gluon 1.x's ``with self.name_scope():`` around child creation. Names here are
+        structural (the attribute names), so it does nothing; it lets Gluon code run."""
+        yield
 
     def gluon_names(self) -> dict[str, str]:
         """Gluon's names of this layer's own parameters and buffers -> torch's names
