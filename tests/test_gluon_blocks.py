@@ -97,9 +97,11 @@ def test_hybrid_block_without_forward_says_so():
         nn.HybridBlock()(torch.rand(2))
 
 
-def test_gluon_params_argument_refused():
-    with pytest.raises(TypeError, match="share_parameters"):
-        MyDense(3, params=object())
+def test_gluon_params_argument_shares_parameters():
+    first = MyDense(3)
+    first(torch.ones(2, 4))
+    second = MyDense(3, params=first.collect_params())
+    assert second.weight is first.weight and second.bias is first.bias
 
 
 def test_gluon2_style_forward_still_works():

@@ -19,7 +19,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "lateinit"
 #: Bottom to top. A module may import modules of its own layer or below; within a layer
 #: the imports must still form no cycle.
 LAYERS: list[set[str]] = [
-    {"lateinit.shapes", "lateinit.version", "lateinit.progress"},  # the leaf
+    {"lateinit.shapes", "lateinit.version", "lateinit.progress", "lateinit.tensorfile"},  # leaf
     {"lateinit.init"},
     {"lateinit.parameter"},
     {"lateinit.explain"},

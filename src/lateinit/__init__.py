@@ -12,6 +12,7 @@ from .io import ParameterFileError
 from .parameter import Parameter, State, is_deferred, state
 from .shapes import DeferredInitializationError, ShapeMismatchError, Spec
 from .summary import Summary, count_params, param_bytes
+from .tensorfile import load, save
 from .trainer import Trainer
 from .version import __version__
 
@@ -34,5 +35,7 @@ __all__ = [
     "count_params",
     "to_torch",
     "param_bytes",
+    "save",
+    "load",
     "__version__",
 ]

@@ -12,6 +12,7 @@ is deleted, so a READY network runs the class ``forward`` with nothing added.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -24,13 +25,26 @@ import torch
 from torch.nn.parameter import is_lazy
 
 from . import init as _init
-from .explain import dtype_error, explain, locate, missing_hook_error, named_mismatch
+from . import tensorfile
+from .explain import (
+    dtype_error,
+    explain,
+    hook_replica,
+    locate,
+    missing_hook_error,
+    named_mismatch,
+)
 from .parameter import (
+    GRAD_REQS,
     Parameter,
     ParamRecord,
     active_journal,
+    as_dtype,
     commit_storage,
+    device_arg,
+    gluon_shape,
     hold,
+    initialize_parameter,
     initialized,
     integration_for,
     materialize,
@@ -38,6 +52,7 @@ from .parameter import (
     placeholder,
     record_of,
     reinit_plan,
+    set_data,
     set_storage,
     transaction,
 )
@@ -51,7 +66,15 @@ from .shapes import (
     iter_tensors,
 )
 
-__all__ = ["Block", "ParameterDict", "BlockState", "gluon_alias", "gluon_key_map", "block_state"]
+__all__ = [
+    "Block",
+    "ParameterDict",
+    "BlockParams",
+    "BlockState",
+    "gluon_alias",
+    "gluon_key_map",
+    "block_state",
+]
 
 
 class ParameterDict(dict[str, torch.nn.Parameter]):
@@ -115,6 +138,254 @@ class ParameterDict(dict[str, torch.nn.Parameter]):
         for p in self.values():
             p.requires_grad_(requires_grad)
         return self
+
+    # -- Gluon's ParameterDict API (docs/design.md, "Gluon's API") -------------------------
+    def initialize(
+        self,
+        init: Any = None,
+        device: torch.device | str | None = None,
+        verbose: bool = False,
+        force_reinit: bool = False,
+        *,
+        ctx: Any = None,
+        dtype: Any = None,
+    ) -> ParameterDict:
+        """Gluon's ``collect_params().initialize(init, ctx, force_reinit=)``: register
+        ``init`` for these parameters (their own initializers still win) and create those
+        whose shape is known; READY ones are left alone with a ``UserWarning`` unless
+        ``force_reinit``. The others are created at the first batch with ``init``.
+
+        Example:
+            >>> import torch
+            >>> from lateinit import nn, init
+            >>> net = nn.Sequential(nn.Dense(3, in_units=2), nn.Dense(1))
+            >>> _ = net.collect_params(".*weight").initialize(init.One())
+            >>> net[0].weight.sum().item(), net[1].weight.shape
+            (6.0, torch.Size([1, -1]))
+        """
+        resolved = _init.resolve(init) if init is not None else None
+        dev = device_arg(device, ctx)
+        with transaction(list(self.values())):
+            for name, p in self.items():
+                initialize_parameter(
+                    p,
+                    resolved,
+                    device=dev,
+                    dtype=as_dtype(dtype),
+                    force_reinit=force_reinit,
+                    name=name,
+                )
+        return self
+
+    def setattr(self, name: str, value: Any) -> None:
+        """Gluon's ``setattr``: set an attribute on every parameter. ``grad_req`` also sets
+        ``requires_grad`` (``"null"``: no gradient), in every state; ``lr_mult``,
+        ``wd_mult`` and others are plain attributes.
+
+        Example:
+            >>> from lateinit import nn
+            >>> net = nn.Dense(2, in_units=3)
+            >>> net.collect_params().setattr("grad_req", "null")
+            >>> net.weight.requires_grad, net.weight.grad_req
+            (False, 'null')
+        """
+        if name == "grad_req" and value not in GRAD_REQS:
+            raise ValueError(f"grad_req must be one of {GRAD_REQS}, got {value!r}")
+        for p in self.values():
+            if name == "grad_req":
+                p.requires_grad_(value != "null")
+                p.__dict__["grad_req"] = value
+            else:
+                setattr(p, name, value)
+
+    def list_ctx(self) -> list[torch.device]:
+        """Gluon's ``list_ctx``: the devices of these parameters (once each, in order)."""
+        return list(dict.fromkeys(p.device for p in self.values()))
+
+    def reset_ctx(self, ctx: Any) -> None:
+        """Gluon's ``reset_ctx``: move every parameter to ``ctx`` (a device), keeping each
+        object (deferred ones will be created there)."""
+        device = device_arg(ctx, None)
+        with transaction(list(self.values())), torch.no_grad():
+            for p in self.values():
+                if isinstance(p, Parameter):
+                    p.reset_ctx(device)
+                elif p.device != device:
+                    p.data = p.data.to(device)
+
+    def save(self, path: str | os.PathLike[str], strip_prefix: str = "") -> None:
+        """Gluon's ``save``: write these parameters to a safetensors file keyed by their
+        names (less ``strip_prefix``). Every parameter must be READY."""
+        waiting = [n for n, p in self.items() if isinstance(p, Parameter)]
+        if waiting:
+            raise DeferredInitializationError(
+                f"cannot save {fmt_list(repr(n) for n in waiting)}: not initialized yet. Fix: "
+                "pass a batch through the network (or infer_shape(...) and initialize()) first."
+            )
+        out = {}
+        for name, p in self.items():
+            if strip_prefix and not name.startswith(strip_prefix):
+                raise ValueError(
+                    f"save: prefix {strip_prefix!r} is not a prefix of parameter name {name!r}"
+                )
+            out[name[len(strip_prefix) :]] = p
+        tensorfile.save(path, out)
+
+    def load(
+        self,
+        path: str | os.PathLike[str],
+        device: torch.device | str | None = None,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+        restore_prefix: str = "",
+        cast_dtype: bool = False,
+        dtype_source: str = "current",
+        *,
+        ctx: Any = None,
+    ) -> None:
+        """Gluon's ``load``: read a file written by :meth:`save` into these parameters,
+        all or nothing. Deferred ones take their unknown dims from the file and become
+        READY (created on ``device`` if given); READY ones are overwritten in place.
+        Values are converted to each parameter's dtype, unless ``cast_dtype`` with
+        ``dtype_source="saved"`` (then a parameter takes the file's dtype)."""
+        loaded = tensorfile.load(path)
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{os.fspath(path)!r} holds a list of tensors, not named parameters")
+        values = {self._canonical(restore_prefix + k): v for k, v in loaded.items()}
+        missing = [n for n in self if n not in values]
+        extra = [k for k in values if k not in self]
+        problems = []
+        if missing and not allow_missing:
+            problems.append(f"missing from the file: {fmt_list(repr(n) for n in missing)}")
+        if extra and not ignore_extra:
+            problems.append(f"not in these parameters: {fmt_list(repr(n) for n in extra)}")
+        for name, value in values.items():
+            p = dict.get(self, name)
+            if p is None:
+                continue
+            mine, theirs = tuple(p.shape), tuple(value.shape)
+            if len(mine) != len(theirs) or any(
+                a != -1 and a != b for a, b in zip(mine, theirs, strict=False)
+            ):
+                problems.append(f"{name!r}: shape {fmt_shape(mine)} here, {theirs} in the file")
+        if problems:
+            raise ValueError(
+                f"cannot load {os.fspath(path)!r} (nothing was changed): "
+                + "; ".join(problems)
+                + ". Fix: allow_missing=True / ignore_extra=True, or the right file."
+            )
+        dev = device_arg(device, ctx)
+        keep_saved = cast_dtype and dtype_source == "saved"
+        with transaction(list(self.values())), torch.no_grad():
+            for name, value in values.items():
+                p = dict.get(self, name)
+                if p is None:
+                    continue
+                if isinstance(p, Parameter):
+                    if dev is not None or keep_saved:
+                        move_placeholder(p, dev, value.dtype if keep_saved else None)
+                    set_data(p, value)
+                elif keep_saved and value.dtype != p.dtype:
+                    p.data = value.to(p.device)
+                else:
+                    set_data(p, value)
+
+    def _canonical(self, key: str) -> str:
+        return key if dict.__contains__(self, key) else self._aliases.get(key, key)
+
+
+class BlockParams(ParameterDict):
+    """A Block's own parameters by their names, as Gluon 1.x's ``block.params``: ``get``
+    creates (or returns) a parameter registered on the block, ``get_constant`` a
+    constant."""
+
+    def __init__(self, block: Block) -> None:
+        super().__init__(
+            ((n, p) for n, p in block._parameters.items() if p is not None),
+            aliases={a: c for a, c in block.gluon_names().items()},
+        )
+        self._block = block
+
+    def get(self, name: str, default: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Gluon's ``params.get(name, shape=, init=, dtype=, grad_req=, lr_mult=,
+        wd_mult=, allow_deferred_init=)``: the block's parameter ``name`` (Gluon's and
+        torch's names both work), created and registered on the block if it does not
+        exist yet. A 0 (or -1) dim in ``shape`` is unknown; given for an existing
+        parameter, ``shape`` must agree with its known dims and fills unknown ones.
+
+        Example:
+            >>> from lateinit import nn
+            >>> class Scale(nn.Block):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.weight = self.params.get("weight", shape=(0,), init="ones")
+            ...     def infer_param_shapes(self, x):
+            ...         self.weight.shape = (x.shape[-1],)
+            ...     def forward(self, x):
+            ...         return x * self.weight
+            >>> import torch
+            >>> Scale()(torch.full((2, 3), 2.0)).tolist()
+            [[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]]
+        """
+        block = self._block
+        canonical = block._torch_name(name)
+        existing = block._parameters.get(canonical)
+        shared = block.__dict__.get("_lateinit_shared")  # params= of the constructor
+        if existing is None and shared is not None and canonical in shared:
+            existing = shared[canonical]
+            block.register_parameter(canonical, existing)
+            dict.__setitem__(self, canonical, existing)
+        if existing is None:
+            if not kwargs and default is not None:
+                return default
+            param = Parameter(canonical, **kwargs)
+            block.register_parameter(canonical, param)
+            dict.__setitem__(self, canonical, param)
+            return param
+        shape = kwargs.get("shape")
+        if shape is not None:
+            wanted = gluon_shape(shape)
+            if isinstance(existing, Parameter):
+                existing.shape = wanted
+            elif len(wanted) != existing.dim() or any(
+                w != -1 and w != d for w, d in zip(wanted, existing.shape, strict=False)
+            ):
+                raise ShapeMismatchError(
+                    f"parameter {name!r} of {type(block).__name__} has shape "
+                    f"{fmt_shape(tuple(existing.shape))}, not {fmt_shape(wanted)}",
+                    param=name,
+                    expected=tuple(existing.shape),
+                    got=wanted,
+                )
+        return existing
+
+    def get_constant(self, name: str, value: Any = None) -> torch.nn.Parameter:
+        """Gluon's ``params.get_constant(name, value)``: a parameter without gradient
+        (``grad_req="null"``) holding ``value`` (a tensor, array or nested list, in
+        torch's default dtype if floating), registered on the block; an existing one is
+        returned as it is.
+
+        Example:
+            >>> from lateinit import nn
+            >>> block = nn.Block()
+            >>> c = block.params.get_constant("scale", [1.0, 2.0])
+            >>> c.tolist(), c.requires_grad, "scale" in block.collect_params()
+            ([1.0, 2.0], False, True)
+        """
+        block = self._block
+        existing = block._parameters.get(name)
+        if existing is not None:
+            return existing
+        if value is None:
+            raise TypeError(f"get_constant({name!r}): give the constant's value")
+        data = torch.as_tensor(value)
+        if data.is_floating_point() and not isinstance(value, torch.Tensor):
+            data = data.to(torch.get_default_dtype())
+        constant = torch.nn.Parameter(data.detach().clone(), requires_grad=False)
+        constant.__dict__.update(grad_req="null", lr_mult=1.0, wd_mult=1.0)
+        block.register_parameter(name, constant)
+        dict.__setitem__(self, name, constant)
+        return constant
 
 
 class BlockState:
@@ -275,13 +546,22 @@ class Block(torch.nn.Module):
         super().__init_subclass__(**kwargs)
         for alias, canonical in cls.__dict__.get("_gluon_names", {}).items():
             setattr(cls, alias, gluon_alias(canonical))
+        init = cls.__dict__.get("__init__")
+        if init is not None and not hasattr(init, "__lateinit_sharing__"):
+            cls.__init__ = _sharing_init(init)  # type: ignore[method-assign]
 
-    def __init__(self) -> None:
+    def __init__(self, *, params: Mapping[str, Any] | None = None, prefix: Any = None) -> None:
+        """``params``: Gluon 1.x's sharing argument, the parameters to share by name
+        (``other.collect_params()``); every layer's constructor accepts it (see
+        :func:`_sharing_init`). ``prefix``: Gluon 1.x's name prefix, ignored (names are
+        structural)."""
         # torch.nn.Module's constructor only: a layer that is also its torch twin
         # (Dense is a torch.nn.Linear) sets the twin's attributes itself, without the
         # twin's constructor (which would allocate parameters of a known size).
         torch.nn.Module.__init__(self)
         self.__dict__["_lateinit"] = BlockState()
+        if params is not None:
+            self.__dict__.setdefault("_lateinit_shared", params)
         self._arm()
 
     @contextlib.contextmanager
@@ -289,6 +569,37 @@ class Block(torch.nn.Module):
         """Gluon 1.x's ``with self.name_scope():`` around child creation. Names here are
         structural (the attribute names), so it does nothing; it lets Gluon code run."""
         yield
+
+    @property
+    def params(self) -> BlockParams:
+        """Gluon 1.x's ``block.params``: this block's own parameters by name, a
+        :class:`BlockParams` whose ``get(name, shape=...)`` creates (or returns) a
+        parameter registered on the block and ``get_constant(name, value)`` a constant.
+        (A child, parameter or attribute named ``params`` takes precedence.)"""
+        for table in ("_modules", "_parameters", "_buffers"):
+            found = self.__dict__.get(table, {}).get("params")
+            if found is not None:
+                return found
+        if "params" in self.__dict__:
+            return self.__dict__["params"]
+        return BlockParams(self)
+
+    @params.setter
+    def params(self, value: Any) -> None:
+        self.__dict__["params"] = value
+
+    def cast(self, dtype: Any) -> Block:
+        """Gluon's ``cast``: convert every floating parameter and buffer to ``dtype`` (a
+        torch dtype or a name such as ``"float16"``), deferred ones included (they will be
+        created in it); ``self.to(dtype)`` in torch. Returns ``self``.
+
+        Example:
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(4, in_units=3), nn.Dense(2)).cast("float16")
+            >>> net[0].weight.dtype, net[1].weight.dtype
+            (torch.float16, torch.float16)
+        """
+        return self.to(as_dtype(dtype))
 
     def gluon_names(self) -> dict[str, str]:
         """Gluon's names of this layer's own parameters and buffers -> torch's names
@@ -471,6 +782,14 @@ class Block(torch.nn.Module):
             if isinstance(p, Parameter)
         ]
 
+    def _has_ready_declared(self) -> bool:
+        """Whether one of this block's own tensors that lateinit declared is READY."""
+        return any(
+            t is not None and not isinstance(t, Parameter) and record_of(t) is not None
+            for table in (self._parameters, self._buffers)
+            for t in table.values()
+        )
+
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Infer, then create, this block's own deferred parameters for these inputs."""
         own = self._infer_own(args, kwargs)
@@ -496,8 +815,17 @@ class Block(torch.nn.Module):
         if own and any(not p.is_shaped for _, p in own):
             if type(self).infer_param_shapes is Block.infer_param_shapes:
                 raise missing_hook_error(self, [(n, p) for n, p in own if not p.is_shaped])
+            # a parameter given values early (p.data = v, set_data, sharing) is READY
+            # beside deferred ones: the hook, which assigns every shape, runs on a replica
+            # whose tables hold stand-ins of the known shapes, and the shapes it found
+            # are copied to the deferred ones (error path and this rare case only)
+            target = hook_replica(self) if self._has_ready_declared() else self
             try:
-                self.infer_param_shapes(*args, **kwargs)
+                target.infer_param_shapes(*args, **kwargs)
+                if target is not self:
+                    for n, p in own:
+                        table = "_parameters" if n in self._parameters else "_buffers"
+                        p.shape = tuple(target.__dict__[table][n].shape)
             except ShapeMismatchError as err:
                 raise named_mismatch(self, err, args, self._lateinit.fixed_by) from None
             unfilled = [f"{n} {fmt_shape(tuple(p.shape))}" for n, p in own if not p.is_shaped]
@@ -752,7 +1080,9 @@ class Block(torch.nn.Module):
         """An ordered dict of structural names (``"0.weight"``) to parameters.
 
         Args:
-            select: a regex; only names it matches (``re.match``) are kept.
+            select: a regex; only names it matches (``re.match``, as Gluon) are kept,
+                torch's or Gluon's (``".*gamma"`` selects BatchNorm's ``weight``); several
+                patterns are joined by ``|`` (``".*weight|.*bias"``).
 
         Shared parameters appear once. The ``repr`` lists shape (``-1`` = unknown), dtype
         and state (DECLARED, SHAPED or READY).
@@ -1032,6 +1362,48 @@ class Block(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return ""
+
+
+def _takes_params(init: Callable[..., Any]) -> bool:
+    """Whether a constructor names a ``params`` argument of its own."""
+    try:
+        found = inspect.signature(init).parameters.get("params")
+    except (TypeError, ValueError):
+        return False
+    return found is not None and found.kind is not inspect.Parameter.VAR_KEYWORD
+
+
+def _sharing_init(init: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a Block subclass's ``__init__`` to accept Gluon 1.x's ``params=`` (the
+    parameters to share, e.g. ``other.collect_params()``) without every layer naming it.
+
+    The argument is taken out (unless the constructor names ``params`` itself, then it
+    reaches ``Block.__init__``), and once the outermost constructor has returned, the new
+    block shares those parameters by structural name (:meth:`Block.share_parameters`:
+    known dims must agree). Construction only: nothing is added to calls."""
+    takes = _takes_params(init)
+
+    @functools.wraps(init)
+    def __init__(self: Block, *args: Any, **kwargs: Any) -> None:
+        shared = None if takes else kwargs.pop("params", None)
+        if shared is not None:
+            self.__dict__.setdefault("_lateinit_shared", shared)
+        depth = self.__dict__.get("_lateinit_depth", 0)
+        self.__dict__["_lateinit_depth"] = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            if depth:
+                self.__dict__["_lateinit_depth"] = depth
+            else:
+                del self.__dict__["_lateinit_depth"]
+        if depth == 0:
+            pending = self.__dict__.pop("_lateinit_shared", None)
+            if pending is not None:
+                self.share_parameters(pending)
+
+    __init__.__lateinit_sharing__ = True  # type: ignore[attr-defined]
+    return __init__
 
 
 def _merge_for_sharing(

@@ -68,20 +68,94 @@ def _fans(shape: Sequence[int]) -> tuple[int, int]:
 
 
 class Initializer:
-    """Base class: fill a tensor in place; subclasses implement ``_fill``."""
+    """Base class: fill a tensor in place; subclasses implement ``_fill``.
+
+    Gluon's way works too: a subclass that implements ``_init_weight(name, arr)`` (and
+    optionally ``_init_bias``, ``_init_gamma``, ``_init_beta``, ``_init_default``) instead
+    of ``_fill`` is dispatched by the parameter's name as Gluon's ``InitDesc`` does:
+    names ending in (or, torch's recurrent names, starting with) ``weight`` go to
+    ``_init_weight``, ``bias`` to ``_init_bias`` (zeros), ``gamma`` to ones, ``beta`` to
+    zeros, ``running_mean``/``moving_mean`` to zeros, ``running_var``/``moving_var`` to
+    ones, anything else to ``_init_default``. ``arr`` is the tensor, filled in place
+    (``arr[:] = ...``) under ``no_grad``; torch's global RNG is seeded from the
+    parameter's own seed around the call, so values stay reproducible.
+
+    Example:
+        >>> import torch
+        >>> from lateinit import init
+        >>> class Twos(init.Initializer):
+        ...     def _init_weight(self, name, arr):
+        ...         arr[:] = 2.0
+        >>> w, b = torch.empty(2, 2), torch.empty(2)
+        >>> Twos()(w, name="0.weight").sum().item(), Twos()(b, name="0.bias").sum().item()
+        (8.0, 0.0)
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
 
     def __call__(
         self, tensor: torch.Tensor, *, generator: torch.Generator | None = None, name: str = ""
     ) -> torch.Tensor:
         with torch.no_grad():
-            self._fill(tensor, generator)
+            if type(self)._fill is Initializer._fill:  # a Gluon-style subclass
+                _seeded_global(tensor, generator, lambda t: self._init_by_name(name, t))
+            else:
+                self._fill(tensor, generator)
         return tensor
 
     def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
-        raise NotImplementedError
+        raise NotImplementedError  # replaced by the name dispatch above
+
+    def _init_by_name(self, name: str, arr: torch.Tensor) -> None:
+        """Gluon's ``InitDesc`` dispatch on the parameter's (last) name."""
+        last = name.rpartition(".")[2]
+        if last in ("running_mean", "moving_mean", "moving_avg") or last.endswith("min"):
+            self._init_zero(name, arr)
+        elif last in ("running_var", "moving_var") or last.endswith("max"):
+            self._init_one(name, arr)
+        elif last.endswith("weight") or last.startswith("weight"):
+            self._init_weight(name, arr)
+        elif last.endswith("bias") or last.startswith("bias"):
+            self._init_bias(name, arr)
+        elif last.endswith("gamma"):
+            self._init_gamma(name, arr)
+        elif last.endswith("beta"):
+            self._init_beta(name, arr)
+        else:
+            self._init_default(name, arr)
+
+    def _init_zero(self, name: str, arr: torch.Tensor) -> None:
+        arr.fill_(0.0)
+
+    def _init_one(self, name: str, arr: torch.Tensor) -> None:
+        arr.fill_(1.0)
+
+    def _init_bias(self, name: str, arr: torch.Tensor) -> None:
+        arr.fill_(0.0)
+
+    def _init_gamma(self, name: str, arr: torch.Tensor) -> None:
+        arr.fill_(1.0)
+
+    def _init_beta(self, name: str, arr: torch.Tensor) -> None:
+        arr.fill_(0.0)
+
+    def _init_weight(self, name: str, arr: torch.Tensor) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot initialize {name or 'a weight'!r}: an Initializer "
+            "subclass implements _fill(tensor, generator), or Gluon's "
+            "_init_weight(name, arr) filling arr in place"
+        )
+
+    def _init_default(self, name: str, arr: torch.Tensor) -> None:
+        raise ValueError(
+            f"{type(self).__name__}: unknown initialization pattern for {name!r} (not a "
+            "weight, bias, gamma, beta or running statistic). Fix: implement "
+            "_init_default(name, arr), or give this parameter its own initializer"
+        )
 
     def _args(self) -> dict[str, Any]:
-        return {}
+        return dict(getattr(self, "_kwargs", {}))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._args().items())
@@ -314,6 +388,27 @@ class Mixed(Initializer):
         return id(self)
 
 
+def _seeded_global(
+    tensor: torch.Tensor, generator: torch.Generator | None, fn: Callable[[torch.Tensor], Any]
+) -> None:
+    """Run ``fn(tensor)``, code that draws from torch's global RNG, with that RNG seeded
+    from ``generator``'s seed inside a fork that restores it (values stay reproducible
+    and the caller's random stream is untouched); without a generator, as it is."""
+    if generator is None:
+        fn(tensor)
+        return
+    # Seed only the generator of the tensor's device, inside a fork that restores it.
+    seed = generator.initial_seed()
+    on_cuda = tensor.device.type == "cuda"
+    devices = [tensor.device] if on_cuda else []
+    with torch.random.fork_rng(devices=devices, device_type="cuda"):
+        torch.default_generator.manual_seed(seed)
+        if on_cuda:
+            with torch.cuda.device(tensor.device):
+                torch.cuda.manual_seed(seed)
+        fn(tensor)
+
+
 class _Callable(Initializer):
     """Adapter for torch's ``torch.nn.init.*_`` functions and any ``fn(tensor)`` callable.
 
@@ -332,19 +427,7 @@ class _Callable(Initializer):
         if self._takes_generator:
             self.fn(tensor, generator=generator)
             return
-        if generator is None:
-            self.fn(tensor)
-            return
-        # Seed only the generator of the tensor's device, inside a fork that restores it.
-        seed = generator.initial_seed()
-        on_cuda = tensor.device.type == "cuda"
-        devices = [tensor.device] if on_cuda else []
-        with torch.random.fork_rng(devices=devices, device_type="cuda"):
-            torch.default_generator.manual_seed(seed)
-            if on_cuda:
-                with torch.cuda.device(tensor.device):
-                    torch.cuda.manual_seed(seed)
-            self.fn(tensor)
+        _seeded_global(tensor, generator, self.fn)
 
     def __repr__(self) -> str:
         return getattr(self.fn, "__name__", repr(self.fn))

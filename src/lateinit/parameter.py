@@ -53,6 +53,12 @@ __all__ = [
     "integration_for",
     "hold",
     "transaction",
+    "assign",
+    "set_data",
+    "initialize_parameter",
+    "device_arg",
+    "as_dtype",
+    "GRAD_REQS",
 ]
 
 # Locks belong to parameters, not to the process: each record holds a reentrant lock, and
@@ -357,6 +363,7 @@ _OK_ATTRS = {
     "is_xpu",
     "is_mps",
     "names",
+    "name",  # torch's (read-only, None): Gluon's p.name is collect_params()'s key
     "_backward_hooks",
     "_post_accumulate_grad_hooks",
 }
@@ -388,7 +395,67 @@ class Parameter(torch.nn.Parameter):
 
     _record: ParamRecord
 
-    def __new__(
+    def __new__(cls, *args: Any, **kwargs: Any) -> Parameter:
+        # Gluon's signature, Parameter(name, grad_req=, shape=, ...), is told apart from
+        # lateinit's, Parameter(shape, init), by the first argument: a str is a name.
+        if (args and isinstance(args[0], str)) or (not args and "name" in kwargs):
+            return cls._gluon(*args, **kwargs)
+        return cls._declare(*args, **kwargs)
+
+    @classmethod
+    def _gluon(
+        cls,
+        name: str,
+        grad_req: str = "write",
+        shape: Sequence[int] | int | None = None,
+        dtype: Any = None,
+        lr_mult: float = 1.0,
+        wd_mult: float = 1.0,
+        init: Any = None,
+        allow_deferred_init: bool = False,
+        differentiable: bool = True,
+        stype: str = "default",
+        grad_stype: str = "default",
+        *,
+        device: torch.device | str | None = None,
+        ctx: Any = None,
+        default_init: Any = None,
+        in_size_arg: str = "",
+    ) -> Parameter:
+        """Gluon's ``Parameter(name, grad_req="write", shape=None, dtype=, lr_mult=1.0,
+        wd_mult=1.0, init=None, allow_deferred_init=False, differentiable=True)``; a 0 (or
+        -1) dim in ``shape`` is unknown. Every lateinit parameter may be deferred, so
+        ``allow_deferred_init`` changes nothing."""
+        if not isinstance(name, str):
+            raise TypeError(f"Parameter: name must be a str, got {name!r}")
+        if shape is None:
+            raise TypeError(
+                f"Parameter({name!r}): give shape=, with 0 for each unknown dim (lateinit "
+                "needs the number of dims when the parameter is declared)"
+            )
+        if stype != "default" or grad_stype != "default":
+            raise ValueError(f"Parameter({name!r}): sparse storage types are not supported")
+        if grad_req not in GRAD_REQS:
+            raise ValueError(
+                f"Parameter({name!r}): grad_req must be one of {GRAD_REQS}, got {grad_req!r}"
+            )
+        if not differentiable:
+            grad_req = "null"
+        self = cls._declare(
+            gluon_shape(shape),
+            init,
+            dtype=as_dtype(dtype),
+            device=device_arg(device, ctx),
+            requires_grad=grad_req != "null",
+            default_init=default_init,
+            in_size_arg=in_size_arg,
+        )
+        self._record.name = name
+        self.__dict__.update(grad_req=grad_req, lr_mult=lr_mult, wd_mult=wd_mult)
+        return self
+
+    @classmethod
+    def _declare(
         cls,
         shape: Sequence[int] | int,
         init: Any = None,
@@ -400,6 +467,7 @@ class Parameter(torch.nn.Parameter):
         in_size_arg: str = "",
         **state: Any,
     ) -> Parameter:
+        """lateinit's ``Parameter(shape, init=None, *, dtype=, device=, requires_grad=)``."""
         if state:  # type(p)(p.to(device), **p.__dict__): accelerate's init_empty_weights
             return cls._rebuilt(shape, state, requires_grad)
         dims = _normalize_shape(shape)
@@ -425,6 +493,7 @@ class Parameter(torch.nn.Parameter):
         the same record (sizes, initializer, seed), the converted placeholder."""
         record = state.pop("_record", None)
         state.pop("is_deferred", None)
+        gluon = {k: state.pop(k) for k in _GLUON_ATTRS if k in state}
         if not isinstance(record, ParamRecord) or state or not isinstance(tensor, torch.Tensor):
             names = ", ".join(sorted(state)) or "_record"
             raise TypeError(
@@ -434,7 +503,9 @@ class Parameter(torch.nn.Parameter):
             )
         source = placeholder(tensor)
         empty = torch.empty(0, dtype=source.dtype, device=source.device)
-        return cls.from_record(record, empty, requires_grad)
+        new = cls.from_record(record, empty, requires_grad)
+        new.__dict__.update(gluon)
+        return new
 
     @classmethod
     def from_record(
@@ -529,6 +600,80 @@ class Parameter(torch.nn.Parameter):
     def initializer(self, value: Any) -> None:
         self._record.init = None if value is None else _init.resolve(value)
 
+    # -- Gluon's attributes and methods (docs/design.md, "Gluon's API") ------------------
+    # Stored in the object's __dict__, they stay plain attributes once the parameter is
+    # READY (the same object, then a plain torch.nn.Parameter).
+    @property
+    def grad_req(self) -> str:
+        """Gluon's ``"write"``, ``"add"`` or ``"null"`` (no gradient:
+        ``requires_grad=False``). Once READY this is a plain attribute: use
+        ``requires_grad_()`` (or ``ParameterDict.setattr("grad_req", ...)``) there."""
+        return self.__dict__.get("grad_req", "write" if self.requires_grad else "null")
+
+    @grad_req.setter
+    def grad_req(self, value: str) -> None:
+        if value not in GRAD_REQS:
+            raise ValueError(f"grad_req must be one of {GRAD_REQS}, got {value!r}")
+        self.__dict__["grad_req"] = value
+        self.requires_grad_(value != "null")
+
+    @property
+    def lr_mult(self) -> float:
+        """Gluon's learning-rate multiplier (1.0 unless set)."""
+        return self.__dict__.get("lr_mult", 1.0)
+
+    @lr_mult.setter
+    def lr_mult(self, value: float) -> None:
+        self.__dict__["lr_mult"] = value
+
+    @property
+    def wd_mult(self) -> float:
+        """Gluon's weight-decay multiplier (1.0 unless set)."""
+        return self.__dict__.get("wd_mult", 1.0)
+
+    @wd_mult.setter
+    def wd_mult(self, value: float) -> None:
+        self.__dict__["wd_mult"] = value
+
+    def initialize(
+        self,
+        init: Any = None,
+        device: torch.device | str | None = None,
+        default_init: Any = None,
+        force_reinit: bool = False,
+        *,
+        ctx: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """Gluon's ``Parameter.initialize``: register ``init`` and create the values if
+        the shape is known (see :func:`initialize_parameter`, which works in every state:
+        this method exists only while the parameter is deferred)."""
+        if default_init is not None and self._record.default is None:
+            self.default_init = default_init
+        initialize_parameter(
+            self, init, device=device_arg(device, ctx), dtype=dtype, force_reinit=force_reinit
+        )
+
+    def set_data(self, value: Any) -> None:
+        """Gluon's ``set_data`` while deferred: READY with a copy of ``value`` (see
+        :func:`set_data`; once READY, ``with torch.no_grad(): p.copy_(value)``)."""
+        set_data(self, value)
+
+    def list_ctx(self) -> list[torch.device]:
+        """Gluon's ``list_ctx``: the device the values will be created on."""
+        return [self.device]
+
+    def reset_ctx(self, ctx: Any) -> None:
+        """Gluon's ``reset_ctx`` while deferred: create the values on ``ctx`` instead."""
+        with transaction([self]):
+            move_placeholder(self, device_arg(ctx, None), None)
+            self._record.device_explicit = True
+
+    def cast(self, dtype: Any) -> None:
+        """Gluon's ``cast`` while deferred: create the values in ``dtype`` instead."""
+        with transaction([self]):
+            move_placeholder(self, None, as_dtype(dtype))
+
     def __repr__(self) -> str:
         dtype = str(self.dtype).replace("torch.", "")
         return (
@@ -545,6 +690,7 @@ class Parameter(torch.nn.Parameter):
             placeholder(self).clone() if empty is None else empty,
             self.requires_grad,
         )
+        new.__dict__.update(_gluon_attrs(self))
         return new
 
     def private_copy(self) -> Parameter:
@@ -564,7 +710,13 @@ class Parameter(torch.nn.Parameter):
         raw = placeholder(self)
         return (
             _rebuild,
-            (self._record.__getstate__(), raw.dtype, str(raw.device), self.requires_grad),
+            (
+                self._record.__getstate__(),
+                raw.dtype,
+                str(raw.device),
+                self.requires_grad,
+                _gluon_attrs(self),
+            ),
         )
 
     # -- torch function gate -----------------------------------------------------------
@@ -583,7 +735,19 @@ class Parameter(torch.nn.Parameter):
                         found[0].on_read(args[0], found[1])
                 return _disabled(func, args, kwargs)
             raise use_error(args[0], f".{attr}")
-        if name in ("__set__", "__delete__"):
+        if name == "__set__":
+            attr = getattr(getattr(func, "__self__", None), "__name__", "")
+            value = args[1] if len(args) > 1 else None
+            if (
+                attr == "data"
+                and isinstance(args[0], Parameter)
+                and isinstance(value, torch.Tensor)
+                and not isinstance(value, Parameter)
+            ):  # p.data = values: the parameter becomes READY with them (docs/design.md)
+                assign(args[0], value)
+                return None
+            return _disabled(func, args, kwargs)
+        if name == "__delete__":
             return _disabled(func, args, kwargs)
         self = _first_deferred((*args, *kwargs.values()))
         if self is None:  # e.g. an op on plain tensors that only mentions our type
@@ -798,11 +962,17 @@ def use_error(param: Parameter, what: str) -> DeferredInitializationError:
 
 
 def _rebuild(
-    state: dict[str, Any], dtype: torch.dtype, device: str, requires_grad: bool
+    state: dict[str, Any],
+    dtype: torch.dtype,
+    device: str,
+    requires_grad: bool,
+    gluon: dict[str, Any] | None = None,
 ) -> Parameter:
     rec = ParamRecord.__new__(ParamRecord)
     rec.__setstate__(state)
-    return Parameter.from_record(rec, torch.empty(0, dtype=dtype, device=device), requires_grad)
+    new = Parameter.from_record(rec, torch.empty(0, dtype=dtype, device=device), requires_grad)
+    new.__dict__.update(gluon or {})
+    return new
 
 
 def deferred_buffer(
@@ -835,6 +1005,152 @@ def deferred_buffer(
     buf = Parameter(shape, init, dtype=dtype, device=device, requires_grad=False)
     buf._record.buffer = True  # materializes as a plain tensor
     return buf
+
+
+#: Gluon's gradient requests: overwrite, accumulate, none.
+GRAD_REQS = ("write", "add", "null")
+_GLUON_ATTRS = ("grad_req", "lr_mult", "wd_mult")
+
+
+def _gluon_attrs(param: torch.Tensor) -> dict[str, Any]:
+    return {k: param.__dict__[k] for k in _GLUON_ATTRS if k in param.__dict__}
+
+
+def gluon_shape(shape: Sequence[int] | int) -> tuple[int, ...]:
+    """A shape in Gluon's spelling, where 0 (or -1) is an unknown dim, in lateinit's (-1).
+
+    Example:
+        >>> gluon_shape((0, 100)), gluon_shape(5)
+        ((-1, 100), (5,))
+    """
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    return tuple(UNKNOWN if d in (0, None) else d for d in dims)
+
+
+def as_dtype(dtype: Any) -> torch.dtype | None:
+    """A dtype given as torch's, a name (``"float16"``, Gluon's spelling) or a numpy dtype.
+
+    Example:
+        >>> as_dtype("float16"), as_dtype(torch.bfloat16), as_dtype(None)
+        (torch.float16, torch.bfloat16, None)
+    """
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = getattr(dtype, "__name__", None) or getattr(dtype, "name", None) or str(dtype)
+    found = getattr(torch, str(name).rpartition(".")[2], None)
+    if isinstance(found, torch.dtype):
+        return found
+    raise TypeError(f"unknown dtype {dtype!r}; give a torch.dtype or a name such as 'float32'")
+
+
+def device_arg(device: Any, ctx: Any) -> torch.device | None:
+    """The device from ``device=`` or Gluon's ``ctx=`` (one device, or a list of one:
+    lateinit parameters live on one device; use DDP/FSDP2 for several)."""
+    if device is not None and ctx is not None:
+        raise TypeError("give device= or Gluon's ctx=, not both (ctx= is device=)")
+    value = ctx if device is None else device
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ValueError(
+                f"a parameter lives on one device, got {len(value)} contexts {value!r}; for "
+                "data parallelism use torch's DistributedDataParallel (lateinit.distributed)"
+            )
+        value = value[0]
+    return None if value is None else torch.device(value)
+
+
+def assign(param: Parameter, value: torch.Tensor) -> None:
+    """``param.data = value`` on a deferred parameter: it becomes READY with ``value`` as
+    its data, as torch's ``.data =`` does (it shares ``value``'s memory, dtype and
+    device). Its known dims must agree with ``value``'s shape (a
+    ``ShapeMismatchError`` otherwise); unknown dims are taken from it. Journaled: inside
+    a failing first pass it is undone."""
+    with transaction([param]):
+        _fill_shape(param, tuple(value.shape))
+        commit_storage(param, value.detach())
+
+
+def set_data(param: torch.Tensor, value: Any) -> None:
+    """Gluon's ``p.set_data(value)`` for a parameter in any state: a copy of ``value`` in
+    the parameter's dtype and on its device. A deferred parameter becomes READY with it
+    (known dims must agree, unknown ones are taken from ``value``); a READY one is
+    overwritten in place under ``no_grad`` (torch: ``with torch.no_grad(): p.copy_(v)``).
+
+    Example:
+        >>> import torch, lateinit
+        >>> p = lateinit.Parameter("weight", shape=(2, 0))
+        >>> set_data(p, torch.ones(2, 3, dtype=torch.float64))
+        >>> lateinit.state(p), p.dtype, tuple(p.shape)
+        (READY, torch.float32, (2, 3))
+    """
+    if not isinstance(param, Parameter):
+        with torch.no_grad():
+            param.copy_(torch.as_tensor(value))
+        return
+    raw = placeholder(param)
+    value = torch.as_tensor(value)
+    with transaction([param]):
+        _fill_shape(param, tuple(value.shape))
+        data = torch.empty(tuple(value.shape), dtype=raw.dtype, device=raw.device)
+        with torch.no_grad():
+            data.copy_(value)
+        commit_storage(param, data)
+
+
+def _fill_shape(param: Parameter, shape: tuple[int, ...]) -> None:
+    """Fill ``param``'s unknown dims from the shape of values given to it."""
+    try:
+        param.shape = shape
+    except ShapeMismatchError as err:
+        raise ShapeMismatchError(
+            f"cannot give parameter {param._record.label!r} values of shape {fmt_shape(shape)}:"
+            f" {err}. Fix: give values whose sizes agree with its known dims (-1 = any).",
+            param=param._record.label,
+            expected=param._record.shape,
+            got=shape,
+        ) from None
+
+
+def initialize_parameter(
+    param: torch.Tensor,
+    init: Any = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    force_reinit: bool = False,
+    name: str = "",
+) -> None:
+    """Gluon's ``Parameter.initialize`` for one parameter in any state.
+
+    A deferred parameter: ``init`` is registered (its own initializer still wins, as in
+    Gluon), ``device``/``dtype`` set where it is created, and it is created now if its
+    shape is known. A READY one is left alone with a ``UserWarning`` unless
+    ``force_reinit`` (then drawn again from a fresh seed, in place of its values).
+    """
+    resolved = _init.resolve(init) if init is not None else None
+    device = torch.device(device) if device is not None else None
+    with transaction([param]):
+        if isinstance(param, Parameter):
+            rec = param._record
+            if resolved is not None:
+                rec.registered = resolved
+            if device is not None or dtype is not None:
+                move_placeholder(param, device, dtype)
+                rec.device_explicit = rec.device_explicit or device is not None
+            if param.is_shaped:
+                materialize(param)
+            return
+        label = name or "<parameter>"
+        plan = reinit_plan(label, param, record_of(param), resolved, dtype, force_reinit)
+        if plan is None:
+            return
+        rec, target_dtype = plan
+        data = initialized(rec, param.shape, target_dtype, device or param.device, label)
+        cls = torch.nn.Parameter if isinstance(param, torch.nn.Parameter) else torch.Tensor
+        journal = active_journal()
+        if journal is not None:
+            journal.record_storage(param, param.data, cls)
+        set_storage(param, data, cls)
 
 
 def state(tensor: Any) -> State:
@@ -958,6 +1274,11 @@ def commit_storage(param: Parameter, data: torch.Tensor) -> None:
     # A READY parameter is a plain torch.nn.Parameter (a buffer a plain tensor); the
     # metadata stays in its __dict__ (for force_reinit) and `is_deferred` now reads False.
     param.__dict__["is_deferred"] = False
+    # Gluon's attributes stay readable as plain attributes (docs/design.md, "Gluon's API")
+    if not param._record.buffer:
+        param.__dict__.setdefault("grad_req", "write" if param.requires_grad else "null")
+        param.__dict__.setdefault("lr_mult", 1.0)
+        param.__dict__.setdefault("wd_mult", 1.0)
 
 
 def move_placeholder(

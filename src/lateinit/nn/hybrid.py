@@ -733,8 +733,8 @@ class HybridBlock(Block):
     Gluon's ``static_alloc`` and ``static_shape`` are accepted and have no effect).
 
     ``prefix`` and ``params`` (Gluon 1.x constructor arguments) are accepted for old code:
-    names are structural here, so ``prefix`` changes nothing; sharing goes through
-    ``share_parameters``.
+    names are structural here, so ``prefix`` changes nothing; ``params=`` shares the
+    parameters of that ``collect_params()`` by name once the block is built.
 
     Example:
         >>> import torch
@@ -759,13 +759,7 @@ class HybridBlock(Block):
     """
 
     def __init__(self, prefix: str | None = None, params: Any = None) -> None:
-        super().__init__()
-        if params is not None:
-            raise TypeError(
-                f"{type(self).__name__}: Gluon 1.x's params= (sharing by ParameterDict) is "
-                "not supported. Fix: build the block, then "
-                "block.share_parameters(other_block)"
-            )
+        super().__init__()  # params= is taken by Block (shared once constructed)
 
     def forward(self, x: Any, *args: Any) -> Any:
         """``self.hybrid_forward(F, x, *args, **own parameters and buffers)``."""
