@@ -291,3 +291,20 @@ def test_save_load_dict_and_list(tmp_path):
     assert len(lateinit.load(path)) == 1
     with pytest.raises(TypeError):
         lateinit.save(path, {"a": [1, 2]})
+
+
+def test_export_writes_a_program_that_reloads_and_runs(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2D(4, 3, activation="relu"), nn.Flatten(), nn.Dense(2))
+    x = torch.randn(2, 3, 8, 8)
+    net(x)
+    program, params = net.export(tmp_path / "net", x)
+    assert program.endswith(".pt2") and params.endswith(".safetensors")
+    torch.testing.assert_close(torch.export.load(program).module()(x), net(x))
+    fresh = nn.Sequential(nn.Conv2D(4, 3, activation="relu"), nn.Flatten(), nn.Dense(2))
+    fresh.load_parameters(params)
+    torch.testing.assert_close(fresh(x), net(x))
+    with pytest.raises(TypeError, match="needs example inputs"):
+        net.export(tmp_path / "again")
+    with pytest.raises(lateinit.DeferredInitializationError):
+        nn.Sequential(nn.Dense(2)).export(tmp_path / "deferred", torch.ones(1, 3))

@@ -63,6 +63,7 @@ ALLOWED_IN_FUNCTIONS = {
     ("lateinit.block", "save_parameters"),
     ("lateinit.block", "load_parameters"),
     ("lateinit.block", "__prepare_scriptable__"),
+    ("lateinit.block", "export"),
 }
 ALLOWED_MODULES_IN_FUNCTIONS = {"lateinit.cli"}
 MAX_UNDERSCORED = 5

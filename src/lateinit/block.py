@@ -1011,6 +1011,28 @@ class Block(torch.nn.Module):
         self._name_params()
         return infer_shape(self, *inputs)
 
+    def export(self, path: str | os.PathLike[str], *example_inputs: Any) -> tuple[str, str]:
+        """Gluon's ``export``: write the READY network so that it reloads and runs without
+        its Python code: ``PATH.pt2``, a ``torch.export`` program traced on
+        ``example_inputs`` (``torch.export.load(PATH.pt2).module()(x)`` runs it), and
+        ``PATH.safetensors``, its parameter file (:meth:`save_parameters`). Returns the
+        two paths. Gluon's ``export(path, epoch)`` took no inputs (it used the hybridized
+        graph); a torch program is traced, so give inputs of the shape it will take.
+
+        Example:
+            >>> import os, tempfile, torch
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(4, activation="relu"), nn.Dense(2))
+            >>> x = torch.ones(3, 5)
+            >>> _ = net(x)
+            >>> program, params = net.export(os.path.join(tempfile.mkdtemp(), "net"), x)
+            >>> torch.equal(torch.export.load(program).module()(x), net(x))
+            True
+        """
+        from .io import export_network
+
+        return export_network(self, path, *example_inputs)
+
     def __prepare_scriptable__(self) -> torch.nn.Module:
         """``torch.jit.script`` scripts the plain torch network :func:`lateinit.to_torch`
         builds (the same parameters): lateinit's forwards (``try``/``except`` around the

@@ -66,7 +66,13 @@ try:
 except ImportError:  # no advisory locks (Windows): leftover temporary files are kept
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ParameterFileError", "atomic_write", "load_parameters", "save_parameters"]
+__all__ = [
+    "ParameterFileError",
+    "atomic_write",
+    "export_network",
+    "load_parameters",
+    "save_parameters",
+]
 
 _VERSION_KEY = "lateinit.version"
 _DTYPES_KEY = "lateinit.dtypes"
@@ -1141,3 +1147,27 @@ def _is_param(module: torch.nn.Module, name: str) -> bool:
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def export_network(
+    module: torch.nn.Module, path: str | os.PathLike[str], *example_inputs: Any
+) -> tuple[str, str]:
+    """:meth:`lateinit.nn.Block.export`: ``PATH.pt2`` (a ``torch.export`` program) and
+    ``PATH.safetensors`` (the parameters); returns the two paths."""
+    if not example_inputs:
+        raise TypeError(
+            f"export({os.fspath(path)!r}) needs example inputs: a torch.export program is "
+            "traced on them. Fix: net.export(path, x) with an input of the shape the "
+            "program will take."
+        )
+    base = os.fspath(path)
+    program_path, params_path = f"{base}.pt2", f"{base}.safetensors"
+    save_parameters(module, params_path)  # refuses a network that is not READY, first
+    was_training = module.training
+    module.eval()
+    try:
+        program = torch.export.export(module, tuple(example_inputs))
+    finally:
+        module.train(was_training)
+    atomic_write(program_path, lambda tmp: torch.export.save(program, tmp), sync=True)
+    return program_path, params_path
