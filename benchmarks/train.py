@@ -4,9 +4,10 @@ What a Gluon-style user runs, against what a torch user writes:
 
 - **trainer**: the lateinit network (``zoo.lenet()`` / ``zoo.resnet18(num_classes=10)``,
   no input sizes) and a ``Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-3,
-  "momentum": 0.9})`` built before any shape is known; a step is ``trainer.zero_grad()``,
-  forward, ``F.cross_entropy(..., reduction="sum")``, ``backward()``,
-  ``trainer.step(batch_size)`` (gradients divided by the batch size, then SGD).
+  "momentum": 0.9})`` built before any shape is known; a step is Gluon's loop: forward,
+  ``F.cross_entropy(..., reduction="sum")``, ``backward()``, ``trainer.step(batch_size)``
+  (gradients divided by the batch size, SGD, then the gradients cleared: Gluon's
+  ``grad_req="write"``, so no ``zero_grad``).
 - **torch**: the same architecture in plain ``torch.nn`` (the ResNet-18 twin of
   ``steps.py``; a LeNet twin written here) and ``torch.optim.SGD(lr=1e-3, momentum=0.9)``;
   a step is ``opt.zero_grad()``, forward, mean-reduced ``F.cross_entropy``,
@@ -118,8 +119,8 @@ def resnet_case(resolution: int, repeats: int, number: int, rounds: int) -> Case
 
 # -- the steps -----------------------------------------------------------------------------
 def trainer_step(net: torch.nn.Module, trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> None:
-    """Gluon style: summed loss, ``trainer.step(batch_size)``."""
-    trainer.zero_grad()
+    """Gluon's loop: summed loss, ``trainer.step(batch_size)``, no ``zero_grad`` (the step
+    clears the gradients it used)."""
     F.cross_entropy(net(x), y, reduction="sum").backward()
     trainer.step(x.shape[0])
 

@@ -17,13 +17,31 @@ they join as soon as data reaches it.
 Gradients follow Gluon: the loss is usually *summed* over the batch, and ``step(batch_size)``
 multiplies every gradient by ``rescale_grad / batch_size`` (one fused ``_foreach_mul_``),
 clips it to ``±clip_gradient`` if set, then runs the torch optimizer's step.
+
+Gradient requests follow Gluon too (``grad_req``): ``"write"`` (the default) parameters
+have their gradients cleared (set to ``None``) by ``step`` after the update, so Gluon's
+loop ``loss.backward(); trainer.step(n)``, which never zeroes gradients, sees each
+backward's gradient alone, as with MXNet's overwriting backward. ``"add"`` parameters
+keep accumulating until the user clears them (``trainer.zero_grad()``); their stored
+gradient is never rescaled in place (the update uses a rescaled copy), so ``step(n)``
+does not rescale leftovers. ``"null"`` parameters get ``requires_grad=False`` and stay out
+of the optimizer. Nothing is hooked: a plain torch loop over the same parameters is
+untouched.
+
+``lr_mult`` / ``wd_mult`` (per parameter, as Gluon's ``Parameter.lr_mult``) put a
+parameter in its own torch parameter group whose ``lr`` / ``weight_decay`` are the base
+values times the multipliers (kept so by :meth:`Trainer.set_learning_rate` and
+:meth:`Trainer.load_states`); the first group always holds the parameters without
+multipliers and carries the base values.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import warnings
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -58,6 +76,10 @@ _TRAINER_KEYS = ("clip_gradient", "rescale_grad")
 _FORMAT = "lateinit.Trainer.states"
 _VERSION = 1
 _PLAIN = (bool, int, float, str, type(None), torch.Tensor)
+GRAD_REQS = ("write", "add", "null")
+# group keys scaled by a group's multipliers: learning-rate-like ones, weight decay
+_LR_KEYS = ("lr", "initial_lr")
+_MULT_KEYS = ("lr_mult", "wd_mult")
 
 
 def available_optimizers() -> list[str]:
@@ -246,6 +268,50 @@ def _plain(value: Any) -> bool:
     return isinstance(value, _PLAIN)
 
 
+def _check_req(req: Any, where: str) -> str:
+    if req not in GRAD_REQS:
+        raise ValueError(
+            f"Trainer: grad_req of {where} must be one of 'write', 'add', 'null'; got {req!r}"
+        )
+    return req
+
+
+def _check_mult(value: Any, key: str, where: str) -> float:
+    try:
+        mult = float(value)
+    except (TypeError, ValueError):
+        mult = float("nan")
+    if not (math.isfinite(mult) and mult >= 0):
+        raise ValueError(f"Trainer: {key} of {where} must be a number >= 0, got {value!r}")
+    return mult
+
+
+def _scaled(value: Any, mult: float) -> Any:
+    """``value * mult``; a tensor (a capturable learning rate) gets a new tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone().mul_(mult)
+    return value * mult
+
+
+def _group_values(base: Mapping[str, Any], key: tuple[float, float]) -> dict[str, Any]:
+    """The hyperparameters of the group with multipliers ``key`` (lr, wd), from the base
+    group's: learning rates times ``lr_mult``, weight decay times ``wd_mult``."""
+    lr_mult, wd_mult = key
+    out = {k: v for k, v in base.items() if k != "params" and k not in _MULT_KEYS}
+    for k in _LR_KEYS:
+        if k in out:
+            out[k] = _scaled(out[k], lr_mult)
+    if "weight_decay" in out:
+        out["weight_decay"] = _scaled(out["weight_decay"], wd_mult)
+    if key != (1.0, 1.0):
+        out["lr_mult"], out["wd_mult"] = lr_mult, wd_mult
+    return out
+
+
+def _key_of(group: Mapping[str, Any]) -> tuple[float, float]:
+    return (float(group.get("lr_mult", 1.0)), float(group.get("wd_mult", 1.0)))
+
+
 class Trainer:
     """Gluon's ``Trainer`` on a torch optimizer; can be built before any shape is known.
 
@@ -264,11 +330,30 @@ class Trainer:
             unset ones take torch's defaults. Two more are the Trainer's own:
             ``rescale_grad`` (default 1) and ``clip_gradient`` (clip each gradient
             element to ``±value`` after rescaling; default none).
+        grad_req: Gluon's gradient request, for every parameter (a string) or by name (a
+            ``dict``; unnamed ones default to ``"write"``). ``"write"`` (default): each
+            :meth:`step` clears the gradients after the update, so every backward
+            between two steps starts afresh (Gluon's loop needs no ``zero_grad``).
+            ``"add"``: gradients accumulate across steps until :meth:`zero_grad`.
+            ``"null"``: frozen (``requires_grad=False``, never updated). A parameter's
+            own ``grad_req`` attribute (``p.grad_req = "add"``, as Gluon's
+            ``Parameter.grad_req``) wins over a string given here; a ``dict`` entry wins
+            over the attribute.
+        lr_mult, wd_mult: multipliers of the learning rate and weight decay by parameter
+            name (``dict``); a parameter's own ``lr_mult`` / ``wd_mult`` attribute is
+            used otherwise (default 1). As in MXNet, the multiplier scales the
+            parameter's learning rate inside the update (momentum included): the
+            parameter lives in a torch parameter group with ``lr`` and
+            ``weight_decay`` multiplied.
+
+    Parameter settings (``grad_req``, ``lr_mult``, ``wd_mult``) are read when the Trainer
+    is built; build a new Trainer (keeping states with :meth:`save_states` /
+    :meth:`load_states`) to change them.
 
     The torch optimizer (:attr:`optimizer`) exists from the start and only ever holds
-    READY parameters; deferred ones join its first parameter group at the first
-    :meth:`step` after they become READY. Its step must not need a closure (so not
-    ``LBFGS``).
+    READY parameters; deferred ones join their parameter group (the first, unless they
+    have multipliers) at the first :meth:`step` after they become READY. Its step must
+    not need a closure (so not ``LBFGS``).
 
     Example:
         >>> import torch
@@ -279,10 +364,11 @@ class Trainer:
         >>> trainer  # built before any shape is known
         Trainer('sgd' (torch.optim.SGD), lr=0.1, parameters: 0 ready, 4 pending)
         >>> x, y = torch.rand(4, 5), torch.tensor([0, 1, 2, 0])
-        >>> trainer.zero_grad()
         >>> loss = torch.nn.functional.cross_entropy(net(x), y, reduction="sum")
         >>> loss.backward()
-        >>> trainer.step(batch_size=4)  # gradients / 4, then SGD
+        >>> trainer.step(batch_size=4)  # gradients / 4, SGD, then gradients cleared
+        >>> net[1].bias.grad is None  # grad_req="write": the next backward starts afresh
+        True
         >>> trainer
         Trainer('sgd' (torch.optim.SGD), lr=0.1, parameters: 4 ready, 0 pending)
     """
@@ -292,6 +378,9 @@ class Trainer:
         params: Any,
         optimizer: str | type[torch.optim.Optimizer],
         optimizer_params: Mapping[str, Any] | None = None,
+        grad_req: str | Mapping[str, str] = "write",
+        lr_mult: Mapping[str, float] | None = None,
+        wd_mult: Mapping[str, float] | None = None,
     ) -> None:
         self._cls, self._label, fixed = _resolve_optimizer(optimizer)
         self._kwargs, self._clip, self._rescale = _translate(
@@ -302,6 +391,15 @@ class Trainer:
         named = _named_params(params)
         self._named = isinstance(params, (Mapping, torch.nn.Module))
         self._params: dict[str, torch.Tensor] = dict(named)
+        self._req, self._mult = self._settings(grad_req, lr_mult, wd_mult)
+        for name, p in named:
+            if self._req[name] == "null":
+                p.requires_grad_(False)
+        named = [(n, p) for n, p in named if self._req[n] != "null"]
+        # READY "add" parameters -> (a weak reference to the gradient they held after the
+        # last step, its version counter), None before any: that gradient, unchanged, is
+        # stale (a backward either adds in place, bumping the version, or sets a new one)
+        self._add: dict[int, tuple[weakref.ref, int] | None] = {}
         self._loaded: dict[str, dict[str, Any]] = {}  # loaded states of pending parameters
         self._loaded_shapes: dict[str, list[int]] = {}
         self._warned: set[str] = set()  # layers warned about
@@ -311,23 +409,95 @@ class Trainer:
         self._ready: list[torch.Tensor] = [p for _, p in ready]
         self._ready_names: list[str] = [n for n, _ in ready]
         self._pending: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in named if is_deferred(p)]
-        self._optimizer: torch.optim.Optimizer | None = self._create(self._ready)
+        self._optimizer: torch.optim.Optimizer | None = self._create(ready)
         if self._optimizer is None:  # the class refuses an empty group: made at the first join
             self._ready, self._ready_names, self._pending = [], [], list(named)
+        else:
+            self._track_add(ready)
+
+    def _settings(
+        self, grad_req: Any, lr_mult: Any, wd_mult: Any
+    ) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
+        """Each parameter's grad_req and (lr_mult, wd_mult): a dict entry given to the
+        Trainer, else the parameter's own attribute, else the Trainer's default."""
+        by_name: dict[str, dict[str, Any]] = {}
+        for key, given in (("grad_req", grad_req), ("lr_mult", lr_mult), ("wd_mult", wd_mult)):
+            if isinstance(given, Mapping):
+                unknown = [str(n) for n in given if n not in self._params]
+                if unknown:
+                    raise ValueError(
+                        f"Trainer: {key} names unknown parameter(s) "
+                        f"{fmt_list(map(repr, unknown))}; the parameters are "
+                        f"{fmt_list(map(repr, self._params))}"
+                    )
+                by_name[key] = dict(given)
+            elif given is not None and key != "grad_req":
+                raise TypeError(
+                    f"Trainer: {key} must be a dict of parameter names to multipliers "
+                    f"(or set {key} on the parameters), got {type(given).__name__}"
+                )
+        default = "write" if isinstance(grad_req, Mapping) else _check_req(grad_req, "Trainer")
+        reqs: dict[str, str] = {}
+        mults: dict[str, tuple[float, float]] = {}
+        for name, p in self._params.items():
+            where = f"parameter {name!r}"
+            req = by_name.get("grad_req", {}).get(name, getattr(p, "grad_req", None))
+            reqs[name] = default if req is None else _check_req(req, where)
+            lm, wm = (
+                by_name.get(k, {}).get(name, getattr(p, k, None)) for k in ("lr_mult", "wd_mult")
+            )
+            mults[name] = (
+                1.0 if lm is None else _check_mult(lm, "lr_mult", where),
+                1.0 if wm is None else _check_mult(wm, "wd_mult", where),
+            )
+        return reqs, mults
 
     # -- the optimizer and the pending list --------------------------------------------
-    def _create(self, ready: list[torch.Tensor]) -> torch.optim.Optimizer | None:
-        """The torch optimizer over ``ready`` (possibly none: an empty group, which every
-        ``torch.optim`` optimizer accepts). A class that refuses an empty group gets
-        ``None`` (created at the first join), once its hyperparameters have been checked
-        on a stand-in parameter."""
+    def _by_group(
+        self, named: list[tuple[str, torch.Tensor]]
+    ) -> dict[tuple[float, float], list[torch.Tensor]]:
+        """Parameters by their (lr_mult, wd_mult), in order."""
+        out: dict[tuple[float, float], list[torch.Tensor]] = {}
+        for name, p in named:
+            out.setdefault(self._mult[name], []).append(p)
+        return out
+
+    def _create(self, named: list[tuple[str, torch.Tensor]]) -> torch.optim.Optimizer | None:
+        """The torch optimizer over the READY parameters ``named``: a first group with
+        those without multipliers (possibly empty, which every ``torch.optim`` optimizer
+        accepts), then one group per pair of multipliers. A class that refuses empty
+        groups gets ``None`` (created at the first join), once its hyperparameters have
+        been checked on a stand-in parameter."""
+        groups = self._by_group(named)
+        base = groups.pop((1.0, 1.0), [])
         try:
-            return self._cls([{"params": ready}], **self._kwargs)
+            opt = self._cls(
+                [{"params": base}, *({"params": ps} for ps in groups.values())], **self._kwargs
+            )
         except Exception:
-            if ready:
+            if named:
                 raise
-        self._cls([torch.zeros(1, requires_grad=True)], **self._kwargs)  # raises if bad
-        return None
+            self._cls([torch.zeros(1, requires_grad=True)], **self._kwargs)  # raises if bad
+            return None
+        first = opt.param_groups[0]
+        for key, group in zip(groups, opt.param_groups[1:], strict=True):
+            group.update(_group_values(first, key))
+        return opt
+
+    def _group(self, key: tuple[float, float]) -> dict[str, Any]:
+        """The optimizer's group for multipliers ``key``, added (empty) if missing."""
+        opt = self._optimizer
+        assert opt is not None
+        for group in opt.param_groups:
+            if _key_of(group) == key:
+                return group
+        opt.add_param_group({"params": [], **_group_values(opt.param_groups[0], key)})
+        return opt.param_groups[-1]
+
+    def _track_add(self, params: Iterable[tuple[str, torch.Tensor]]) -> None:
+        for name, p in params:
+            if self._req[name] == "add":
+                self._add[id(p)] = None
 
     def _admit(self) -> None:
         """Let the pending parameters that are READY now join the optimizer; warn once
@@ -352,11 +522,15 @@ class Trainer:
                 stacklevel=3,
             )
 
-    def _fresh_state(self, params: list[torch.Tensor]) -> tuple[dict, bool]:
+    def _fresh_state(
+        self, params: list[torch.Tensor], group: Mapping[str, Any] | None = None
+    ) -> tuple[dict, bool]:
         """The state the optimizer class gives ``params`` when built over them (empty for
-        most; filled for ``Adagrad``), with the first group's current hyperparameters."""
+        most; filled for ``Adagrad``), with ``group``'s current hyperparameters (the first
+        group's by default)."""
         assert self._optimizer is not None
-        group = self._optimizer.param_groups[0]
+        if group is None:
+            group = self._optimizer.param_groups[0]
         kwargs = {k: group[k] for k in self._ctor_keys if k in group}
         temp = self._cls([{"params": params}], **kwargs)
         fused_check = bool(getattr(temp, "_need_device_dtype_check_for_fused", False))
@@ -373,34 +547,41 @@ class Trainer:
                     f"{tuple(p.shape)}"
                 )
         if self._optimizer is None:
-            self._optimizer = self._cls([{"params": params}], **self._kwargs)
+            self._optimizer = self._create(joining)
+            assert self._optimizer is not None
         else:
-            fresh, fused_check = self._fresh_state(params)
-            self._optimizer.param_groups[0]["params"].extend(params)
-            self._optimizer.state.update(fresh)
-            if fused_check:
-                self._optimizer._need_device_dtype_check_for_fused = True  # type: ignore[attr-defined]
-        group = self._optimizer.param_groups[0]
+            for key, ps in self._by_group(joining).items():
+                group = self._group(key)
+                fresh, fused_check = self._fresh_state(ps, group)
+                group["params"].extend(ps)
+                self._optimizer.state.update(fresh)
+                if fused_check:
+                    self._optimizer._need_device_dtype_check_for_fused = True  # type: ignore[attr-defined]
         for name, p in joining:
             self._loaded_shapes.pop(name, None)
             saved_state = self._loaded.pop(name, None)
             if saved_state is not None:
+                group = self._group(self._mult[name])
                 self._optimizer.state[p] = _cast_state(p, saved_state, group)
         self._ready.extend(params)
         self._ready_names.extend(n for n, _ in joining)
+        self._track_add(joining)
 
     # -- training ------------------------------------------------------------------------
     def step(self, batch_size: int | float, ignore_stale_grad: bool = False) -> None:
         """Rescale the gradients by ``rescale_grad / batch_size``, clip them if
-        ``clip_gradient`` is set, and make one optimizer step.
+        ``clip_gradient`` is set, make one optimizer step, then clear the gradients of
+        the ``grad_req="write"`` parameters (so the next backward writes them afresh).
 
         Args:
             batch_size: divides the gradients (the loss is usually summed over the
                 batch, as in Gluon; pass 1 for a mean-reduced loss, which also skips
                 the rescaling pass over the gradients).
             ignore_stale_grad: a READY parameter that requires a gradient but has none
-                (``.grad is None``: backward did not reach it since ``zero_grad()``) is an
-                error unless this is True, then it is skipped (torch skips it anyway).
+                (``.grad is None``: backward did not reach it since the last step or
+                ``zero_grad()``), or a ``grad_req="add"`` parameter whose gradient no
+                backward changed since the last step, is an error unless this is True,
+                then it is not updated.
 
         Parameters still deferred (a layer no batch has reached) are skipped, with one
         ``UserWarning`` per layer; they join the optimizer once READY.
@@ -412,36 +593,97 @@ class Trainer:
         opt = self._optimizer
         if opt is None:
             return
-        grads = [g for p in self._ready if (g := p.grad) is not None]
-        if len(grads) != len(self._ready) and not ignore_stale_grad:
+        scale = self._rescale / batch_size
+        ready = self._ready
+        if self._add:
+            self._step_with_add(opt, scale, ignore_stale_grad)
+            return
+        grads = [g for p in ready if (g := p.grad) is not None]
+        if len(grads) != len(ready) and not ignore_stale_grad:
             self._check_stale()
         if grads:
-            scale = self._rescale / batch_size
-            with torch.no_grad():
-                if scale != 1.0:
-                    torch._foreach_mul_(grads, scale)
-                if self._clip is not None:
-                    torch._foreach_clamp_min_(grads, -self._clip)
-                    torch._foreach_clamp_max_(grads, self._clip)
+            self._rescale_(grads, scale)
         opt.step()
+        for p in ready:  # grad_req="write": the next backward writes afresh
+            p.grad = None
 
-    def _check_stale(self) -> None:
+    def _rescale_(self, grads: list[torch.Tensor], scale: float) -> None:
+        """Multiply by ``scale`` and clip, in place."""
+        with torch.no_grad():
+            if scale != 1.0:
+                torch._foreach_mul_(grads, scale)
+            if self._clip is not None:
+                torch._foreach_clamp_min_(grads, -self._clip)
+                torch._foreach_clamp_max_(grads, self._clip)
+
+    def _step_with_add(
+        self, opt: torch.optim.Optimizer, scale: float, ignore_stale_grad: bool
+    ) -> None:
+        """``step`` when some parameters accumulate (``grad_req="add"``): their stored
+        gradients are left as they are (the update uses rescaled copies), and one that no
+        backward changed since the last step is stale (same tensor, same version)."""
+        write: list[torch.Tensor] = []
+        added: list[tuple[torch.Tensor, torch.Tensor]] = []
+        stale: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for p in self._ready:
+            g = p.grad
+            if g is None:
+                continue
+            if id(p) not in self._add:
+                write.append(g)
+                continue
+            seen = self._add[id(p)]
+            if seen is not None and seen[0]() is g and seen[1] == g._version:
+                stale.append((p, g))
+            else:
+                added.append((p, g))
+        if stale and not ignore_stale_grad:
+            self._check_stale({id(p) for p, _ in stale})
+        if not ignore_stale_grad and len(write) + len(added) + len(stale) != len(self._ready):
+            self._check_stale()
+        if write:
+            self._rescale_(write, scale)
+        if added and (scale != 1.0 or self._clip is not None):
+            with torch.no_grad():
+                copies = torch._foreach_mul([g for _, g in added], scale)
+            self._rescale_(copies, 1.0)
+            for (p, _), c in zip(added, copies, strict=True):
+                p.grad = c
+        for p, _ in stale:  # ignored: not updated
+            p.grad = None
+        try:
+            opt.step()
+        finally:
+            for p, g in (*added, *stale):
+                p.grad = g
+        for p in self._ready:
+            if id(p) in self._add:
+                g = p.grad
+                self._add[id(p)] = None if g is None else (weakref.ref(g), g._version)
+            else:  # grad_req="write"
+                p.grad = None
+
+    def _check_stale(self, unchanged: set[int] | None = None) -> None:
         stale = [
             n
             for n, p in zip(self._ready_names, self._ready, strict=True)
-            if p.requires_grad and p.grad is None
+            if p.requires_grad
+            and (p.grad is None or (unchanged is not None and id(p) in unchanged))
         ]
         if stale:
             listed = fmt_list(repr(n) for n in stale)
             raise RuntimeError(
                 f"Trainer.step: parameter(s) {listed} have no gradient: backward did "
-                f"not reach them since the gradients were last cleared. This could mean "
+                f"not reach them since the last step (or since the gradients were last "
+                f"cleared). This could mean "
                 f"your model used only some of its layers for this batch; if that is "
                 f"intended, call step(batch_size, ignore_stale_grad=True) to skip them."
             )
 
     def zero_grad(self) -> None:
-        """Set every gradient to ``None`` (``set_to_none``, as torch's default)."""
+        """Set every gradient to ``None`` (``set_to_none``, as torch's default): what a
+        ``grad_req="add"`` parameter needs between accumulations (``"write"`` ones are
+        cleared by each :meth:`step` already)."""
         if self._optimizer is not None:
             self._optimizer.zero_grad(set_to_none=True)
         for _, p in self._pending:
@@ -461,15 +703,16 @@ class Trainer:
         return float("nan") if lr is None else float(lr)
 
     def set_learning_rate(self, lr: float) -> None:
-        """Set the learning rate of every parameter group; parameters that join later
-        get it too."""
+        """Set the learning rate of every parameter group (times the group's
+        ``lr_mult``); parameters that join later get it too."""
         self._kwargs["lr"] = lr
         if self._optimizer is not None:
             for group in self._optimizer.param_groups:
+                value = lr * float(group.get("lr_mult", 1.0))
                 if isinstance(group["lr"], torch.Tensor):
-                    group["lr"].fill_(lr)
+                    group["lr"].fill_(value)
                 else:
-                    group["lr"] = lr
+                    group["lr"] = value
 
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
@@ -541,27 +784,32 @@ class Trainer:
         self._kwargs.update({k: v for k, v in hyper.items() if k in self._ctor_keys})
         if opt is not None:
             for group in opt.param_groups:
-                group.update(hyper)
+                group.update(_group_values(hyper, _key_of(group)))
         entries = data["params"]
         reset = []
         self._loaded, self._loaded_shapes = {}, {}
         pending = {n for n, _ in self._pending}
         for name, p in self._params.items():
             state = entries[name].get("state")
+            if self._req[name] == "null":  # frozen: not in the optimizer
+                continue
             if name in pending:
                 if state:
                     self._loaded[name] = state
                     self._loaded_shapes[name] = list(entries[name]["shape"])
             elif state:
                 assert opt is not None
-                opt.state[p] = _cast_state(p, state, opt.param_groups[0])
+                opt.state[p] = _cast_state(p, state, self._group(self._mult[name]))
             else:
                 reset.append(p)
         if reset and opt is not None:
             for p in reset:
                 opt.state.pop(p, None)
-            fresh, _ = self._fresh_state(reset)
-            opt.state.update(fresh)
+            for group in opt.param_groups:
+                held = {id(p) for p in group["params"]}
+                mine = [p for p in reset if id(p) in held]
+                if mine:
+                    opt.state.update(self._fresh_state(mine, group)[0])
 
     def _check_states(self, path: str, data: Any) -> None:
         if not (isinstance(data, dict) and data.get("format") == _FORMAT):
@@ -603,8 +851,9 @@ class Trainer:
                 )
 
     def __repr__(self) -> str:
-        ready = len(self._params) - len(self._pending)
+        frozen = sum(req == "null" for req in self._req.values())
+        ready = len(self._params) - len(self._pending) - frozen
         return (
             f"Trainer({self._label}, lr={self.learning_rate:g}, parameters: {ready} ready, "
-            f"{len(self._pending)} pending)"
+            f"{len(self._pending)} pending" + (f", {frozen} frozen)" if frozen else ")")
         )
