@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"lateinit.shapes", "lateinit.version", "lateinit.progress", "lateinit.tensorfile"},  # leaf
     {"lateinit.init"},
     {"lateinit.parameter"},
-    {"lateinit.explain"},
+    {"lateinit.explain", "lateinit.paramdict", "lateinit.compiled"},
     {"lateinit.block"},
     {
         "lateinit.nn",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import logging
 import os
 import re
 import sys
@@ -22,10 +21,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import torch
-from torch.nn.parameter import is_lazy
 
 from . import init as _init
-from . import tensorfile
+from .compiled import check_compile_options, copied_options, hybrid_call, quiet_fake_tensor_errors
 from .explain import (
     dtype_error,
     explain,
@@ -34,17 +32,14 @@ from .explain import (
     missing_hook_error,
     named_mismatch,
 )
+from .paramdict import BlockParams, ParameterDict
 from .parameter import (
-    GRAD_REQS,
     Parameter,
     ParamRecord,
     active_journal,
     as_dtype,
     commit_storage,
-    device_arg,
-    gluon_shape,
     hold,
-    initialize_parameter,
     initialized,
     integration_for,
     materialize,
@@ -52,11 +47,9 @@ from .parameter import (
     placeholder,
     record_of,
     reinit_plan,
-    set_data,
     set_storage,
     transaction,
 )
-from .parameter import state as state_of
 from .progress import Progress
 from .shapes import (
     DeferredInitializationError,
@@ -75,317 +68,6 @@ __all__ = [
     "gluon_key_map",
     "block_state",
 ]
-
-
-class ParameterDict(dict[str, torch.nn.Parameter]):
-    """An ordered ``dict`` of structural names to parameters, as ``collect_params`` returns.
-
-    Its ``repr`` lists each parameter's name, shape (``-1`` = unknown), dtype and state.
-    Keys are torch's names (``"1.weight"``); Gluon's names of the same parameters
-    (``"1.gamma"``) are accepted by lookups (``[]``, ``in``, ``get``).
-    """
-
-    _aliases: dict[str, str]
-
-    def __init__(self, *args: Any, aliases: Mapping[str, str] | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._aliases = dict(aliases or {})
-
-    def __getitem__(self, key: str) -> torch.nn.Parameter:
-        try:
-            return dict.__getitem__(self, key)
-        except KeyError:
-            canonical = self.__dict__.get("_aliases", {}).get(key)
-            if canonical is None or not dict.__contains__(self, canonical):
-                raise
-            return dict.__getitem__(self, canonical)
-
-    def __contains__(self, key: object) -> bool:
-        if dict.__contains__(self, key):
-            return True
-        canonical = self.__dict__.get("_aliases", {}).get(key)  # type: ignore[call-overload]
-        return canonical is not None and dict.__contains__(self, canonical)
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self[key] if key in self else default
-
-    def __repr__(self) -> str:
-        rows = [
-            (
-                name,
-                "(?)" if is_lazy(p) else fmt_shape(tuple(p.shape)),
-                str(p.dtype).replace("torch.", ""),
-                # a torch Lazy* module's parameter: its size comes at its first call
-                "torch lazy" if is_lazy(p) else str(state_of(p)),
-            )
-            for name, p in self.items()
-        ]
-        if not rows:
-            return "ParameterDict()"
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        lines = [
-            f"  {n:<{widths[0]}}  {s:<{widths[1]}}  {d:<{widths[2]}}  {st}" for n, s, d, st in rows
-        ]
-        return "ParameterDict(\n" + "\n".join(lines) + "\n)"
-
-    def zero_grad(self) -> None:
-        """Set every parameter's gradient to ``None``."""
-        for p in self.values():
-            p.grad = None
-
-    def requires_grad_(self, requires_grad: bool = True) -> ParameterDict:
-        """Set ``requires_grad`` on every parameter (deferred ones included)."""
-        for p in self.values():
-            p.requires_grad_(requires_grad)
-        return self
-
-    # -- Gluon's ParameterDict API (docs/design.md, "Gluon's API") -------------------------
-    def initialize(
-        self,
-        init: Any = None,
-        device: torch.device | str | None = None,
-        verbose: bool = False,
-        force_reinit: bool = False,
-        *,
-        ctx: Any = None,
-        dtype: Any = None,
-    ) -> ParameterDict:
-        """Gluon's ``collect_params().initialize(init, ctx, force_reinit=)``: register
-        ``init`` for these parameters (their own initializers still win) and create those
-        whose shape is known; READY ones are left alone with a ``UserWarning`` unless
-        ``force_reinit``. The others are created at the first batch with ``init``.
-
-        Example:
-            >>> import torch
-            >>> from lateinit import nn, init
-            >>> net = nn.Sequential(nn.Dense(3, in_units=2), nn.Dense(1))
-            >>> _ = net.collect_params(".*weight").initialize(init.One())
-            >>> net[0].weight.sum().item(), net[1].weight.shape
-            (6.0, torch.Size([1, -1]))
-        """
-        resolved = _init.resolve(init) if init is not None else None
-        dev = device_arg(device, ctx)
-        with transaction(list(self.values())):
-            for name, p in self.items():
-                initialize_parameter(
-                    p,
-                    resolved,
-                    device=dev,
-                    dtype=as_dtype(dtype),
-                    force_reinit=force_reinit,
-                    name=name,
-                )
-        return self
-
-    def setattr(self, name: str, value: Any) -> None:
-        """Gluon's ``setattr``: set an attribute on every parameter. ``grad_req`` also sets
-        ``requires_grad`` (``"null"``: no gradient), in every state; ``lr_mult``,
-        ``wd_mult`` and others are plain attributes.
-
-        Example:
-            >>> from lateinit import nn
-            >>> net = nn.Dense(2, in_units=3)
-            >>> net.collect_params().setattr("grad_req", "null")
-            >>> net.weight.requires_grad, net.weight.grad_req
-            (False, 'null')
-        """
-        if name == "grad_req" and value not in GRAD_REQS:
-            raise ValueError(f"grad_req must be one of {GRAD_REQS}, got {value!r}")
-        for p in self.values():
-            if name == "grad_req":
-                p.requires_grad_(value != "null")
-                p.__dict__["grad_req"] = value
-            else:
-                setattr(p, name, value)
-
-    def list_ctx(self) -> list[torch.device]:
-        """Gluon's ``list_ctx``: the devices of these parameters (once each, in order)."""
-        return list(dict.fromkeys(p.device for p in self.values()))
-
-    def reset_ctx(self, ctx: Any) -> None:
-        """Gluon's ``reset_ctx``: move every parameter to ``ctx`` (a device), keeping each
-        object (deferred ones will be created there)."""
-        device = device_arg(ctx, None)
-        with transaction(list(self.values())), torch.no_grad():
-            for p in self.values():
-                if isinstance(p, Parameter):
-                    p.reset_ctx(device)
-                elif p.device != device:
-                    p.data = p.data.to(device)
-
-    def save(self, path: str | os.PathLike[str], strip_prefix: str = "") -> None:
-        """Gluon's ``save``: write these parameters to a safetensors file keyed by their
-        names (less ``strip_prefix``). Every parameter must be READY."""
-        waiting = [n for n, p in self.items() if isinstance(p, Parameter)]
-        if waiting:
-            raise DeferredInitializationError(
-                f"cannot save {fmt_list(repr(n) for n in waiting)}: not initialized yet. Fix: "
-                "pass a batch through the network (or infer_shape(...) and initialize()) first."
-            )
-        out = {}
-        for name, p in self.items():
-            if strip_prefix and not name.startswith(strip_prefix):
-                raise ValueError(
-                    f"save: prefix {strip_prefix!r} is not a prefix of parameter name {name!r}"
-                )
-            out[name[len(strip_prefix) :]] = p
-        tensorfile.save(path, out)
-
-    def load(
-        self,
-        path: str | os.PathLike[str],
-        device: torch.device | str | None = None,
-        allow_missing: bool = False,
-        ignore_extra: bool = False,
-        restore_prefix: str = "",
-        cast_dtype: bool = False,
-        dtype_source: str = "current",
-        *,
-        ctx: Any = None,
-    ) -> None:
-        """Gluon's ``load``: read a file written by :meth:`save` into these parameters,
-        all or nothing. Deferred ones take their unknown dims from the file and become
-        READY (created on ``device`` if given); READY ones are overwritten in place.
-        Values are converted to each parameter's dtype, unless ``cast_dtype`` with
-        ``dtype_source="saved"`` (then a parameter takes the file's dtype)."""
-        loaded = tensorfile.load(path)
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{os.fspath(path)!r} holds a list of tensors, not named parameters")
-        values = {self._canonical(restore_prefix + k): v for k, v in loaded.items()}
-        missing = [n for n in self if n not in values]
-        extra = [k for k in values if k not in self]
-        problems = []
-        if missing and not allow_missing:
-            problems.append(f"missing from the file: {fmt_list(repr(n) for n in missing)}")
-        if extra and not ignore_extra:
-            problems.append(f"not in these parameters: {fmt_list(repr(n) for n in extra)}")
-        for name, value in values.items():
-            p = dict.get(self, name)
-            if p is None:
-                continue
-            mine, theirs = tuple(p.shape), tuple(value.shape)
-            if len(mine) != len(theirs) or any(
-                a != -1 and a != b for a, b in zip(mine, theirs, strict=False)
-            ):
-                problems.append(f"{name!r}: shape {fmt_shape(mine)} here, {theirs} in the file")
-        if problems:
-            raise ValueError(
-                f"cannot load {os.fspath(path)!r} (nothing was changed): "
-                + "; ".join(problems)
-                + ". Fix: allow_missing=True / ignore_extra=True, or the right file."
-            )
-        dev = device_arg(device, ctx)
-        keep_saved = cast_dtype and dtype_source == "saved"
-        with transaction(list(self.values())), torch.no_grad():
-            for name, value in values.items():
-                p = dict.get(self, name)
-                if p is None:
-                    continue
-                if isinstance(p, Parameter):
-                    if dev is not None or keep_saved:
-                        move_placeholder(p, dev, value.dtype if keep_saved else None)
-                    set_data(p, value)
-                elif keep_saved and value.dtype != p.dtype:
-                    p.data = value.to(p.device)
-                else:
-                    set_data(p, value)
-
-    def _canonical(self, key: str) -> str:
-        return key if dict.__contains__(self, key) else self._aliases.get(key, key)
-
-
-class BlockParams(ParameterDict):
-    """A Block's own parameters by their names, as Gluon 1.x's ``block.params``: ``get``
-    creates (or returns) a parameter registered on the block, ``get_constant`` a
-    constant."""
-
-    def __init__(self, block: Block) -> None:
-        super().__init__(
-            ((n, p) for n, p in block._parameters.items() if p is not None),
-            aliases={a: c for a, c in block.gluon_names().items()},
-        )
-        self._block = block
-
-    def get(self, name: str, default: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        """Gluon's ``params.get(name, shape=, init=, dtype=, grad_req=, lr_mult=,
-        wd_mult=, allow_deferred_init=)``: the block's parameter ``name`` (Gluon's and
-        torch's names both work), created and registered on the block if it does not
-        exist yet. A 0 (or -1) dim in ``shape`` is unknown; given for an existing
-        parameter, ``shape`` must agree with its known dims and fills unknown ones.
-
-        Example:
-            >>> from lateinit import nn
-            >>> class Scale(nn.Block):
-            ...     def __init__(self):
-            ...         super().__init__()
-            ...         self.weight = self.params.get("weight", shape=(0,), init="ones")
-            ...     def infer_param_shapes(self, x):
-            ...         self.weight.shape = (x.shape[-1],)
-            ...     def forward(self, x):
-            ...         return x * self.weight
-            >>> import torch
-            >>> Scale()(torch.full((2, 3), 2.0)).tolist()
-            [[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]]
-        """
-        block = self._block
-        canonical = block._torch_name(name)
-        existing = block._parameters.get(canonical)
-        shared = block.__dict__.get("_lateinit_shared")  # params= of the constructor
-        if existing is None and shared is not None and canonical in shared:
-            existing = shared[canonical]
-            block.register_parameter(canonical, existing)
-            dict.__setitem__(self, canonical, existing)
-        if existing is None:
-            if not kwargs and default is not None:
-                return default
-            param = Parameter(canonical, **kwargs)
-            block.register_parameter(canonical, param)
-            dict.__setitem__(self, canonical, param)
-            return param
-        shape = kwargs.get("shape")
-        if shape is not None:
-            wanted = gluon_shape(shape)
-            if isinstance(existing, Parameter):
-                existing.shape = wanted
-            elif len(wanted) != existing.dim() or any(
-                w != -1 and w != d for w, d in zip(wanted, existing.shape, strict=False)
-            ):
-                raise ShapeMismatchError(
-                    f"parameter {name!r} of {type(block).__name__} has shape "
-                    f"{fmt_shape(tuple(existing.shape))}, not {fmt_shape(wanted)}",
-                    param=name,
-                    expected=tuple(existing.shape),
-                    got=wanted,
-                )
-        return existing
-
-    def get_constant(self, name: str, value: Any = None) -> torch.nn.Parameter:
-        """Gluon's ``params.get_constant(name, value)``: a parameter without gradient
-        (``grad_req="null"``) holding ``value`` (a tensor, array or nested list, in
-        torch's default dtype if floating), registered on the block; an existing one is
-        returned as it is.
-
-        Example:
-            >>> from lateinit import nn
-            >>> block = nn.Block()
-            >>> c = block.params.get_constant("scale", [1.0, 2.0])
-            >>> c.tolist(), c.requires_grad, "scale" in block.collect_params()
-            ([1.0, 2.0], False, True)
-        """
-        block = self._block
-        existing = block._parameters.get(name)
-        if existing is not None:
-            return existing
-        if value is None:
-            raise TypeError(f"get_constant({name!r}): give the constant's value")
-        data = torch.as_tensor(value)
-        if data.is_floating_point() and not isinstance(value, torch.Tensor):
-            data = data.to(torch.get_default_dtype())
-        constant = torch.nn.Parameter(data.detach().clone(), requires_grad=False)
-        constant.__dict__.update(grad_req="null", lr_mult=1.0, wd_mult=1.0)
-        block.register_parameter(name, constant)
-        dict.__setitem__(self, name, constant)
-        return constant
 
 
 class BlockState:
@@ -645,8 +327,8 @@ class Block(torch.nn.Module):
         state = block_state(self)
         if state is not None and state.hybrid is not None and "forward" not in self.__dict__:
             # torch.compile pops keys out of ``options``: give it a copy, keep ours whole
-            compiled = torch.compile(self._call_impl, **_copied(state.hybrid))
-            self._compiled_call_impl = _hybrid_call(self, compiled)
+            compiled = torch.compile(self._call_impl, **copied_options(state.hybrid))
+            self._compiled_call_impl = hybrid_call(self, compiled)
 
     def _eager_error(
         self, failed: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -1075,8 +757,8 @@ class Block(torch.nn.Module):
             self._lateinit.hybrid = None
             self._compiled_call_impl = None
             return self
-        _check_compile_options(compile_kwargs)
-        _quiet_fake_tensor_errors()
+        check_compile_options(compile_kwargs)
+        quiet_fake_tensor_errors()
         self._lateinit.hybrid = dict(compile_kwargs)
         self._compiled_call_impl = None
         self._compile_if_hybrid()
@@ -1450,135 +1132,3 @@ def _merge_for_sharing(
             "the other block. Fix: create both in the same dtype."
         )
     return tuple(y if y != -1 else x for x, y in zip(a, b, strict=True))
-
-
-# -- hybridize: its options, and the compiled call's error path -------------------------
-# docs/design.md, "Errors": a failed compiled call raises the error of the same call run
-# eagerly, and the error dynamo's fake tensors log on the way is dropped.
-
-
-def _hybrid_call(block: Block, compiled: Callable[..., Any]) -> Callable[..., Any]:
-    """The ``_compiled_call_impl`` of a hybridized block: ``compiled`` (``torch.compile``
-    of ``block._call_impl``, what ``torch.nn.Module.compile`` installs) whose failures
-    are re-run eagerly to raise the eager error (:meth:`Block._eager_error`).
-
-    Why here: dynamo traces a wrong-size input on fake tensors and the kernel fails in
-    the trace, before any layer's ``except`` branch, so nothing inside the compiled
-    region (``torch._dynamo.disable`` on ``_explain`` included) can name the layer; the
-    only place after the failure is around the compiled call. The happy path pays this
-    one Python frame (``try`` is free until something raises): about 0.15 µs a call,
-    against 15-30 µs for the compiled call of the smallest MLP on CPU.
-    """
-
-    def hybrid_call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return compiled(*args, **kwargs)
-        except Exception as err:
-            failed = err
-        error = block._eager_error(failed, args, kwargs)
-        del failed  # only ``error`` travels on (and with it no dynamo traceback)
-        raise error
-
-    return hybrid_call
-
-
-class _QuietUnderHybridCall(logging.Filter):
-    """Drops the errors torch logs while dynamo traces a hybridized block's call (with
-    their tracebacks: fake tensors log every meta kernel that fails, such as a
-    wrong-size input's), since that call then raises the eager, named error instead.
-    It looks at the stack only for records of ERROR and above: nothing on the happy
-    path, nothing for the debug logs a user turns on."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR:
-            return True
-        frame = sys._getframe(1)
-        while frame is not None:
-            code = frame.f_code
-            if code.co_name == "hybrid_call" and code.co_filename == __file__:
-                return False
-            frame = frame.f_back
-        return True
-
-
-_QUIET = _QuietUnderHybridCall()
-#: The torch loggers that report a failed trace of a call that eager would name.
-_TRACE_ERROR_LOGGERS = ("torch._subclasses.fake_tensor",)
-
-
-def _quiet_fake_tensor_errors() -> None:
-    for name in _TRACE_ERROR_LOGGERS:
-        logger = logging.getLogger(name)
-        if _QUIET not in logger.filters:
-            logger.addFilter(_QUIET)
-
-
-def _copied(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``torch.compile`` options with a copy of the ``options`` dict (torch pops
-    ``guard_filter_fn`` out of it: a recompile must still find it)."""
-    return {k: dict(v) if k == "options" and isinstance(v, dict) else v for k, v in options.items()}
-
-
-def _compile_probe(*args: Any, **kwargs: Any) -> None:
-    """Given to ``torch.compile`` to check options; never called, so never compiled."""
-
-
-def _check_compile_options(options: Mapping[str, Any]) -> None:
-    """Refuse, at ``hybridize()``, options that ``torch.compile`` would refuse at the
-    first compiled call (a failure after the first pass succeeded): unknown names and
-    wrong types (``TypeError``), unknown modes and backends (``ValueError``), each
-    naming what is accepted; then ``torch.compile`` itself, on a function never called,
-    checks the rest (inductor's ``options``) without compiling anything."""
-    params = inspect.signature(torch.compile).parameters
-    accepted = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    unknown = [repr(k) for k in options if k not in accepted]
-    if unknown:
-        raise TypeError(
-            f"hybridize() got the unknown option{'s' if len(unknown) > 1 else ''} "
-            f"{fmt_list(unknown)}; it takes torch.compile's options: {', '.join(accepted)}."
-        )
-    for name in ("fullgraph", "disable", "isolate_recompiles"):
-        if name in options and not isinstance(options[name], bool):
-            raise TypeError(f"hybridize(): {name} must be True or False, got {options[name]!r}.")
-    expected_types: dict[str, tuple[type, ...]] = {
-        "dynamic": (bool,),
-        "name": (str,),
-        "options": (dict,),
-        "recompile_limit": (int,),
-    }
-    for name, types in expected_types.items():
-        value = options.get(name)
-        if value is not None and not isinstance(value, types):
-            wanted = " or ".join(t.__name__ for t in types)
-            raise TypeError(f"hybridize(): {name} must be {wanted} or None, got {value!r}.")
-    mode = options.get("mode")
-    if mode is not None:
-        modes = list(torch._inductor.list_mode_options())
-        if mode not in modes:
-            raise ValueError(
-                f"hybridize(): unknown mode {mode!r}; torch.compile's modes are "
-                f"{', '.join(repr(m) for m in modes)}, or None."
-            )
-        if options.get("options") is not None:
-            raise ValueError(
-                "hybridize(): give mode= or options=, not both (torch.compile takes one)."
-            )
-    backend = options.get("backend")
-    if backend is not None and not callable(backend):
-        backends = ", ".join(repr(b) for b in torch._dynamo.list_backends(exclude_tags=()))
-        if not isinstance(backend, str):
-            raise TypeError(
-                f"hybridize(): backend must be a backend's name or a callable, got {backend!r};"
-                f" the names are {backends}."
-            )
-        try:
-            torch._dynamo.backends.registry.lookup_backend(backend)
-        except torch._dynamo.exc.InvalidBackend:
-            raise ValueError(
-                f"hybridize(): unknown backend {backend!r}; torch.compile's backends are "
-                f"{backends}, or a callable (a custom backend)."
-            ) from None
-    try:
-        torch.compile(_compile_probe, **_copied(options))
-    except Exception as err:
-        raise ValueError(f"hybridize(): torch.compile refuses these options: {err}") from err
