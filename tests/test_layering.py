@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"lateinit.init"},
     {"lateinit.parameter"},
     {"lateinit.explain"},
+    {"lateinit.symbolic"},
     {"lateinit.block"},
     {
         "lateinit.nn",
