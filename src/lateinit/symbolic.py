@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode, ShapeEnv
 from torch.nn.parameter import is_lazy
 from torch.utils._python_dispatch import _disable_current_modes
 from torch.utils._pytree import tree_map_only
@@ -92,6 +91,10 @@ def shapes_from_forward(
     name), read off ``forward(replica, *args, **kwargs)`` run on fake tensors with a
     symbolic size for each unknown dim. Raises a RuntimeError naming the parameter and
     the dim the forward leaves unknown, or why the forward could not run."""
+    # imported here: symbolic_shapes imports sympy (~0.25 s), a cost for first calls
+    # without a hook only, not for ``import lateinit``
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode, ShapeEnv
+
     label = layer_label(block, locate(block)[1])
     unshaped = [(n, p) for n, p in own if not p.is_shaped]
     child = _deferred_submodule(block)
