@@ -88,8 +88,16 @@ def test_hybrid_block_without_hook_names_it():
         def hybrid_forward(self, F, x, w):
             return F.dot(x, w.T)
 
-    with pytest.raises(Exception, match="infer_param_shapes"):
-        NoHook()(torch.rand(2, 4))
+    net = NoHook()  # Gluon 1.x: the shape is read off the forward
+    assert net(torch.rand(2, 4)).shape == (2, 3)
+    assert tuple(net.w.shape) == (3, 4)
+
+    class Untied(NoHook):
+        def hybrid_forward(self, F, x, w):
+            return x + w.sum()
+
+    with pytest.raises(Exception, match=r"dim 1 of 'w'.*infer_param_shapes"):
+        Untied()(torch.rand(2, 4))
 
 
 def test_hybrid_block_without_forward_says_so():

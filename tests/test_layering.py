@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"lateinit.init"},
     {"lateinit.parameter"},
     {"lateinit.explain", "lateinit.paramdict", "lateinit.compiled"},
+    {"lateinit.symbolic"},
     {"lateinit.block"},
     {
         "lateinit.nn",

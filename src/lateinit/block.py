@@ -58,6 +58,7 @@ from .shapes import (
     fmt_shape,
     iter_tensors,
 )
+from .symbolic import shapes_from_forward
 
 __all__ = [
     "Block",
@@ -496,26 +497,37 @@ class Block(torch.nn.Module):
         own = self._own_deferred()
         if own and any(not p.is_shaped for _, p in own):
             if type(self).infer_param_shapes is Block.infer_param_shapes:
-                raise missing_hook_error(self, [(n, p) for n, p in own if not p.is_shaped])
-            # a parameter given values early (p.data = v, set_data, sharing) is READY
-            # beside deferred ones: the hook, which assigns every shape, runs on a replica
-            # whose tables hold stand-ins of the known shapes, and the shapes it found
-            # are copied to the deferred ones (error path and this rare case only)
-            target = hook_replica(self) if self._has_ready_declared() else self
-            try:
-                target.infer_param_shapes(*args, **kwargs)
-                if target is not self:
-                    for n, p in own:
-                        table = "_parameters" if n in self._parameters else "_buffers"
-                        p.shape = tuple(target.__dict__[table][n].shape)
-            except ShapeMismatchError as err:
-                raise named_mismatch(self, err, args, self._lateinit.fixed_by) from None
+                # no hook: read the unknown dims off the forward run on fake tensors with
+                # a symbolic size for each (a private replica; first call only)
+                found = shapes_from_forward(self, type(self).forward, own, args, kwargs)
+                for n, p in own:
+                    p.shape = found[n]
+            else:
+                self._run_hook(own, args, kwargs)
             unfilled = [f"{n} {fmt_shape(tuple(p.shape))}" for n, p in own if not p.is_shaped]
             if unfilled:
                 raise missing_hook_error(self, [], filled_nothing=", ".join(unfilled))
             if self._lateinit.uses > 1:  # a block used twice: remember which use fixed
                 self._lateinit.fixed_by = locate(self)[1]  # the sizes
         return own
+
+    def _run_hook(
+        self, own: list[tuple[str, Parameter]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Run this block's ``infer_param_shapes`` on these inputs."""
+        # a parameter given values early (p.data = v, set_data, sharing) is READY
+        # beside deferred ones: the hook, which assigns every shape, runs on a replica
+        # whose tables hold stand-ins of the known shapes, and the shapes it found
+        # are copied to the deferred ones (error path and this rare case only)
+        target = hook_replica(self) if self._has_ready_declared() else self
+        try:
+            target.infer_param_shapes(*args, **kwargs)
+            if target is not self:
+                for n, p in own:
+                    table = "_parameters" if n in self._parameters else "_buffers"
+                    p.shape = tuple(target.__dict__[table][n].shape)
+        except ShapeMismatchError as err:
+            raise named_mismatch(self, err, args, self._lateinit.fixed_by) from None
 
     def _creation_device(self, tensors: list[torch.Tensor]) -> torch.device | None:
         """Where parameters without an explicit device are created: beside this block's
