@@ -515,17 +515,21 @@ class Block(torch.nn.Module):
         self, own: list[tuple[str, Parameter]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         """Run this block's ``infer_param_shapes`` on these inputs."""
-        # a parameter given values early (p.data = v, set_data, sharing) is READY
-        # beside deferred ones: the hook, which assigns every shape, runs on a replica
-        # whose tables hold stand-ins of the known shapes, and the shapes it found
-        # are copied to the deferred ones (error path and this rare case only)
-        target = hook_replica(self) if self._has_ready_declared() else self
         try:
-            target.infer_param_shapes(*args, **kwargs)
-            if target is not self:
+            try:
+                self.infer_param_shapes(*args, **kwargs)
+            except AttributeError:
+                # a parameter given values early (p.data = v, set_data, sharing) is READY
+                # beside deferred ones, and the hook assigned its shape (a plain tensor's
+                # is read-only): run the hook on a replica whose tables hold stand-ins of
+                # the known shapes, and copy the shapes it found to the deferred ones
+                if not self._has_ready_declared():
+                    raise
+                replica = hook_replica(self)
+                replica.infer_param_shapes(*args, **kwargs)
                 for n, p in own:
                     table = "_parameters" if n in self._parameters else "_buffers"
-                    p.shape = tuple(target.__dict__[table][n].shape)
+                    p.shape = tuple(replica.__dict__[table][n].shape)
         except ShapeMismatchError as err:
             raise named_mismatch(self, err, args, self._lateinit.fixed_by) from None
 
