@@ -7,7 +7,7 @@ reference architectures (torchvision's where it has one).
 from .classic import alexnet, lenet, mlp, nin, vgg11
 from .densenet import densenet121
 from .googlenet import googlenet
-from .llama import llama
+from .llama import HF_KEY_MAP, from_hf, llama
 from .resnet import resnet18, resnet50
 
 __all__ = [
@@ -21,4 +21,6 @@ __all__ = [
     "resnet50",
     "densenet121",
     "llama",
+    "from_hf",
+    "HF_KEY_MAP",
 ]

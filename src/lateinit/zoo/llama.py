@@ -6,29 +6,64 @@ With ``llama(32000, 4096, 32, 32, 11008)`` it has Llama-2-7B's 6,738,415,616 par
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 
 from .. import nn
 
-__all__ = ["llama", "Attention", "FeedForward", "DecoderLayer", "Llama", "rotary"]
+__all__ = [
+    "llama",
+    "from_hf",
+    "HF_KEY_MAP",
+    "Attention",
+    "FeedForward",
+    "DecoderLayer",
+    "Llama",
+    "rotary",
+]
 
 
-def rotary(x: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
-    """Rotate pairs of features of ``x`` ``(N, heads, T, head_dim)`` by their position."""
+ROPE_LAYOUTS = ("interleaved", "half")
+
+
+def rotary(x: torch.Tensor, theta: float = 10000.0, layout: str = "interleaved") -> torch.Tensor:
+    """Rotate pairs of features of ``x`` ``(N, heads, T, head_dim)`` by their position.
+
+    ``layout="interleaved"`` rotates features ``(2i, 2i+1)`` together (Meta's reference
+    code); ``"half"`` rotates ``i`` with ``i + head_dim/2`` (Hugging Face's ``rotate_half``).
+    """
     seq, dim = x.shape[-2], x.shape[-1]
     freqs = theta ** (-torch.arange(0, dim, 2, device=x.device, dtype=torch.float32) / dim)
     angles = torch.outer(torch.arange(seq, device=x.device, dtype=torch.float32), freqs)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    if layout == "half":
+        first, second = x[..., : dim // 2], x[..., dim // 2 :]
+        return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
     even, odd = x[..., 0::2], x[..., 1::2]
     return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
 
 
 class Attention(nn.Block):
     """Causal multi-head self-attention with rotary positions and ``n_kv_heads`` key/value
-    heads (grouped-query attention when fewer than ``n_heads``)."""
+    heads (grouped-query attention when fewer than ``n_heads``). ``rope_theta`` and
+    ``rope_layout`` are :func:`rotary`'s ``theta`` and ``layout``."""
 
-    def __init__(self, dim: int, n_heads: int, n_kv_heads: int, rope: bool) -> None:
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int,
+        rope: bool,
+        rope_theta: float = 10000.0,
+        rope_layout: str = "interleaved",
+    ) -> None:
         super().__init__()
         if dim % n_heads or n_heads % n_kv_heads:
             raise ValueError(
@@ -36,7 +71,11 @@ class Attention(nn.Block):
                 f"n_kv_heads={n_kv_heads}"
             )
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, dim // n_heads
-        self.rope = rope
+        if rope_layout not in ROPE_LAYOUTS:
+            raise ValueError(
+                f"Attention: rope_layout must be one of {ROPE_LAYOUTS}, got {rope_layout!r}"
+            )
+        self.rope, self.rope_theta, self.rope_layout = rope, rope_theta, rope_layout
         self.wq = nn.Dense(n_heads * self.head_dim, flatten=False, use_bias=False)
         self.wk = nn.Dense(n_kv_heads * self.head_dim, flatten=False, use_bias=False)
         self.wv = nn.Dense(n_kv_heads * self.head_dim, flatten=False, use_bias=False)
@@ -52,7 +91,8 @@ class Attention(nn.Block):
         k = heads(self.wk(x), self.n_kv_heads)
         v = heads(self.wv(x), self.n_kv_heads)
         if self.rope:
-            q, k = rotary(q), rotary(k)
+            q = rotary(q, self.rope_theta, self.rope_layout)
+            k = rotary(k, self.rope_theta, self.rope_layout)
         if self.n_kv_heads != self.n_heads:
             repeat = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
@@ -77,11 +117,19 @@ class DecoderLayer(nn.Block):
     """Pre-norm decoder layer: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
 
     def __init__(
-        self, dim: int, n_heads: int, n_kv_heads: int, hidden_dim: int, eps: float, rope: bool
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int,
+        hidden_dim: int,
+        eps: float,
+        rope: bool,
+        rope_theta: float = 10000.0,
+        rope_layout: str = "interleaved",
     ) -> None:
         super().__init__()
         self.attention_norm = nn.RMSNorm(epsilon=eps)
-        self.attention = Attention(dim, n_heads, n_kv_heads, rope)
+        self.attention = Attention(dim, n_heads, n_kv_heads, rope, rope_theta, rope_layout)
         self.ffn_norm = nn.RMSNorm(epsilon=eps)
         self.feed_forward = FeedForward(dim, hidden_dim)
 
@@ -93,7 +141,9 @@ class DecoderLayer(nn.Block):
 class Llama(nn.Block):
     """Token embedding, decoder layers, final RMSNorm, and the output projection.
 
-    ``forward(tokens)`` maps ``(N, T)`` token ids to ``(N, T, vocab_size)`` logits.
+    ``forward(tokens)`` maps ``(N, T)`` token ids to ``(N, T, vocab_size)`` logits. With
+    ``tie_embeddings=True`` there is no ``output`` layer: the logits use the embedding's
+    weight.
     """
 
     def __init__(
@@ -107,6 +157,9 @@ class Llama(nn.Block):
         norm_eps: float = 1e-5,
         positions: str = "rotary",
         max_seq_len: int = 2048,
+        rope_theta: float = 10000.0,
+        rope_layout: str = "interleaved",
+        tie_embeddings: bool = False,
     ) -> None:
         super().__init__()
         if positions not in ("rotary", "learned"):
@@ -116,20 +169,33 @@ class Llama(nn.Block):
         self.layers = nn.Sequential(
             *(
                 DecoderLayer(
-                    dim, n_heads, n_kv_heads or n_heads, hidden_dim, norm_eps, positions == "rotary"
+                    dim,
+                    n_heads,
+                    n_kv_heads or n_heads,
+                    hidden_dim,
+                    norm_eps,
+                    positions == "rotary",
+                    rope_theta,
+                    rope_layout,
                 )
                 for _ in range(n_layers)
             )
         )
         self.norm = nn.RMSNorm(epsilon=norm_eps)
-        self.output = nn.Dense(vocab_size, flatten=False, use_bias=False)
+        self.tie_embeddings = tie_embeddings
+        self.output = (
+            None if tie_embeddings else nn.Dense(vocab_size, flatten=False, use_bias=False)
+        )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.tok_embeddings(tokens)
         if self.pos_embeddings is not None:
             positions = torch.arange(tokens.shape[1], device=tokens.device)
             x = x + self.pos_embeddings(positions)
-        return self.output(self.norm(self.layers(x)))
+        x = self.norm(self.layers(x))
+        if self.output is None:
+            return F.linear(x, self.tok_embeddings.weight)
+        return self.output(x)
 
 
 def llama(
@@ -142,8 +208,15 @@ def llama(
     norm_eps: float = 1e-5,
     positions: str = "rotary",
     max_seq_len: int = 2048,
+    rope_theta: float = 10000.0,
+    rope_layout: str = "interleaved",
+    tie_embeddings: bool = False,
 ) -> Llama:
     """A Llama-style decoder (defaults: Llama-2-7B's shape).
+
+    ``rope_theta`` is the rotary base, ``rope_layout`` which features rotate together
+    (:func:`rotary`; Hugging Face checkpoints use ``"half"``), and ``tie_embeddings=True``
+    computes the logits with the token embedding's weight (no ``output`` layer).
 
     Example:
         >>> import torch
@@ -162,4 +235,246 @@ def llama(
         norm_eps,
         positions,
         max_seq_len,
+        rope_theta,
+        rope_layout,
+        tie_embeddings,
     )
+
+
+#: Hugging Face Llama parameter names (regular expressions) -> :func:`llama`'s structural
+#: names (``re.sub`` replacements). Every tensor is used as it is in the file: the rotary
+#: layout is chosen with ``rope_layout="half"`` instead of permuting ``q``/``k``.
+HF_KEY_MAP: dict[str, str] = {
+    r"^model\.embed_tokens\.weight$": "tok_embeddings.weight",
+    r"^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$": r"layers.\1.attention.wq.weight",
+    r"^model\.layers\.(\d+)\.self_attn\.k_proj\.weight$": r"layers.\1.attention.wk.weight",
+    r"^model\.layers\.(\d+)\.self_attn\.v_proj\.weight$": r"layers.\1.attention.wv.weight",
+    r"^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$": r"layers.\1.attention.wo.weight",
+    r"^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$": r"layers.\1.feed_forward.w1.weight",
+    r"^model\.layers\.(\d+)\.mlp\.up_proj\.weight$": r"layers.\1.feed_forward.w3.weight",
+    r"^model\.layers\.(\d+)\.mlp\.down_proj\.weight$": r"layers.\1.feed_forward.w2.weight",
+    r"^model\.layers\.(\d+)\.input_layernorm\.weight$": r"layers.\1.attention_norm.weight",
+    r"^model\.layers\.(\d+)\.post_attention_layernorm\.weight$": r"layers.\1.ffn_norm.weight",
+    r"^model\.norm\.weight$": "norm.weight",
+    r"^lm_head\.weight$": "output.weight",
+}
+
+_HF_LAYER_KEYS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+    "input_layernorm",
+    "post_attention_layernorm",
+)
+
+
+def _hf_config(directory: str) -> dict[str, Any]:
+    path = os.path.join(directory, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"from_hf: no config.json in {directory!r}: give the directory that "
+            "save_pretrained wrote (config.json beside model.safetensors)"
+        )
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    model_type = config.get("model_type", "llama")
+    if model_type != "llama":
+        raise ValueError(f"from_hf: {path} is a {model_type!r} model, not 'llama'")
+    unsupported = {
+        "attention_bias": False,
+        "mlp_bias": False,
+        "hidden_act": "silu",
+        "pretraining_tp": 1,
+    }
+    for key, value in unsupported.items():
+        if config.get(key, value) != value:
+            raise NotImplementedError(
+                f"from_hf: {key}={config[key]!r} in {path}: zoo.llama supports {value!r} only"
+            )
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type != "default":
+        raise NotImplementedError(
+            f"from_hf: rope_type={rope_type!r} in {path}: zoo.llama supports plain rotary "
+            "positions ('default') only"
+        )
+    return config
+
+
+def _llama_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """``config.json`` -> :func:`llama`'s keyword arguments."""
+    dim, n_heads = config["hidden_size"], config["num_attention_heads"]
+    head_dim = config.get("head_dim") or dim // n_heads
+    if head_dim * n_heads != dim:
+        raise NotImplementedError(
+            f"from_hf: head_dim={head_dim} with num_attention_heads={n_heads} and "
+            f"hidden_size={dim}: zoo.llama needs head_dim == hidden_size / num_attention_heads"
+        )
+    rope = config.get("rope_parameters") or {}
+    return {
+        "vocab_size": config["vocab_size"],
+        "dim": dim,
+        "n_layers": config["num_hidden_layers"],
+        "n_heads": n_heads,
+        "hidden_dim": config["intermediate_size"],
+        "n_kv_heads": config.get("num_key_value_heads") or n_heads,
+        "norm_eps": config.get("rms_norm_eps", 1e-6),
+        "positions": "rotary",
+        "max_seq_len": config.get("max_position_embeddings", 2048),
+        "rope_theta": float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
+        "rope_layout": "half",
+        "tie_embeddings": bool(config.get("tie_word_embeddings", False)),
+    }
+
+
+def _read_safetensors(directory: str) -> dict[str, torch.Tensor]:
+    """Every tensor of ``model.safetensors``, or of the shards its index names."""
+    index = os.path.join(directory, "model.safetensors.index.json")
+    single = os.path.join(directory, "model.safetensors")
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as f:
+            weight_map: dict[str, str] = json.load(f)["weight_map"]
+        files = sorted(set(weight_map.values()))
+    elif os.path.isfile(single):
+        weight_map, files = {}, ["model.safetensors"]
+    else:
+        raise FileNotFoundError(
+            f"from_hf: neither model.safetensors nor model.safetensors.index.json in "
+            f"{directory!r} (save with save_pretrained(..., safe_serialization=True))"
+        )
+    tensors: dict[str, torch.Tensor] = {}
+    for name in files:
+        with safe_open(os.path.join(directory, name), framework="pt") as f:
+            for key in f.keys():
+                if weight_map and weight_map.get(key) != name:
+                    continue
+                tensors[key] = f.get_tensor(key)
+    missing = sorted(set(weight_map) - set(tensors))
+    if missing:
+        raise KeyError(
+            f"from_hf: the index names {missing[:5]} but their shard files do not hold them"
+        )
+    return tensors
+
+
+def _map_key(key: str, key_map: dict[str, str] | Callable[[str], str | None]) -> str | None:
+    if callable(key_map):
+        return key_map(key)
+    for pattern, replacement in key_map.items():
+        if re.search(pattern, key):
+            return re.sub(pattern, replacement, key)
+    return None
+
+
+def _load_hf_weights(
+    net: Llama,
+    directory: str,
+    key_map: dict[str, str] | Callable[[str], str | None],
+    dtype: torch.dtype | None,
+) -> None:
+    """Every parameter of the deferred ``net`` READY from the checkpoint's tensors.
+
+    The one place that reads the files: it becomes ``net.load_parameters(directory,
+    key_map=key_map, dtype=dtype)`` once that loads Hugging Face shards."""
+    tensors = _read_safetensors(directory)
+    expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
+    mapped: dict[str, torch.Tensor] = {}
+    source: dict[str, str] = {}
+    for key, tensor in tensors.items():
+        name = _map_key(key, key_map)
+        if name is None or name not in expected:
+            raise KeyError(
+                f"from_hf: checkpoint key {key!r} has no parameter in zoo.llama"
+                + (f" (mapped to {name!r})" if name else " (the key map matches none)")
+            )
+        if name in source:
+            raise KeyError(
+                f"from_hf: checkpoint keys {source[name]!r} and {key!r} both map to {name!r}"
+            )
+        shape = expected[name]
+        if len(shape) != tensor.dim() or any(
+            want not in (-1, got) for want, got in zip(shape, tensor.shape, strict=True)
+        ):
+            raise ValueError(
+                f"from_hf: checkpoint key {key!r} has shape {tuple(tensor.shape)} but "
+                f"{name!r} expects "
+                f"({', '.join('?' if d == -1 else str(d) for d in shape)}) from config.json"
+            )
+        mapped[name], source[name] = tensor, key
+    missing = sorted(set(expected) - set(mapped))
+    if missing:
+        hf = {v: k for k, v in _hf_names(net).items()}
+        raise KeyError(
+            "from_hf: the checkpoint lacks "
+            + ", ".join(repr(hf.get(name, name)) for name in missing)
+            + f" (for {', '.join(missing)})"
+        )
+    dtypes = {t.dtype for t in mapped.values() if t.is_floating_point()}
+    target = dtype or (dtypes.pop() if len(dtypes) == 1 else None)
+    if target is not None:
+        net.to(target)
+        mapped = {k: t.to(target) if t.is_floating_point() else t for k, t in mapped.items()}
+    net.load_state_dict(mapped, strict=True)
+
+
+def _hf_names(net: Llama) -> dict[str, str]:
+    """The Hugging Face name of each of ``net``'s parameters: lateinit -> HF."""
+    names = ["model.embed_tokens.weight", "model.norm.weight"]
+    names += [
+        f"model.layers.{i}.{layer}.weight"
+        for i in range(len(net.layers))
+        for layer in _HF_LAYER_KEYS
+    ]
+    if net.output is not None:
+        names.append("lm_head.weight")
+    return {n: m for n in names if (m := _map_key(n, HF_KEY_MAP)) is not None}
+
+
+def from_hf(
+    path_or_dir: str | os.PathLike[str],
+    *,
+    dtype: torch.dtype | None = None,
+    key_map: dict[str, str] | Callable[[str], str | None] | None = None,
+    **overrides: Any,
+) -> Llama:
+    """A Hugging Face Llama checkpoint as a :func:`llama` network, every parameter READY.
+
+    ``path_or_dir`` is the directory ``LlamaForCausalLM.save_pretrained`` wrote (or its
+    ``config.json``): ``config.json`` gives :func:`llama`'s arguments (``vocab_size``,
+    ``hidden_size`` -> ``dim``, ``num_hidden_layers``, ``num_attention_heads``,
+    ``num_key_value_heads``, ``intermediate_size`` -> ``hidden_dim``, ``rms_norm_eps``,
+    ``max_position_embeddings``, the rope theta, ``tie_word_embeddings``; rotary layout
+    ``"half"``); ``overrides`` replace any of them. The network is built without sizes
+    and ``model.safetensors`` (or the shards of ``model.safetensors.index.json``) fills
+    every parameter, renamed by :data:`HF_KEY_MAP` (or ``key_map``: regex -> replacement,
+    or a callable key -> name); no initializer runs. The parameters keep the file's dtype
+    (a bfloat16 checkpoint loads as bfloat16) unless ``dtype`` is given. transformers is
+    not needed. A key of the file with no parameter, a parameter the file lacks, or a
+    shape that contradicts ``config.json`` raises, naming the Hugging Face key.
+
+    Its logits equal ``LlamaForCausalLM``'s on the same tokens (grouped-query attention,
+    tied or untied embeddings; default rotary positions only).
+
+    Example (``tmp`` holds ``LlamaForCausalLM(config).save_pretrained(tmp)``)::
+
+        net = zoo.from_hf(tmp)                     # config.json + safetensors, READY
+        logits = net(tokens)                       # (N, T, vocab_size)
+        long = zoo.from_hf(tmp, rope_theta=5e5)    # an argument of zoo.llama overridden
+    """
+    directory = os.fspath(path_or_dir)
+    if os.path.basename(directory) == "config.json":
+        directory = os.path.dirname(directory) or "."
+    arguments = _llama_arguments(_hf_config(directory))
+    unknown = sorted(set(overrides) - set(arguments))
+    if unknown:
+        raise TypeError(
+            f"from_hf: unknown overrides {unknown}; zoo.llama's arguments are {sorted(arguments)}"
+        )
+    arguments.update(overrides)
+    net = llama(**arguments)
+    _load_hf_weights(net, directory, HF_KEY_MAP if key_map is None else key_map, dtype)
+    return net
