@@ -39,6 +39,12 @@ safetensors (save_file; and load_file + load_state_dict); peak RSS growth while 
 Checksums: saving with them and loading with verification within 1.15x of the same
 operation without them.
 
+Sharded (``--sharded`` runs only these): the same parameter set split over 4 shards
+(safetensors ``save_file``, each with lateinit's checksums in its metadata) plus a Hugging
+Face ``model.safetensors.index.json``: lateinit ``load_parameters(index)`` into a deferred
+and a READY network, against ``load_file`` of every shard + ``load_state_dict`` (into
+fresh memory and into a READY twin). Same targets: within 1.2x, peak RSS growth <= 1.1x.
+
 Run: ``python benchmarks/io.py`` (~3 minutes on 2 shared cores, 4-5 GB of free disk in
 ``--dir``, default a temporary folder), ``--quick`` for a smoke run (64 MB, figures
 meaningless). Exit status 0 whether targets are met or not: a measurement, not a test.
@@ -78,6 +84,14 @@ LOADS = {
     "safetensors load_file (lazy mmap)": "load_raw_lazy",
     "torch.load(weights_only) + load_state_dict": "load_torch",
 }
+SHARDED = {
+    "lateinit load_parameters, 4 shards (deferred)": "load_lateinit_sharded_deferred",
+    "lateinit load_parameters, 4 shards (READY)": "load_lateinit_sharded_ready",
+    "safetensors load_file x4 + load_state_dict (fresh memory)": "load_raw_sharded_fresh",
+    "safetensors load_file x4 + load_state_dict": "load_raw_sharded",
+}
+SHARDS = 4
+SHARDED_RSS_TARGET = 1.1
 TARGET = 1.2
 CHECKSUM_TARGET = 1.15  # checksums written / verified vs not, side by side
 
@@ -177,6 +191,22 @@ def worker(op: str, folder: Path, width: int, layers: int) -> dict[str, float]:
                 os.fsync(fd)
                 os.close(fd)
 
+    elif op.startswith("load_lateinit_sharded_"):
+        from lateinit.io import load_parameters
+
+        net = ours(op.endswith("ready"))
+        index = folder / "sharded" / "model.safetensors.index.json"
+        action = lambda: load_parameters(net, index)  # noqa: E731
+    elif op in ("load_raw_sharded", "load_raw_sharded_fresh"):
+        model = twin(touch=op == "load_raw_sharded")
+        shards = sorted((folder / "sharded").glob("*.safetensors"))
+
+        def action() -> None:
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(load_file(shard))
+            model.load_state_dict(state)
+
     elif op.startswith("load_lateinit_"):
         from lateinit.io import load_parameters
 
@@ -203,6 +233,7 @@ def worker(op: str, folder: Path, width: int, layers: int) -> dict[str, float]:
         state = twin().state_dict()
         save_file(state, files["raw"])
         torch.save(state, files["torch"])
+        files.update(_write_shards(folder / "sharded", state))
         for path in files.values():  # into the page cache
             with open(path, "rb") as fh:
                 while fh.read(1 << 24):
@@ -220,6 +251,28 @@ def worker(op: str, folder: Path, width: int, layers: int) -> dict[str, float]:
     if out.exists():
         out.unlink()
     return {"seconds": seconds, "rss_mb": rss.growth}
+
+
+def _write_shards(folder: Path, state: dict) -> dict[str, Path]:
+    """``state`` split over SHARDS files (safetensors ``save_file``, lateinit checksums in
+    the metadata, as a lateinit save writes them) and a Hugging Face index."""
+    import xxhash
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    keys = list(state)
+    per = -(-len(keys) // SHARDS)
+    weight_map, paths = {}, {}
+    for i in range(SHARDS):
+        name = f"model-{i + 1:05d}-of-{SHARDS:05d}.safetensors"
+        part = {k: state[k].contiguous() for k in keys[i * per : (i + 1) * per]}
+        sums = {k: xxhash.xxh3_64_hexdigest(t.numpy().tobytes()) for k, t in part.items()}
+        save_file(part, folder / name, {"lateinit.xxh3_64": json.dumps(sums)})
+        weight_map.update(dict.fromkeys(part, name))
+        paths[name] = folder / name
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return paths
 
 
 # -- driver -------------------------------------------------------------------------------
@@ -241,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=None, help="folder for the files")
     parser.add_argument("--quick", action="store_true", help="64 MB, 2 repeats (smoke run)")
+    parser.add_argument("--sharded", action="store_true", help="only the sharded loads")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--layers", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -258,13 +312,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.repeats} samples per variant, each in a fresh process (torch 1 thread)"
         )
         results: dict[str, list[dict[str, float]]] = {}
-        for group in (SAVES, LOADS):
+        for group in (SHARDED,) if args.sharded else (SAVES, LOADS, SHARDED):
             names = list(group)
             for i in range(args.repeats):
                 for name in names if i % 2 == 0 else reversed(names):
                     sample = _run(group[name], folder, args.width, layers)
                     results.setdefault(name, []).append(sample)
-        _report(results, file_mb)
+        if args.sharded:
+            _report_sharded(results, file_mb)
+        else:
+            _report(results, file_mb)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0
@@ -347,6 +404,29 @@ def _report(results: dict[str, list[dict[str, float]]], file_mb: float) -> None:
         ratio = rss[name] / file_mb
         goal = "met" if ratio <= TARGET else "MISSED"
         print(f"target peak RSS growth, {name}: {ratio:.2f}x the file; goal <= {TARGET}: {goal}")
+
+
+def _report_sharded(results: dict[str, list[dict[str, float]]], file_mb: float) -> None:
+    med = {n: statistics.median(s["seconds"] for s in r) for n, r in results.items()}
+    rss = {n: max(s["rss_mb"] for s in r) for n, r in results.items()}
+    for name in SHARDED:
+        times = ", ".join(f"{s['seconds']:.3f}" for s in results[name])
+        print(
+            f"{name}: median {med[name]:.3f} s (samples {times}); "
+            f"peak RSS growth {rss[name]:.0f} MB ({rss[name] / file_mb:.2f}x the checkpoint)"
+        )
+    names = list(SHARDED)
+    for ours, raw in ((names[0], names[2]), (names[1], names[3])):
+        ratio = med[ours] / med[raw]
+        goal = "met" if ratio <= TARGET else "MISSED"
+        print(f"target {ours} vs {raw}: ratio {ratio:.3f}; goal <= {TARGET}: {goal}")
+    for name in names[:2]:
+        ratio = rss[name] / file_mb
+        goal = "met" if ratio <= SHARDED_RSS_TARGET else "MISSED"
+        print(
+            f"target peak RSS growth, {name}: {ratio:.2f}x the checkpoint; "
+            f"goal <= {SHARDED_RSS_TARGET}: {goal}"
+        )
 
 
 if __name__ == "__main__":

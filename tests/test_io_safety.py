@@ -292,9 +292,11 @@ def test_loading_a_directory_is_a_clear_error(saved, tmp_path):
         net.load_parameters(empty)
     assert str(empty) in str(info.value) and "no .safetensors file" in str(info.value)
     assert "Fix:" in str(info.value)
+    (tmp_path / "other.safetensors").write_bytes((tmp_path / "net.safetensors").read_bytes())
     with pytest.raises(ParameterFileError, match="directory") as info:
-        net.load_parameters(tmp_path)  # holds net.safetensors: named as the fix
-    assert "'net.safetensors'" in str(info.value)
+        net.load_parameters(tmp_path)  # two files, no index: both named in the fix
+    assert "'net.safetensors'" in str(info.value) and "'other.safetensors'" in str(info.value)
+    assert "model.safetensors.index.json" in str(info.value)
     assert_unchanged(before, net)
 
 

@@ -888,8 +888,10 @@ class Block(torch.nn.Module):
         dtype: torch.dtype | None = None,
         verify: bool = True,
         progress: bool | None = None,
+        key_map: Any = None,
     ) -> Block:
-        """Load a safetensors file written by :meth:`save_parameters`; returns ``self``.
+        """Load a safetensors file written by :meth:`save_parameters` (or a sharded
+        checkpoint: its index, or a directory holding it); returns ``self``.
 
         Into a READY network the values are replaced in place (each parameter stays the
         same object, in the same memory); into a deferred one the unknown dims are filled
@@ -923,6 +925,7 @@ class Block(torch.nn.Module):
             dtype=dtype,
             verify=verify,
             progress=progress,
+            key_map=key_map,
         )
         return self
 
@@ -1027,6 +1030,7 @@ class Block(torch.nn.Module):
                 if converted is not p:
                     set_storage(p, placeholder(converted), Parameter)
                     p.record.device_explicit = converted.record.device_explicit
+                    p.record.dtype_explicit = converted.record.dtype_explicit
         finally:
             current = dict(self._parameters)
             current.update(deferred)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import json
@@ -86,6 +87,7 @@ _NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO by mistake must not hang
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_INDEX_NAME = "model.safetensors.index.json"  # Hugging Face's sharded checkpoint index
 
 # The safetensors header's dtype names.
 _DTYPES: dict[str, torch.dtype] = {
@@ -398,12 +400,15 @@ def _remove_leftovers(directory: str, name: str, own: str) -> None:
 
 @dataclass(frozen=True)
 class _Stored:
-    """One tensor in the file: dtype, shape and byte range in the data section."""
+    """One tensor in the file: dtype, shape and byte range in the data section; in a
+    merged checkpoint also which shard holds it and its key there (before ``key_map``)."""
 
     dtype: torch.dtype
     shape: tuple[int, ...]
     begin: int
     end: int
+    shard: int = 0
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -413,6 +418,18 @@ class _Index:
     stored: dict[str, _Stored]
     metadata: dict[str, str]
     data_start: int
+
+
+@dataclass
+class _Shard:
+    """One file of a checkpoint, open for the whole load, and its checked header."""
+
+    fh: Any
+    path: str
+    index: _Index
+
+
+KeyMap = Mapping[str, str] | Callable[[str], str | None]
 
 
 @dataclass
@@ -436,12 +453,17 @@ def load_parameters(
     dtype: torch.dtype | None = None,
     verify: bool = True,
     progress: bool | None = None,
+    key_map: KeyMap | None = None,
 ) -> None:
-    """Load a safetensors file into ``module``, all or nothing.
+    """Load a safetensors file (or a sharded checkpoint) into ``module``, all or nothing.
 
     Args:
         module: the network (deferred, SHAPED or READY, or any mix).
-        path: a safetensors file, typically written by :func:`save_parameters`.
+        path: a safetensors file, typically written by :func:`save_parameters`; or a
+            sharded checkpoint's index (``model.safetensors.index.json``, Hugging Face's
+            format: ``{"metadata": {...}, "weight_map": {key: shard file}}``, the shards
+            beside it); or a directory holding ``model.safetensors.index.json`` (loaded
+            as sharded) or exactly one ``*.safetensors`` file.
         allow_missing: leave the network's tensors that the file does not hold as they
             are (deferred ones stay deferred) instead of raising.
         ignore_extra: skip the file's keys that the network does not have instead of
@@ -449,14 +471,28 @@ def load_parameters(
         device: where the values go (default: each parameter's own device; for a deferred
             one, the device it was meant to be created on). A READY parameter given
             another device is moved there, keeping its identity.
-        dtype: the floating dtype of the loaded floating tensors (default: each tensor's
-            own dtype). Stored values are converted float to float; any other dtype change
-            is refused.
+        dtype: the floating dtype of the loaded floating tensors. Default: a deferred
+            parameter whose dtype was never chosen (no ``dtype=`` at creation, in
+            ``initialize`` or ``.to``) takes the file's dtype (a bfloat16 file gives
+            bfloat16 parameters, no upcast); every other tensor keeps its own dtype.
+            Stored values are converted float to float; any other dtype change is refused.
         verify: check every value read against the checksum that :func:`save_parameters`
             stored with it (files without checksums, e.g. from other tools, load
             unchecked).
-        progress: a progress bar on stderr: ``None`` shows one only for a load that
-            takes over 2 s on a terminal, ``True`` always, ``False`` never.
+        progress: a progress bar on stderr (one for the whole load, over the bytes of
+            every shard): ``None`` shows one only for a load that takes over 2 s on a
+            terminal, ``True`` always, ``False`` never.
+        key_map: renames the file's keys before they are matched with the network's:
+            a dict of regular expression -> replacement, applied one after the other
+            (each ``re.sub`` works on the result of the previous one; a key that ends up
+            empty is dropped), or a callable ``key -> new key`` (``None`` drops the key).
+            Errors name both keys (``'a.b' (mapped to 'c')``); two keys mapped to one
+            name are an error.
+
+    A sharded checkpoint loads as one file does: every shard is opened once up front,
+    the index and every shard's header, keys, shapes, dtypes and checksums are checked
+    before anything changes (a key the index and its shard disagree on is an error naming
+    the shard), and the values are committed in one transaction.
 
     Raises (nothing in the network changed): ``ParameterFileError`` for a path that is a
     directory or cannot be read, for a file that is not valid safetensors (empty,
@@ -483,24 +519,26 @@ def load_parameters(
     if dtype is not None and not dtype.is_floating_point:
         raise TypeError(f"load_parameters: dtype must be a floating dtype, got {dtype}")
     target_device = torch.device(device) if device is not None else None
-    with _open_for_reading(source) as fh:
-        index = _read_index(fh, source)
-        tied = _read_tied(source, index.metadata, index.stored)
-        expected = _read_checksums(source, index.metadata, index.stored) if verify else None
+    mapper = _key_mapper(key_map)
+    with contextlib.ExitStack() as stack:
+        shards, label = _open_checkpoint(source, stack)
+        stored, tied, expected = _merge(source, shards, mapper, verify)
         _name_params(module)
         groups = _groups(module)
         items, retie, problems = _plan(
-            module, groups, index.stored, tied, allow_missing, ignore_extra, target_device, dtype
+            module, groups, stored, tied, allow_missing, ignore_extra, target_device, dtype
         )
         if problems.any():
             raise problems.error(source, module)
-        in_place = sum(
-            _nbytes(index.stored[i.key]) for i in items if _in_place(i, index.stored[i.key])
+        checked = sum(  # the in-place values verified are read twice
+            _nbytes(stored[i.key])
+            for i in items
+            if expected is not None and i.key in expected and _in_place(i, stored[i.key])
         )
-        total = sum(_nbytes(index.stored[i.key]) for i in items) + (in_place if verify else 0)
-        with Progress(total, f"loading {os.path.basename(source)}", progress) as bar:
-            values = _read_values(fh, source, index, items, expected, bar)
-            _commit(module, fh, source, index, items, values, retie, bar)
+        total = sum(_nbytes(stored[i.key]) for i in items) + checked
+        with Progress(total, f"loading {label}", progress) as bar:
+            values = _read_values(shards, stored, items, expected, bar)
+            _commit(module, shards, source, stored, items, values, retie, bar)
         counters = [
             t
             for name, t in module.named_buffers()
@@ -561,19 +599,195 @@ def _open_nonblocking(path: str, flags: int) -> int:
 
 def _directory_message(path: str) -> str:
     try:
-        files = sorted(n for n in os.listdir(path) if n.endswith(".safetensors"))
+        names = sorted(os.listdir(path))
     except OSError:
-        files = []
+        names = []
+    files = [n for n in names if n.endswith(".safetensors")]
+    indexes = [n for n in names if n.endswith(".json")]
     held = (
         f"it holds {fmt_list(repr(n) for n in files)}: pass one of those files"
         if files
         else "it holds no .safetensors file"
     )
+    if indexes:
+        held += f"; JSON files: {fmt_list(repr(n) for n in indexes)}"
     return (
-        f"cannot load {path!r}: it is a directory, not a parameter file ({held}). Nothing "
-        "was changed. Fix: pass the path of the file written by save_parameters (a "
-        "directory of several files is not supported)."
+        f"cannot load {path!r}: it is a directory, not a parameter file, and holds neither "
+        f"{_INDEX_NAME!r} (a sharded checkpoint) nor exactly one .safetensors file ({held}). "
+        "Nothing was changed. Fix: pass the path of a file written by save_parameters, or "
+        "of a sharded checkpoint's index."
     )
+
+
+def _open_checkpoint(source: str, stack: contextlib.ExitStack) -> tuple[list[_Shard], str]:
+    """Every file of the checkpoint at ``source`` (a file, an index, a directory), opened
+    once (closed by ``stack``), with its header read and checked; and a label for the
+    progress bar."""
+    if os.path.isdir(source):
+        try:
+            names = os.listdir(source)
+        except OSError:
+            names = []
+        files = [n for n in names if n.endswith(".safetensors")]
+        if _INDEX_NAME in names:
+            source = os.path.join(source, _INDEX_NAME)
+        elif len(files) == 1:
+            source = os.path.join(source, files[0])
+        else:
+            raise ParameterFileError(_directory_message(source))
+    if source.endswith(".json"):
+        return _open_sharded(source, stack)
+    fh = stack.enter_context(_open_for_reading(source))
+    return [_Shard(fh, source, _read_index(fh, source))], os.path.basename(source)
+
+
+def _open_sharded(index_path: str, stack: contextlib.ExitStack) -> tuple[list[_Shard], str]:
+    """Read and check a sharded checkpoint's index, open every shard it names and check
+    that each holds exactly the keys the index maps to it."""
+
+    def bad(reason: str) -> ParameterFileError:
+        return ParameterFileError(
+            f"cannot load {index_path!r}: it is not a valid sharded checkpoint index "
+            f"({reason}). Nothing was changed. Fix: pass a model.safetensors.index.json "
+            '({"metadata": {...}, "weight_map": {key: shard file}}) or a safetensors file.'
+        )
+
+    with _open_for_reading(index_path) as fh:
+        raw = _pread(fh, 0, _MAX_HEADER + 1)
+    if len(raw) > _MAX_HEADER:
+        raise bad(f"it is over the limit of {_MAX_HEADER} bytes")
+    try:
+        index = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as err:
+        raise bad(f"it is not valid JSON: {err}") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise bad('it has no "weight_map" object of key -> shard file name')
+    by_shard: dict[str, list[str]] = {}
+    for key, name in weight_map.items():
+        parts = name.replace("\\", "/").split("/")
+        if not name or os.path.isabs(name) or ".." in parts:
+            raise bad(f"key {key!r} maps to {name!r}, not a file name beside the index")
+        by_shard.setdefault(name, []).append(key)
+    directory = os.path.dirname(index_path)
+    shards: list[_Shard] = []
+    for name in sorted(by_shard):
+        path = os.path.join(directory, name)
+        try:
+            fh = stack.enter_context(_open_for_reading(path))
+        except FileNotFoundError:
+            raise ParameterFileError(
+                f"cannot load {index_path!r}: its shard {name!r} (holding "
+                f"{len(by_shard[name])} key(s), e.g. {by_shard[name][0]!r}) does not exist. "
+                "Nothing was changed. Fix: download or copy every shard beside the index."
+            ) from None
+        shard = _Shard(fh, path, _read_index(fh, path))
+        held, mapped = shard.index.stored.keys(), set(by_shard[name])
+        unlisted = [k for k in held if k not in mapped]
+        absent = [k for k in by_shard[name] if k not in held]
+        if unlisted or absent:
+            lines = []
+            if absent:
+                lines.append(
+                    f"the index maps {len(absent)} key(s) to it that it does not hold: "
+                    + fmt_list(repr(k) for k in absent)
+                )
+            if unlisted:
+                elsewhere = [k for k in unlisted if k in weight_map]
+                lines.append(
+                    f"it holds {len(unlisted)} key(s) the index does not map to it: "
+                    + fmt_list(repr(k) for k in unlisted)
+                    + (f" ({len(elsewhere)} of them mapped to another shard)" if elsewhere else "")
+                )
+            raise ParameterFileError(
+                f"cannot load {index_path!r}: the index and its shard {name!r} disagree: "
+                + "; ".join(lines)
+                + ". Nothing was changed. Fix: the shards and the index must come from the "
+                "same save; download or copy them again."
+            )
+        shards.append(shard)
+    count = len(shards)
+    return shards, f"{os.path.basename(index_path)} ({count} shard{'s' * (count != 1)})"
+
+
+def _key_mapper(key_map: KeyMap | None) -> Callable[[str], str | None]:
+    """``key_map`` as one function: file key -> network key, or ``None`` (dropped)."""
+    if key_map is None:
+        return lambda key: key
+    if isinstance(key_map, Mapping):
+        compiled = []
+        for pattern, replacement in key_map.items():
+            try:
+                compiled.append((re.compile(pattern), replacement))
+            except re.error as err:
+                raise ValueError(
+                    f"load_parameters: key_map pattern {pattern!r} is not a valid regular "
+                    f"expression ({err})"
+                ) from None
+
+        def by_patterns(key: str) -> str | None:
+            for regex, replacement in compiled:
+                key = regex.sub(replacement, key)
+            return key or None
+
+        return by_patterns
+    if callable(key_map):
+        call = key_map
+
+        def by_call(key: str) -> str | None:
+            new = call(key)
+            if new is not None and not isinstance(new, str):
+                raise TypeError(
+                    f"load_parameters: key_map({key!r}) returned {type(new).__name__}; it "
+                    "must return the new key (a str) or None to drop the key"
+                )
+            return new
+
+        return by_call
+    raise TypeError(
+        "load_parameters: key_map must be a dict of regular expression -> replacement or "
+        f"a callable key -> new key | None, got {type(key_map).__name__}"
+    )
+
+
+def _merge(
+    source: str, shards: list[_Shard], mapper: Callable[[str], str | None], verify: bool
+) -> tuple[dict[str, _Stored], dict[str, str], dict[str, int] | None]:
+    """The checkpoint's tensors under their mapped keys (each knowing its shard and file
+    key), its ties and its checksums (``None`` when nothing is to be verified)."""
+    stored: dict[str, _Stored] = {}
+    tied: dict[str, str] = {}
+    expected: dict[str, int] | None = {} if verify else None
+    for number, shard in enumerate(shards):
+        own = shard.index.stored
+        shard_tied = _read_tied(shard.path, shard.index.metadata, own)
+        sums = _read_checksums(shard.path, shard.index.metadata, own) if verify else None
+        for key, entry in own.items():
+            new = mapper(key)
+            if new is None:
+                continue
+            if new in stored:
+                other = stored[new].key
+                raise ParameterFileError(
+                    f"cannot load {source!r}: key_map maps both {other!r} and {key!r} to "
+                    f"{new!r}. Nothing was changed. Fix: make key_map give every kept key "
+                    "its own name (or drop one of them by returning None)."
+                )
+            stored[new] = dataclasses.replace(entry, shard=number, key=key)
+            if sums is not None and expected is not None:
+                expected[new] = sums[key]
+        for alias, canonical in shard_tied.items():
+            alias_to, canonical_to = mapper(alias), mapper(canonical)
+            if alias_to is not None and canonical_to is not None:
+                tied[alias_to] = canonical_to
+    return stored, tied, (expected or None)
+
+
+def _named(stored: Mapping[str, _Stored], key: str) -> str:
+    """A file key for messages: ``'file key' (mapped to 'key')`` where ``key_map``
+    renamed it."""
+    file_key = stored[key].key if key in stored else key
+    return repr(key) if file_key in ("", key) else f"{file_key!r} (mapped to {key!r})"
 
 
 def _read_index(fh: Any, path: str) -> _Index:
@@ -764,7 +978,7 @@ class _Problems:
         if self.extra:
             lines.append(
                 f"the file has {len(self.extra)} key(s) the network does not: "
-                + fmt_list(repr(k) for k in self.extra)
+                + fmt_list(self.extra)
             )
         fixes = []
         if self.shapes:
@@ -827,12 +1041,22 @@ def _plan(
             continue
         key = keys[0]
         entry = stored[key]
-        where = _where(module, names[0], key)
+        where = _where(module, names[0], key, entry.key)
         declared = tuple(tensor.shape)
         if not _fits(declared, entry.shape):
             problems.shapes.append((key, where, declared, entry.shape))
             continue
-        want = dtype if (dtype is not None and tensor.is_floating_point()) else tensor.dtype
+        if dtype is not None and tensor.is_floating_point():
+            want = dtype
+        elif (
+            isinstance(tensor, Parameter)
+            and not tensor.record.dtype_explicit
+            and tensor.is_floating_point()
+            and entry.dtype.is_floating_point
+        ):
+            want = entry.dtype  # a dtype never chosen: the file's (no silent upcast)
+        else:
+            want = tensor.dtype
         if entry.dtype != want and not (entry.dtype.is_floating_point and want.is_floating_point):
             problems.dtypes.append(
                 f"{where}: the file stores {_dtype_name(entry.dtype)} but the network needs "
@@ -850,7 +1074,7 @@ def _plan(
             continue
         items.append(_Item(names, tensor, key, want, device or _load_device(tensor)))
     if not ignore_extra:
-        problems.extra = [k for k in stored if k not in used]
+        problems.extra = [_named(stored, k) for k in stored if k not in used]
     return items, retie, problems
 
 
@@ -872,21 +1096,25 @@ def _in_place(item: _Item, entry: _Stored) -> bool:
     )
 
 
+def _position(entry: _Stored) -> tuple[int, int]:
+    """Where a tensor's bytes are: shard by shard, in file order."""
+    return entry.shard, entry.begin
+
+
 def _read_values(
-    fh: Any,
-    path: str,
-    index: _Index,
+    shards: list[_Shard],
+    stored: Mapping[str, _Stored],
     items: list[_Item],
     expected: Mapping[str, int] | None,
     bar: Progress | None = None,
 ) -> list[torch.Tensor | None]:
     """Read the value of every item that cannot be read in place into new memory, in its
     target dtype and on its target device (``None`` for the in-place ones), and check
-    every value to be loaded against its checksum (``expected``) before anything changes:
-    the in-place ones in a first pass over their bytes."""
-    stored = index.stored
+    every value to be loaded against its checksum (``expected``; keys without one, e.g.
+    in a shard saved without checksums, are not checked) before anything changes: the
+    in-place ones in a first pass over their bytes."""
     values: list[torch.Tensor | None] = [None] * len(items)
-    order = sorted(range(len(items)), key=lambda i: stored[items[i].key].begin)
+    order = sorted(range(len(items)), key=lambda i: _position(stored[items[i].key]))
     damaged: list[str] = []
     in_place: list[int] = []
     for i in order:
@@ -898,13 +1126,15 @@ def _read_values(
             values[i] = torch.empty(entry.shape, dtype=item.dtype, device="meta")
             continue
         value = torch.empty(entry.shape, dtype=entry.dtype)  # CPU; another device after
-        hasher = xxhash.xxh3_64() if expected is not None else None
-        offset = index.data_start + entry.begin
-        if hasher is None:
-            _read_into(fh, offset, entry.end - entry.begin, value)
+        sum_ = expected.get(item.key) if expected is not None else None
+        shard = shards[entry.shard]
+        offset = shard.index.data_start + entry.begin
+        if sum_ is None:
+            _read_into(shard.fh, offset, entry.end - entry.begin, value)
         else:
-            _read_into(fh, offset, entry.end - entry.begin, value, hasher)
-            if hasher.intdigest() != expected[item.key]:  # type: ignore[index]
+            hasher = xxhash.xxh3_64()
+            _read_into(shard.fh, offset, entry.end - entry.begin, value, hasher)
+            if hasher.intdigest() != sum_:
                 damaged.append(item.key)
         values[i] = value.to(device=item.device, dtype=item.dtype)
         if bar is not None:
@@ -915,15 +1145,23 @@ def _read_values(
         )
         for i in in_place:
             entry = stored[items[i].key]
-            got = _hash_range(fh, index.data_start + entry.begin, _nbytes(entry), buffer)
-            if got != expected[items[i].key]:
+            sum_ = expected.get(items[i].key)
+            if sum_ is None:
+                continue
+            shard = shards[entry.shard]
+            offset = shard.index.data_start + entry.begin
+            if _hash_range(shard.fh, offset, _nbytes(entry), buffer) != sum_:
                 damaged.append(items[i].key)
             if bar is not None:
                 bar.advance(_nbytes(entry))
     if damaged:
+        damaged.sort(key=lambda k: _position(stored[k]))
+        paths = sorted({stored[k].shard for k in damaged})
         raise ParameterFileError(
-            f"cannot load {path!r}: the file is corrupted: the data of tensor(s) "
-            f"{fmt_list(repr(k) for k in sorted(damaged, key=lambda k: stored[k].begin))} "
+            "cannot load "
+            + ", ".join(repr(shards[n].path) for n in paths)
+            + ": the file is corrupted: the data of tensor(s) "
+            f"{fmt_list(_named(stored, k) for k in damaged)} "
             "does not match the checksum (xxh3_64) stored when it was saved. Nothing was "
             "changed. Fix: restore the file from a good copy or save it again (verify=False "
             "loads the damaged values anyway)."
@@ -976,9 +1214,9 @@ def _hash_range(fh: Any, offset: int, nbytes: int, buffer: memoryview) -> int:
 
 def _commit(
     module: torch.nn.Module,
-    fh: Any,
+    shards: list[_Shard],
     path: str,
-    index: _Index,
+    stored: Mapping[str, _Stored],
     items: list[_Item],
     values: list[torch.Tensor | None],
     retie: list[tuple[str, Any]],
@@ -1018,7 +1256,7 @@ def _commit(
                     for item, value in copies:
                         item.tensor.copy_(value)
                         replaced.append(item)
-                    _read_in_place(fh, index, direct, replaced, bar)
+                    _read_in_place(shards, stored, direct, replaced, bar)
                 except (OSError, ParameterFileError) as err:
                     done = (
                         f"{len(replaced)} of {len(copies) + len(direct)} READY tensors were "
@@ -1071,16 +1309,20 @@ def _swap(path: str, item: _Item, value: torch.Tensor, journal: Any) -> None:
 
 
 def _read_in_place(
-    fh: Any, index: _Index, items: list[_Item], done: list[_Item], bar: Progress | None = None
+    shards: list[_Shard],
+    stored: Mapping[str, _Stored],
+    items: list[_Item],
+    done: list[_Item],
+    bar: Progress | None = None,
 ) -> None:
     """Read READY tensors' values straight from the file into their memory (no staging
     copy: the file was fully checked first, so only an operating-system read error, or
     another process rewriting the file in place meanwhile, can stop this part-way);
     ``done`` collects the tensors replaced."""
-    stored = index.stored
-    for item in sorted(items, key=lambda it: stored[it.key].begin):
+    for item in sorted(items, key=lambda it: _position(stored[it.key])):
         entry = stored[item.key]
-        _read_into(fh, index.data_start + entry.begin, _nbytes(entry), item.tensor)
+        shard = shards[entry.shard]
+        _read_into(shard.fh, shard.index.data_start + entry.begin, _nbytes(entry), item.tensor)
         done.append(item)
         if bar is not None:
             bar.advance(_nbytes(entry))
@@ -1126,13 +1368,16 @@ def _load_device(tensor: torch.Tensor) -> torch.device:
     return tensor.device
 
 
-def _where(module: torch.nn.Module, name: str, key: str | None = None) -> str:
+def _where(module: torch.nn.Module, name: str, key: str | None = None, file_key: str = "") -> str:
     owner_name = name.rpartition(".")[0]
     try:
         owner = type(module.get_submodule(owner_name)).__name__
     except AttributeError:
         owner = "?"
     layer = f"layer {owner_name!r} ({owner})" if owner_name else f"{owner} (the network)"
+    if key is not None and file_key not in ("", key):  # renamed by key_map
+        target = "" if key == name else f", for {name!r}"
+        return f"{file_key!r} (mapped to {key!r}{target}) of {layer}"
     stored = f" (stored as {key!r})" if key is not None and key != name else ""
     return f"{name!r}{stored} of {layer}"
 

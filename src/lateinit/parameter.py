@@ -96,7 +96,9 @@ class ParamRecord:
     ``seed`` its own seed, drawn at declaration. ``name`` is its attribute name, ``path``
     its structural name in the network last called, ``owner`` the layer type and ``hint``
     the constructor argument that would have given the input size (``in_units``).
-    ``device_explicit`` tells whether its device was chosen (so inputs do not move it);
+    ``device_explicit`` tells whether its device was chosen (so inputs do not move it),
+    ``dtype_explicit`` whether its dtype was (``Parameter(dtype=)``, ``initialize(dtype=)``,
+    ``.to(dtype)``; otherwise a loaded file's dtype is kept);
     ``buffer`` that it becomes a plain tensor, not a parameter. The record stays in a READY
     parameter's ``__dict__`` (for ``force_reinit``): :func:`record_of` finds it.
     """
@@ -105,6 +107,7 @@ class ParamRecord:
         "buffer",
         "default",
         "device_explicit",
+        "dtype_explicit",
         "hint",
         "init",
         "lock",
@@ -128,6 +131,7 @@ class ParamRecord:
         self.owner = ""
         self.hint = ""
         self.device_explicit = False
+        self.dtype_explicit = False
         self.buffer = False
         self.lock = threading.RLock()
         self.order = next(_ORDER)
@@ -479,6 +483,7 @@ class Parameter(torch.nn.Parameter):
         self = torch.Tensor._make_subclass(cls, empty, requires_grad)
         self._record = ParamRecord(dims, own, _draw_seed())
         self._record.device_explicit = device is not None
+        self._record.dtype_explicit = dtype is not None
         self._record.default = default
         self._record.hint = in_size_arg
         return self
@@ -910,6 +915,7 @@ def _convert(self: Parameter, name: str, args: Sequence[Any], kwargs: dict[str, 
     new = self._deferred_copy(_empty_like_placeholder(raw, device, dtype))
     new.requires_grad_(self.requires_grad)
     new._record.device_explicit = self._record.device_explicit or device is not None
+    new._record.dtype_explicit = self._record.dtype_explicit or dtype is not None
     return new
 
 
@@ -1284,9 +1290,12 @@ def commit_storage(param: Parameter, data: torch.Tensor) -> None:
 def move_placeholder(
     param: Parameter, device: torch.device | None, dtype: torch.dtype | None
 ) -> None:
-    """Change where (and in which dtype) a deferred parameter will be created."""
+    """Change where (and in which dtype) a deferred parameter will be created; a dtype
+    given here counts as chosen (``dtype_explicit``: a loaded file does not change it)."""
     raw = placeholder(param)
     dtype = dtype if raw.is_floating_point() else None
+    if dtype is not None:
+        param._record.dtype_explicit = True
     if (device is None or torch.device(device) == raw.device) and dtype in (None, raw.dtype):
         return
     new = _empty_like_placeholder(raw, device, dtype)
