@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 
 from .. import nn
 
@@ -259,18 +257,6 @@ HF_KEY_MAP: dict[str, str] = {
     r"^lm_head\.weight$": "output.weight",
 }
 
-_HF_LAYER_KEYS = (
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-    "input_layernorm",
-    "post_attention_layernorm",
-)
-
 
 def _hf_config(directory: str) -> dict[str, Any]:
     path = os.path.join(directory, "config.json")
@@ -331,107 +317,17 @@ def _llama_arguments(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _read_safetensors(directory: str) -> dict[str, torch.Tensor]:
-    """Every tensor of ``model.safetensors``, or of the shards its index names."""
-    index = os.path.join(directory, "model.safetensors.index.json")
-    single = os.path.join(directory, "model.safetensors")
-    if os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            weight_map: dict[str, str] = json.load(f)["weight_map"]
-        files = sorted(set(weight_map.values()))
-    elif os.path.isfile(single):
-        weight_map, files = {}, ["model.safetensors"]
-    else:
-        raise FileNotFoundError(
-            f"from_hf: neither model.safetensors nor model.safetensors.index.json in "
-            f"{directory!r} (save with save_pretrained(..., safe_serialization=True))"
-        )
-    tensors: dict[str, torch.Tensor] = {}
-    for name in files:
-        with safe_open(os.path.join(directory, name), framework="pt") as f:
-            for key in f.keys():
-                if weight_map and weight_map.get(key) != name:
-                    continue
-                tensors[key] = f.get_tensor(key)
-    missing = sorted(set(weight_map) - set(tensors))
-    if missing:
-        raise KeyError(
-            f"from_hf: the index names {missing[:5]} but their shard files do not hold them"
-        )
-    return tensors
-
-
-def _map_key(key: str, key_map: dict[str, str] | Callable[[str], str | None]) -> str | None:
-    if callable(key_map):
-        return key_map(key)
-    for pattern, replacement in key_map.items():
-        if re.search(pattern, key):
-            return re.sub(pattern, replacement, key)
-    return None
-
-
 def _load_hf_weights(
     net: Llama,
     directory: str,
     key_map: dict[str, str] | Callable[[str], str | None],
     dtype: torch.dtype | None,
 ) -> None:
-    """Every parameter of the deferred ``net`` READY from the checkpoint's tensors.
-
-    The one place that reads the files: it becomes ``net.load_parameters(directory,
-    key_map=key_map, dtype=dtype)`` once that loads Hugging Face shards."""
-    tensors = _read_safetensors(directory)
-    expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
-    mapped: dict[str, torch.Tensor] = {}
-    source: dict[str, str] = {}
-    for key, tensor in tensors.items():
-        name = _map_key(key, key_map)
-        if name is None or name not in expected:
-            raise KeyError(
-                f"from_hf: checkpoint key {key!r} has no parameter in zoo.llama"
-                + (f" (mapped to {name!r})" if name else " (the key map matches none)")
-            )
-        if name in source:
-            raise KeyError(
-                f"from_hf: checkpoint keys {source[name]!r} and {key!r} both map to {name!r}"
-            )
-        shape = expected[name]
-        if len(shape) != tensor.dim() or any(
-            want not in (-1, got) for want, got in zip(shape, tensor.shape, strict=True)
-        ):
-            raise ValueError(
-                f"from_hf: checkpoint key {key!r} has shape {tuple(tensor.shape)} but "
-                f"{name!r} expects "
-                f"({', '.join('?' if d == -1 else str(d) for d in shape)}) from config.json"
-            )
-        mapped[name], source[name] = tensor, key
-    missing = sorted(set(expected) - set(mapped))
-    if missing:
-        hf = {v: k for k, v in _hf_names(net).items()}
-        raise KeyError(
-            "from_hf: the checkpoint lacks "
-            + ", ".join(repr(hf.get(name, name)) for name in missing)
-            + f" (for {', '.join(missing)})"
-        )
-    dtypes = {t.dtype for t in mapped.values() if t.is_floating_point()}
-    target = dtype or (dtypes.pop() if len(dtypes) == 1 else None)
-    if target is not None:
-        net.to(target)
-        mapped = {k: t.to(target) if t.is_floating_point() else t for k, t in mapped.items()}
-    net.load_state_dict(mapped, strict=True)
-
-
-def _hf_names(net: Llama) -> dict[str, str]:
-    """The Hugging Face name of each of ``net``'s parameters: lateinit -> HF."""
-    names = ["model.embed_tokens.weight", "model.norm.weight"]
-    names += [
-        f"model.layers.{i}.{layer}.weight"
-        for i in range(len(net.layers))
-        for layer in _HF_LAYER_KEYS
-    ]
-    if net.output is not None:
-        names.append("lm_head.weight")
-    return {n: m for n in names if (m := _map_key(n, HF_KEY_MAP)) is not None}
+    """Every parameter of the deferred ``net`` READY from the checkpoint's tensors:
+    ``load_parameters`` on the directory (one file or shards), with the key map; all or
+    nothing, checksums verified where present, each parameter in the file's dtype unless
+    ``dtype`` is given."""
+    net.load_parameters(directory, key_map=key_map, dtype=dtype)
 
 
 def from_hf(
