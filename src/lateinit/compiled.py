@@ -9,13 +9,13 @@ layer), and the error dynamo's fake tensors log on the way is dropped; options t
 from __future__ import annotations
 
 import inspect
-import logging
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from .explain import QuietUnder
+from .explain import quiet_fake_tensor_errors as quiet_fake_errors
 from .shapes import fmt_list
 
 __all__ = ["hybrid_call", "quiet_fake_tensor_errors", "copied_options", "check_compile_options"]
@@ -46,35 +46,13 @@ def hybrid_call(block: Any, compiled: Callable[..., Any]) -> Callable[..., Any]:
     return hybrid_call
 
 
-class _QuietUnderHybridCall(logging.Filter):
-    """Drops the errors torch logs while dynamo traces a hybridized block's call (with
-    their tracebacks: fake tensors log every meta kernel that fails, such as a
-    wrong-size input's), since that call then raises the eager, named error instead.
-    It looks at the stack only for records of ERROR and above: nothing on the happy
-    path, nothing for the debug logs a user turns on."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR:
-            return True
-        frame = sys._getframe(1)
-        while frame is not None:
-            code = frame.f_code
-            if code.co_name == "hybrid_call" and code.co_filename == __file__:
-                return False
-            frame = frame.f_back
-        return True
-
-
-_QUIET = _QuietUnderHybridCall()
-#: The torch loggers that report a failed trace of a call that eager would name.
-_TRACE_ERROR_LOGGERS = ("torch._subclasses.fake_tensor",)
+#: Quiet while ``hybrid_call`` (below) runs: its failure is re-raised as the eager error.
+_QUIET = QuietUnder("hybrid_call", __file__)
 
 
 def quiet_fake_tensor_errors() -> None:
-    for name in _TRACE_ERROR_LOGGERS:
-        logger = logging.getLogger(name)
-        if _QUIET not in logger.filters:
-            logger.addFilter(_QUIET)
+    """Drop fake tensors' ERROR records while a hybridized call is traced."""
+    quiet_fake_errors(_QUIET)
 
 
 def copied_options(options: Mapping[str, Any]) -> dict[str, Any]:

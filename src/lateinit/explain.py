@@ -12,6 +12,7 @@ plain ``torch.nn.Module`` objects and never imports :mod:`lateinit.block`.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +32,9 @@ __all__ = [
     "explain",
     "hook_replica",
     "input_type_error",
+    "QuietUnder",
+    "FAKE_TENSOR_LOGGER",
+    "quiet_fake_tensor_errors",
 ]
 
 
@@ -252,3 +256,38 @@ def explain(
         error.__cause__ = err
         return error
     return err
+
+
+class QuietUnder(logging.Filter):
+    """Drops the ERROR records (with their tracebacks) that torch's fake tensors log for
+    each meta kernel that fails while the function ``code_name`` of ``filename`` is on
+    the stack: there, the failure is raised as a named error instead. It looks at the
+    stack only for records of ERROR and above: nothing on the happy path, nothing for the
+    debug logs a user turns on."""
+
+    def __init__(self, code_name: str, filename: str) -> None:
+        super().__init__()
+        self.code_name = code_name
+        self.filename = filename
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        frame = sys._getframe(1)
+        while frame is not None:
+            code = frame.f_code
+            if code.co_name == self.code_name and code.co_filename == self.filename:
+                return False
+            frame = frame.f_back
+        return True
+
+
+#: The torch logger that reports each meta kernel failing on fake tensors.
+FAKE_TENSOR_LOGGER = "torch._subclasses.fake_tensor"
+
+
+def quiet_fake_tensor_errors(quiet: QuietUnder) -> None:
+    """Install ``quiet`` on torch's fake-tensor logger (once)."""
+    logger = logging.getLogger(FAKE_TENSOR_LOGGER)
+    if quiet not in logger.filters:
+        logger.addFilter(quiet)

@@ -22,8 +22,6 @@ plain ``torch.nn.Module`` objects and never imports :mod:`lateinit.block`.
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,31 +31,14 @@ from torch.nn.parameter import is_lazy
 from torch.utils._python_dispatch import _disable_current_modes
 from torch.utils._pytree import tree_map_only
 
-from .explain import layer_label, locate, missing_hook_error
+from .explain import QuietUnder, layer_label, locate, missing_hook_error, quiet_fake_tensor_errors
 from .parameter import Parameter
 from .shapes import UNKNOWN, fmt_shape, iter_tensors
 
 __all__ = ["shapes_from_forward"]
 
 
-class _QuietUnderFakeRun(logging.Filter):
-    """Drops the ERROR records fake tensors log (with a traceback) for each meta kernel
-    that fails while :func:`shapes_from_forward` runs a forward: that failure is raised
-    as a named error instead. Looks at the stack only for records of ERROR and above."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR:
-            return True
-        frame = sys._getframe(1)
-        while frame is not None:
-            code = frame.f_code
-            if code.co_name == "shapes_from_forward" and code.co_filename == __file__:
-                return False
-            frame = frame.f_back
-        return True
-
-
-_QUIET = _QuietUnderFakeRun()
+_QUIET = QuietUnder("shapes_from_forward", __file__)
 
 
 def _deferred_submodule(block: torch.nn.Module) -> str | None:
@@ -104,9 +85,7 @@ def shapes_from_forward(
             f"forward only when every sub-module is initialized; {child!r} is not.)"
         )
     inputs = list(iter_tensors((args, kwargs)))
-    logger = logging.getLogger("torch._subclasses.fake_tensor")
-    if _QUIET not in logger.filters:
-        logger.addFilter(_QUIET)
+    quiet_fake_tensor_errors(_QUIET)
     env = ShapeEnv()
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
     symbols: dict[str, list[tuple[int, Any]]] = {}
