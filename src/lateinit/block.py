@@ -40,13 +40,13 @@ from .parameter import (
     as_dtype,
     commit_storage,
     hold,
-    initialized,
+    initialize_deferred,
     integration_for,
     materialize,
     move_placeholder,
     placeholder,
     record_of,
-    reinit_plan,
+    reinitialize,
     set_storage,
     transaction,
 )
@@ -639,15 +639,8 @@ class Block(torch.nn.Module):
         device: torch.device | None,
         dtype: torch.dtype | None,
     ) -> None:
-        rec = p.record
-        rec.path = name
-        if init is not None:
-            rec.registered = init
-        if device is not None or dtype is not None:
-            move_placeholder(p, device, dtype)
-            rec.device_explicit = rec.device_explicit or device is not None
-        if p.is_shaped:
-            materialize(p)
+        p.record.path = name
+        initialize_deferred(p, init, device, dtype)
 
     def _initialize_ready(
         self,
@@ -658,16 +651,8 @@ class Block(torch.nn.Module):
         dtype: torch.dtype | None,
         force_reinit: bool,
     ) -> None:
-        plan = reinit_plan(name, p, self._record_of(name, p), init, dtype, force_reinit)
-        if plan is None:
-            return
-        rec, target_dtype = plan
-        data = initialized(rec, p.shape, target_dtype, device or p.device, name)
-        cls = torch.nn.Parameter if isinstance(p, torch.nn.Parameter) else torch.Tensor
-        journal = active_journal()
-        if journal is not None:
-            journal.record_storage(p, p.data, cls)
-        set_storage(p, data, cls)  # a buffer stays a plain tensor
+        rec = self._record_of(name, p)
+        reinitialize(name, p, rec, init, device, dtype, force_reinit)
 
     def _record_of(self, name: str, p: torch.nn.Parameter) -> ParamRecord | None:
         """lateinit's record of a parameter under this block: its own, else the one its

@@ -56,6 +56,8 @@ __all__ = [
     "assign",
     "set_data",
     "initialize_parameter",
+    "initialize_deferred",
+    "reinitialize",
     "device_arg",
     "as_dtype",
     "GRAD_REQS",
@@ -1137,26 +1139,53 @@ def initialize_parameter(
     device = torch.device(device) if device is not None else None
     with transaction([param]):
         if isinstance(param, Parameter):
-            rec = param._record
-            if resolved is not None:
-                rec.registered = resolved
-            if device is not None or dtype is not None:
-                move_placeholder(param, device, dtype)
-                rec.device_explicit = rec.device_explicit or device is not None
-            if param.is_shaped:
-                materialize(param)
-            return
-        label = name or "<parameter>"
-        plan = reinit_plan(label, param, record_of(param), resolved, dtype, force_reinit)
-        if plan is None:
-            return
-        rec, target_dtype = plan
-        data = initialized(rec, param.shape, target_dtype, device or param.device, label)
-        cls = torch.nn.Parameter if isinstance(param, torch.nn.Parameter) else torch.Tensor
-        journal = active_journal()
-        if journal is not None:
-            journal.record_storage(param, param.data, cls)
-        set_storage(param, data, cls)
+            initialize_deferred(param, resolved, device, dtype)
+        else:
+            label = name or "<parameter>"
+            reinitialize(label, param, record_of(param), resolved, device, dtype, force_reinit)
+
+
+def initialize_deferred(
+    param: Parameter,
+    init: _init.Initializer | None,
+    device: torch.device | None,
+    dtype: torch.dtype | None,
+) -> None:
+    """``initialize()`` for a deferred parameter: register ``init`` (its own initializer
+    still wins), set where and in which dtype it is created, and create it now if its
+    shape is known (journaled, as every change in a transaction)."""
+    rec = param._record
+    if init is not None:
+        rec.registered = init
+    if device is not None or dtype is not None:
+        move_placeholder(param, device, dtype)
+        rec.device_explicit = rec.device_explicit or device is not None
+    if param.is_shaped:
+        materialize(param)
+
+
+def reinitialize(
+    name: str,
+    param: torch.Tensor,
+    rec: ParamRecord | None,
+    init: _init.Initializer | None,
+    device: torch.device | None,
+    dtype: torch.dtype | None,
+    force: bool,
+) -> None:
+    """``initialize()`` for a tensor that already has values (see :func:`reinit_plan`):
+    left alone, or drawn again from a fresh seed into new memory on ``device`` (default:
+    its own), journaled. A buffer stays a plain tensor."""
+    plan = reinit_plan(name, param, rec, init, dtype, force)
+    if plan is None:
+        return
+    rec, target_dtype = plan
+    data = initialized(rec, param.shape, target_dtype, device or param.device, name)
+    cls = torch.nn.Parameter if isinstance(param, torch.nn.Parameter) else torch.Tensor
+    journal = active_journal()
+    if journal is not None:
+        journal.record_storage(param, param.data, cls)
+    set_storage(param, data, cls)
 
 
 def state(tensor: Any) -> State:
