@@ -334,10 +334,10 @@ class Replica:
 
     def _tensor(self, t: Any) -> Any:
         if is_lazy(t):  # torch's Lazy* modules: a private uninitialized copy on meta
-            kind = UninitializedParameter if isinstance(t, torch.nn.Parameter) else None
-            if kind is not None:
-                return UninitializedParameter(t.requires_grad, device="meta", dtype=t.dtype)
-            return UninitializedBuffer(t.requires_grad, device="meta", dtype=t.dtype)
+            kind = (
+                UninitializedParameter if isinstance(t, torch.nn.Parameter) else UninitializedBuffer
+            )
+            return kind(t.requires_grad, device="meta", dtype=t.dtype)
         if not isinstance(t, Parameter):
             return t
         copy = self.copies.get(id(t))
