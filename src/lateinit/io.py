@@ -888,10 +888,13 @@ def _pread(fh: Any, offset: int, nbytes: int) -> bytes:
 
 def _not_safetensors(path: str, reason: str, head: bytes = b"") -> str:
     if head[:2] == b"PK" or head[:1] == b"\x80":
-        reason += (
-            "; it looks like a torch.save (pickle) file, which this loader never "
-            "unpickles. Fix: torch.load(path, weights_only=True) and "
-            "net.load_state_dict(...), or re-save it with net.save_parameters(path)"
+        # a torch.save file: its own fix, not the generic one (nor the header's reason,
+        # which reads a pickle's first bytes as a length)
+        return (
+            f"cannot load {path!r}: it is a torch.save (pickle) file, not a safetensors "
+            "file, and this loader never unpickles. Nothing was changed. Fix: "
+            "torch.load(path, weights_only=True) and net.load_state_dict(...), or re-save "
+            "it with net.save_parameters(path)."
         )
     return (
         f"cannot load {path!r}: it is not a valid safetensors file ({reason}). Nothing "
