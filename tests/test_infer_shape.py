@@ -842,3 +842,25 @@ def test_the_stand_in_size_of_a_none_dim_never_appears_in_a_message():
     with pytest.raises(lateinit.ShapeMismatchError) as info:
         rnn.infer_shape(lateinit.Spec((None, None, 5)))
     assert not any(str(n) in str(info.value) for n in NONE_SIZES), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("build", "spec", "shown"),
+    [
+        (lambda: nn.Dense(4), (None, None), "weight's shape (4, None)"),
+        (lambda: nn.Conv2D(8, 3), (2, None, 9, 9), "weight's shape (8, None, 3, 3)"),
+        (lambda: nn.Conv2D(8, 3), (None, 9, 9), "weight's shape (8, None, 3, 3)"),  # unbatched
+        (lambda: nn.Sequential(nn.Dense(3), nn.LayerNorm()), (None, 5, None), "layer '0'"),
+    ],
+)
+def test_a_parameter_sized_by_a_none_dim_is_named(build, spec, shown):
+    # A None dim that a parameter would take its size from: the error names the layer,
+    # the parameter and the fix, never "expects in_units=None ... would need (4, None)".
+    net = build()
+    states = [lateinit.state(t) for t in [*net.parameters(), *net.buffers()]]
+    with pytest.raises(lateinit.ShapeMismatchError) as info:
+        net.infer_shape(lateinit.Spec(spec))
+    msg = str(info.value)
+    assert shown in msg and "given as None (any size)" in msg and "Fix:" in msg, msg
+    assert "=None" not in msg and "1031" not in msg and "1033" not in msg, msg
+    assert [lateinit.state(t) for t in [*net.parameters(), *net.buffers()]] == states

@@ -443,6 +443,57 @@ def _shown_none(err: BaseException) -> BaseException:
     return new
 
 
+def _sized_by_none(
+    root: torch.nn.Module, inputs: tuple[Any, ...], first: Replica
+) -> ShapeMismatchError | None:
+    """The error for a deferred tensor whose shape depends on a ``None`` input dim, or
+    ``None`` if there is none (error path only).
+
+    Inputs with ``None`` dims run twice with two stand-in sizes; a parameter that takes a
+    size from such a dim (a Dense reading its features from a ``None`` axis) makes the
+    second run fail with a mismatch between the two stand-ins, which would read as
+    "expects None, got None". A fresh replica run with the second stand-in alone shows
+    which shapes changed with it; the first of them is named, with the fix.
+    """
+    second = Replica(root)
+    try:
+        with Inference(second.root), torch.no_grad():
+            second.root(*to_meta(inputs, NONE_SIZES[1]))
+    except Exception:
+        pass  # the shapes filled before a later failure still tell
+    paths = {id(m): name for name, m in root.named_modules()}
+    owners = {
+        id(t): (replica_id, name)
+        for replica_id, clone in first.replicas.items()
+        for name, t in [*clone._parameters.items(), *clone._buffers.items()]
+    }
+    for live, copy in first.pairs:
+        other = second.copies.get(id(live))
+        if other is None or id(copy) not in owners:
+            continue
+        dims = {
+            i
+            for i, (a, b, known) in enumerate(
+                zip(copy.shape, other.shape, live.shape, strict=True)
+            )
+            if known < 0 and a != b
+        }
+        if not dims:
+            continue
+        live_id, name = owners[id(copy)]
+        module = first.live_of[id(first.replicas[live_id])]
+        shown = ", ".join("None" if i in dims else str(d) for i, d in enumerate(copy.shape))
+        return ShapeMismatchError(
+            f"{layer_label(module, paths.get(live_id, ''))} would take its {name}'s shape "
+            f"({shown}) from an input dim given as None (any size), but a parameter's shape "
+            "must be fixed. Fix: give that input dim a size in the input spec (None is for "
+            "dims the parameters do not depend on, such as the batch or a sequence length)",
+            param=name,
+            layer=paths.get(live_id, ""),
+        )
+    return None
+
+
 def infer_shape(root: torch.nn.Module, *inputs: Any, flops: bool = False) -> Any:
     """Infer every parameter's shape of ``root`` without data; see ``Block.infer_shape``.
 
@@ -473,6 +524,10 @@ def infer_shape(root: torch.nn.Module, *inputs: Any, flops: bool = False) -> Any
             if i == 0:
                 record = replica.live_records(ctx.records)
     except Exception as err:
+        if len(specs) == 1:  # the second run failed where the first passed
+            culprit = _sized_by_none(root, inputs, replica)
+            if culprit is not None:
+                raise culprit from None
         shown = _shown_none(err)
         if shown is err:
             raise
