@@ -496,8 +496,9 @@ def _build_summary(args: argparse.Namespace) -> Any:
             shapes = ", ".join("x".join(str(d) for d in spec.shape) for spec in inputs)
             raise _UsageError(
                 f"{name} does not take --input {shapes} with any size in the first (batch) "
-                f"dim: {_one_line(err).rstrip('.')}. The first dim of an --input is the batch. Fix: give "
-                "the whole input shape, batch first (e.g. 1x3x224x224 for images)."
+                f"dim: {_one_line(err).rstrip('.')}. The first dim of an --input is the "
+                "batch. Fix: give the whole input shape, batch first (e.g. 1x3x224x224 for "
+                "images)."
             ) from None
         return summary(net, *inputs, max_depth=args.depth)
     except _UsageError:

@@ -473,9 +473,7 @@ def _sized_by_none(
             continue
         dims = {
             i
-            for i, (a, b, known) in enumerate(
-                zip(copy.shape, other.shape, live.shape, strict=True)
-            )
+            for i, (a, b, known) in enumerate(zip(copy.shape, other.shape, live.shape, strict=True))
             if known < 0 and a != b
         }
         if not dims:
