@@ -9,6 +9,7 @@ import torch
 import lateinit
 from lateinit import init, nn
 
+# --8<-- [start:story]
 net = nn.Sequential()
 net.add(nn.Dense(256, activation="relu"))
 net.add(nn.Dense(10))  # no input sizes anywhere
@@ -22,3 +23,4 @@ net.initialize(init.Xavier())  # registers the initializer; the weights still wa
 X = torch.rand(2, 20)
 print(net(X).shape)  # shapes inferred layer by layer, then initialized
 print(net.collect_params())  # (256, 20) (256,) (10, 256) (10,)
+# --8<-- [end:story]

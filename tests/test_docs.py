@@ -155,3 +155,36 @@ def test_every_public_name_has_a_reference_entry() -> None:
         )
     ]
     assert not missing, f"public names without a `::: name` entry in docs/reference/: {missing}"
+
+
+DOCS = REFERENCE.parent
+FENCE = re.compile(r"^( *)```(\w+)([^\n]*)\n(.*?)^\1```", re.M | re.S)
+
+
+def _python_blocks(page: Path) -> list[tuple[str, str]]:
+    return [
+        (attrs, body)
+        for _, lang, attrs, body in FENCE.findall(page.read_text())
+        if lang in ("python", "py", "pycon")
+    ]
+
+
+@pytest.mark.parametrize("page", sorted(DOCS.rglob("*.md")), ids=lambda p: str(p.relative_to(DOCS)))
+def test_every_python_block_on_a_page_runs_when_the_site_builds(page: Path) -> None:
+    # A page never shows Python that does not run: a block is executed at build time
+    # (markdown-exec's exec="1"), or it includes a file that the page itself runs
+    # (--8<-- "examples/x.py:section"), or it is another framework's code that cannot run
+    # here, titled "... (not run)".
+    text = page.read_text()
+    for attrs, body in _python_blocks(page):
+        if 'exec="1"' in attrs or re.search(r'title="[^"]*\(not run\)"', attrs):
+            continue
+        includes = re.findall(r'^\s*--8<-- "([^":]+)', body, flags=re.M)
+        assert includes and all(
+            line.strip().startswith("--8<--") for line in body.splitlines() if line.strip()
+        ), f"{page.name}: a python block that does not run:\n{body[:300]}"
+        for path in includes:
+            runs = re.search(
+                r'```python exec="1"[^\n]*\n(?:(?!```).)*' + re.escape(path), text, re.S
+            )
+            assert runs, f"{page.name} shows {path} but no executed block of the page runs it"
