@@ -350,7 +350,7 @@ class _ModelSizeDense(Dense):
     """The feed-forward block's second Dense when the model size is inferred: its output
     size is not known from its own input (the hidden activations), so it takes it from
     the sibling attention layer, which has inferred it by the time this layer first runs.
-    Behaves and prints as a :class:`Dense` once shaped."""
+    Behaves and prints as a ``Dense`` once shaped."""
 
     def __init__(
         self,

@@ -128,7 +128,7 @@ def float_input_error(block: torch.nn.Module, x: Any) -> TypeError | None:
 
 
 def check_float_inputs(block: torch.nn.Module, *inputs: Any) -> None:
-    """Raise :func:`float_input_error` for the first input that is not a floating tensor."""
+    """Raise ``float_input_error`` for the first input that is not a floating tensor."""
     for x in inputs:
         error = float_input_error(block, x)
         if error is not None:

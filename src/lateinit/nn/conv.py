@@ -1,6 +1,6 @@
 """Convolutions: Conv1D/2D/3D and their transposes, with the input channels inferred.
 
-All six layers share one base class, :class:`_Conv`; a subclass only names its number of
+All six layers share one base class, ``_Conv``; a subclass only names its number of
 spatial dims, whether it is transposed, and its torch kernel. Channels-last layouts
 (``NWC``/``NHWC``/``NDHWC``) move the channel axis around the channels-first kernel.
 """
@@ -135,7 +135,7 @@ def _in_channels_of(weight: torch.Tensor, groups: int, transposed: bool) -> int 
 class _InChannelsEntry:
     """What a convolution's ``__dict__`` holds under ``in_channels``.
 
-    The attribute itself is the class property :attr:`_Conv.in_channels` (computed from
+    The attribute itself is the class property ``_Conv.in_channels`` (computed from
     the weight's shape, so it is right however the shape became known: first batch,
     ``infer_shape``, ``load_state_dict``, a parameter file). torch's
     ``_ConvNd.extra_repr`` formats ``self.__dict__`` instead of reading attributes; this
@@ -160,7 +160,7 @@ class _InChannelsEntry:
 
 # -- the shared base ----------------------------------------------------------------------
 class _Conv(Block):
-    """The base of the six convolution layers (see :class:`Conv2D` for the arguments).
+    """The base of the six convolution layers (see ``Conv2D`` for the arguments).
 
     Each layer is also its torch twin (``Conv2D`` a ``torch.nn.Conv2d``,
     ``Conv2DTranspose`` a ``torch.nn.ConvTranspose2d``...), with the twin's attributes

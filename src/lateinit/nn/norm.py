@@ -11,7 +11,7 @@ bn.weight``), BatchNorm's ``running_mean``, ``running_var`` (Gluon's ``moving_me
 ``num_features``, ``normalized_shape``...). ``in_channels`` is inferred from the first
 batch when omitted; until then the size attributes (``num_features``,
 ``normalized_shape``, ``num_channels``) read ``None``. The layers share one base
-(:class:`_Norm`) for the parameters, their inference and their error messages, and
+(``_Norm``) for the parameters, their inference and their error messages, and
 differ only in the fused torch kernel they call and the axis handling. The twin's
 constructor never runs (it would allocate tensors of a known size): each layer sets the
 twin's attributes itself, and computes the size attributes from its tensors' shapes.

@@ -48,7 +48,7 @@ def torch_window(value: Any, window: tuple[int, ...], as_tuple: bool) -> Any:
 
 
 class _Pool(Block):
-    """The base of MaxPool and AvgPool (see :class:`MaxPool2D` for the arguments).
+    """The base of MaxPool and AvgPool (see ``MaxPool2D`` for the arguments).
 
     Each layer is also its torch twin (``MaxPool2D`` a ``torch.nn.MaxPool2d``,
     ``AvgPool2D`` a ``torch.nn.AvgPool2d``...) with the twin's attributes

@@ -1,6 +1,6 @@
 """Recurrent layers: RNN, LSTM, GRU, with the input size inferred.
 
-All three share one base (:class:`_RNNLayer`) and differ only in their gate count and the
+All three share one base (``_RNNLayer``) and differ only in their gate count and the
 fused torch kernel they call (``torch._VF.rnn_tanh``/``rnn_relu``/``lstm``/``gru``, the
 kernels behind ``torch.nn.RNN``/``LSTM``/``GRU``): the whole sequence and every layer run in
 one kernel call, never a Python loop over time steps.
@@ -706,7 +706,7 @@ _BUILDER = "torch._dynamo.variables.builder"
 
 def _let_dynamo_trace(builder: Any) -> None:
     """Wrap ``VariableBuilder.wrap_module`` of dynamo's ``builder`` module so that it wraps
-    an :class:`_RNNLayer` as if ``allow_rnn`` were set. Does nothing on a torch whose
+    an ``_RNNLayer`` as if ``allow_rnn`` were set. Does nothing on a torch whose
     dynamo has no such method (a graph break then names ``allow_rnn``)."""
     cls = getattr(builder, "VariableBuilder", None)
     original = getattr(cls, "wrap_module", None)
