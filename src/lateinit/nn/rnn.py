@@ -360,7 +360,7 @@ class _RNNLayer(Block):
         default), in the parameters' dtype and device unless ``dtype``/``device`` say
         otherwise (Gluon's ``ctx=`` is ``device=``). Works before the input size is known.
 
-        Example:
+        Examples:
             >>> from lateinit import nn
             >>> h, c = nn.LSTM(8, num_layers=2).begin_state(3, ctx="cpu")
             >>> h.shape, c.device.type
