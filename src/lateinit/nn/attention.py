@@ -61,10 +61,11 @@ class MultiHeadAttention(Block):
 
     The input feature sizes `query_units`, `key_units` and `value_units` are read from
     the first batch (the last axis of each input), each on its own; `units`, when not
-    given, is the query's feature size. The projection weights are created with shape
-    `(units, -1)` (or `(-1, -1)` without `units`) and get their real shapes on the first
-    call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict
-    or a parameter file).
+    given, is the query's feature size. The query, key and value projection weights are
+    created with shape `(units, -1)` (all parameters with `-1` for `units` too when it is
+    not given) and get their real shapes on the first call (or from
+    [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict or a parameter
+    file).
 
     Args:
         num_heads: the number of heads; must divide `units`.

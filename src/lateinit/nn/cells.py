@@ -420,7 +420,7 @@ class RNNCell(_TorchCell, torch.nn.RNNCell):
         device: the device the parameters are created on.
 
     Shape:
-        - Input: a step `x` `(N, input_size)`, and the states: a list `[h]`.
+        - Input: a step `x` `(N, input_size)`, and the states: a list `[h]` (or `h`).
         - Output: `(output, new_states)`: `output` `(N, hidden_size)`, `new_states` a list
           like the states, each `(N, hidden_size)`.
         - `weight_ih` (Gluon: `i2h_weight`): `(hidden_size, input_size)`; `weight_hh`
@@ -573,7 +573,7 @@ class GRUCell(_TorchCell, torch.nn.GRUCell):
         device: the device the parameters are created on.
 
     Shape:
-        - Input: a step `x` `(N, input_size)`, and the states: a list `[h]`.
+        - Input: a step `x` `(N, input_size)`, and the states: a list `[h]` (or `h`).
         - Output: `(output, new_states)`: `output` `(N, hidden_size)`, `new_states` a list
           like the states, each `(N, hidden_size)`.
         - `weight_ih` (Gluon: `i2h_weight`): `(3*hidden_size, input_size)`; `weight_hh`
