@@ -51,58 +51,74 @@ def _causal_mask(mask: torch.Tensor, tq: int, tk: int) -> torch.Tensor:
 
 
 class MultiHeadAttention(Block):
-    """Multi-head scaled dot-product attention, with the query/key/value sizes inferred.
+    """Multi-head scaled dot-product attention, with the query, key and value sizes inferred.
 
-    Queries, keys and values are projected to ``units`` features, split into
-    ``num_heads`` heads of ``units // num_heads`` features, attended with
-    ``softmax(q k^T / sqrt(d)) v`` (torch's fused ``F.scaled_dot_product_attention``),
-    merged and projected by an output layer. Keys and values may have another feature
-    size than the queries (cross-attention); each size is inferred separately.
+    Queries, keys and values are projected to `units` features, split into `num_heads`
+    heads of `units // num_heads` features, attended with `softmax(q k^T / sqrt(d)) v`
+    (torch's fused `F.scaled_dot_product_attention`), merged and projected by an output
+    layer. Keys and values may have another feature size than the queries
+    (cross-attention).
+
+    The input feature sizes `query_units`, `key_units` and `value_units` are read from
+    the first batch (the last axis of each input), each on its own; `units`, when not
+    given, is the query's feature size. The query, key and value projection weights are
+    created with shape `(units, -1)` (all parameters with `-1` for `units` too when it is
+    not given) and get their real shapes on the first call (or from
+    [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict or a parameter
+    file).
 
     Args:
-        num_heads: the number of heads; must divide ``units``.
+        num_heads: the number of heads; must divide `units`.
         units: the model size (the projections' and the output's feature size); when
-            ``None`` it is the query's feature size, inferred from the first batch.
+            `None` it is the query's feature size, inferred from the first batch.
         use_bias: add biases to the four projections.
         dropout: the dropout rate on the attention weights (training only).
-        causal: each query position ``i`` attends only to key positions ``j <= i``
-            (top-left aligned lower-triangular mask, as ``is_causal`` of
-            ``F.scaled_dot_product_attention``).
-        weight_initializer: the projection weights' own initializer; when ``None`` the
-            one given to ``initialize(init)`` is used, else the distributions of
-            ``torch.nn.MultiheadAttention`` (``xavier_uniform_`` on the input projections,
-            packed when the key and value sizes equal ``units``; ``nn.Linear``'s on the
-            output projection).
+        causal: each query position `i` attends only to key positions `j <= i`
+            (top-left aligned lower-triangular mask, as `is_causal` of
+            `F.scaled_dot_product_attention`).
+        weight_initializer: the projection weights' own initializer; when `None` the one
+            given to `initialize(init)` is used, else the distributions of
+            `torch.nn.MultiheadAttention` (`xavier_uniform_` on the input projections,
+            packed when the key and value sizes equal `units`; `nn.Linear`'s on the output
+            projection).
         bias_initializer: the biases' initializer (zeros, as Gluon and torch).
-        query_units, key_units, value_units: the input feature sizes; inferred from the
-            first batch when ``None``.
-        dtype, device: where and how the parameters are created.
+        query_units: the query's feature size; inferred from the first batch when `None`.
+        key_units: the key's feature size; inferred from the first batch when `None`.
+        value_units: the value's feature size; inferred from the first batch when `None`.
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
 
-    Shapes:
-        ``forward(query, key=None, value=None, mask=None)``: ``query (N, Tq, query_units)``,
-        ``key (N, Tk, key_units)`` (default: ``query``, self-attention), ``value (N, Tk,
-        value_units)`` (default: ``key``); output ``(N, Tq, units)``. Extra leading batch
-        axes are allowed. ``mask`` is optional, broadcastable to ``(N, num_heads, Tq, Tk)``
-        (e.g. ``(Tq, Tk)``, or ``(N, 1, 1, Tk)`` for key padding): a boolean mask where
-        ``True`` means *attend* (the opposite of ``torch.nn.MultiheadAttention``'s
-        ``attn_mask``), or a float mask added to the attention scores (``-inf`` blocks).
-        With ``causal=True`` a mask is combined with the causal one.
+    Shape:
+        Called as `attn(query, key=None, value=None, mask=None)`:
 
-    Parameters: ``query_weight (units, query_units)``, ``key_weight (units, key_units)``,
-    ``value_weight (units, value_units)``, ``out_weight (units, units)`` and the biases
-    ``query_bias``, ``key_bias``, ``value_bias``, ``out_bias`` ``(units,)``.
+        - `query`: `(N, Tq, query_units)`; `key`: `(N, Tk, key_units)` (default:
+          `query`, self-attention); `value`: `(N, Tk, value_units)` (default: `key`).
+          Extra leading batch axes are allowed.
+        - `mask` (optional): broadcastable to `(N, num_heads, Tq, Tk)` (e.g. `(Tq, Tk)`,
+          or `(N, 1, 1, Tk)` for key padding): a boolean mask where `True` means *attend*
+          (the opposite of `torch.nn.MultiheadAttention`'s `attn_mask`), or a float mask
+          added to the attention scores (`-inf` blocks). With `causal=True` a mask is
+          combined with the causal one.
+        - Output: `(N, Tq, units)`.
+        - Parameters: `query_weight` `(units, query_units)`, `key_weight`
+          `(units, key_units)`, `value_weight` `(units, value_units)`, `out_weight`
+          `(units, units)`, and the biases `query_bias`, `key_bias`, `value_bias`,
+          `out_bias` `(units,)`.
 
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.attention import MultiHeadAttention
-        >>> attn = MultiHeadAttention(num_heads=2)
-        >>> attn
-        MultiHeadAttention(-1 -> -1, num_heads=2)
+        >>> from lateinit import nn
+        >>> attn = nn.MultiHeadAttention(num_heads=2)
+        >>> attn, tuple(attn.key_weight.shape)
+        (MultiHeadAttention(-1 -> -1, num_heads=2), (-1, -1))
         >>> q, kv = torch.rand(3, 5, 8), torch.rand(3, 7, 6)
-        >>> attn(q, kv).shape
+        >>> attn(q, kv).shape  # cross-attention: 5 queries of 8 features, 7 keys of 6
         torch.Size([3, 5, 8])
-        >>> attn
-        MultiHeadAttention(8 -> 8, num_heads=2, key_units=6, value_units=6)
+        >>> attn, tuple(attn.key_weight.shape)
+        (MultiHeadAttention(8 -> 8, num_heads=2, key_units=6, value_units=6), (8, 6))
+        >>> causal = nn.MultiHeadAttention(4, units=16, causal=True)
+        >>> causal(torch.rand(2, 5, 8)).shape
+        torch.Size([2, 5, 16])
     """
 
     _in_size_arg = "query_units/key_units/value_units"
@@ -335,7 +351,7 @@ class _ModelSizeDense(Dense):
     """The feed-forward block's second Dense when the model size is inferred: its output
     size is not known from its own input (the hidden activations), so it takes it from
     the sibling attention layer, which has inferred it by the time this layer first runs.
-    Behaves and prints as a :class:`Dense` once shaped."""
+    Behaves and prints as a ``Dense`` once shaped."""
 
     def __init__(
         self,
@@ -379,49 +395,63 @@ class TransformerEncoderLayer(Block):
     """A Transformer encoder layer: self-attention and a feed-forward block, each with a
     residual connection and layer normalization; the model size is inferred.
 
-    Post-norm (``norm_first=False``, the original Transformer)::
+    Post-norm (`norm_first=False`, the original Transformer):
 
         x = norm1(x + attention(x)); x = norm2(x + ffn(x))
 
-    pre-norm (``norm_first=True``)::
+    pre-norm (`norm_first=True`):
 
         x = x + attention(norm1(x)); x = x + ffn(norm2(x))
 
-    where ``ffn(x) = dense2(dropout(activation(dense1(x))))``. Dropout (rate
-    ``dropout``) is also applied to the attention weights and to each residual branch,
-    as in ``torch.nn.TransformerEncoderLayer``.
+    where `ffn(x) = dense2(dropout(activation(dense1(x))))`. Dropout (rate `dropout`) is
+    also applied to the attention weights and to each residual branch, as in
+    `torch.nn.TransformerEncoderLayer`.
+
+    When `units` is `None` the model size is read from the first batch (the last axis of
+    `x`): the attention's projections, `dense1`'s weight, `dense2`'s weight and bias and
+    the layer norms start deferred and get their shapes on the first call (or from
+    [`Block.infer_shape`][lateinit.Block.infer_shape]).
+
+    Children: `attention` ([`MultiHeadAttention`][lateinit.nn.MultiHeadAttention]),
+    `dense1`, `dense2` ([`Dense`][lateinit.nn.Dense], `flatten=False`), `norm1`, `norm2`
+    ([`LayerNorm`][lateinit.nn.LayerNorm]), `dropout`, `dropout1`, `dropout2`
+    ([`Dropout`][lateinit.nn.Dropout]).
 
     Args:
-        units: the model size (the input's and output's feature size); inferred from
-            the first batch when ``None``.
-        num_heads: the number of attention heads; must divide ``units``.
+        units: the model size (the input's and output's feature size); inferred from the
+            first batch when `None`.
+        num_heads: the number of attention heads; must divide `units`.
         hidden_size: the feed-forward block's hidden size.
         dropout: the dropout rate (training only).
-        activation: the feed-forward activation: ``"relu"``, ``"gelu"``... or a callable.
-        norm_first: pre-norm when ``True``, post-norm when ``False``.
+        activation: the feed-forward activation: `"relu"`, `"gelu"`... or a callable.
+        norm_first: pre-norm when `True`, post-norm when `False`.
         layer_norm_eps: the layer normalizations' epsilon.
-        dtype, device: where and how the parameters are created.
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
 
-    Shapes: ``forward(x, mask=None)``: ``x (N, T, units)``, output of the same shape;
-    ``mask`` as in :class:`MultiHeadAttention` (boolean ``True`` = attend, or additive
-    float), broadcastable to ``(N, num_heads, T, T)``.
+    Shape:
+        Called as `layer(x, mask=None)`:
 
-    Children: ``attention`` (:class:`MultiHeadAttention`), ``dense1``, ``dense2``
-    (:class:`~lateinit.nn.basic.Dense`, ``flatten=False``), ``norm1``, ``norm2``
-    (:class:`~lateinit.nn.norm.LayerNorm`), ``dropout``, ``dropout1``, ``dropout2``.
+        - `x`: `(N, T, units)`.
+        - `mask` (optional): as in [`MultiHeadAttention`][lateinit.nn.MultiHeadAttention]
+          (boolean, `True` = attend, or additive float), broadcastable to
+          `(N, num_heads, T, T)`.
+        - Output: `(N, T, units)`, the input's shape.
+        - Parameters: `dense1.weight` `(hidden_size, units)`, `dense2.weight`
+          `(units, hidden_size)`, those of `attention` (with `units` for every size) and
+          `norm1`/`norm2` (`(units,)`).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from lateinit import nn
-        >>> from lateinit.nn.attention import TransformerEncoderLayer
-        >>> net = nn.Sequential(
-        ...     TransformerEncoderLayer(num_heads=2, hidden_size=32),
-        ...     TransformerEncoderLayer(num_heads=2, hidden_size=32),
-        ... )
+        >>> layer = nn.TransformerEncoderLayer(num_heads=2, hidden_size=32)
+        >>> tuple(layer.dense2.weight.shape), tuple(layer.norm1.weight.shape)
+        ((-1, 32), (-1,))
+        >>> net = nn.Sequential(layer, nn.TransformerEncoderLayer(num_heads=2, hidden_size=32))
         >>> net(torch.rand(3, 5, 8)).shape
         torch.Size([3, 5, 8])
-        >>> tuple(net[1].dense2.weight.shape)
-        (8, 32)
+        >>> tuple(layer.dense2.weight.shape), tuple(layer.norm1.weight.shape)
+        ((8, 32), (8,))
     """
 
     _in_size_arg = "units"

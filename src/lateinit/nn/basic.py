@@ -128,7 +128,7 @@ def float_input_error(block: torch.nn.Module, x: Any) -> TypeError | None:
 
 
 def check_float_inputs(block: torch.nn.Module, *inputs: Any) -> None:
-    """Raise :func:`float_input_error` for the first input that is not a floating tensor."""
+    """Raise ``float_input_error`` for the first input that is not a floating tensor."""
     for x in inputs:
         error = float_input_error(block, x)
         if error is not None:
@@ -173,42 +173,57 @@ def act_name(act: str | Callable[..., Any] | None) -> str:
 
 
 class Dense(Block, torch.nn.Linear):
-    """A fully connected layer, ``y = act(x @ W.T + b)``, with the input size inferred.
+    """A fully connected layer, `y = act(x @ weight.T + bias)`, with the input size inferred.
 
-    A ``torch.nn.Linear`` from construction on (``isinstance``; torch's ``weight``/``bias``
-    names and ``state_dict`` keys), with ``in_features`` and ``out_features`` read from
-    the weight's shape: ``in_features`` is ``None`` until the input size is known. Without
-    ``activation``, a Dense computes what ``torch.nn.Linear`` computes on ``(N, in)``
-    inputs (on any input with ``flatten=False``); ``activation`` and ``flatten`` are
-    Gluon's and stay lateinit's: ``lateinit.to_torch`` gives exact torch modules.
+    The number of input features (`in_units`, torch's `in_features`) is read from the
+    first batch: the weight is created with shape `(units, -1)` and gets its real shape
+    `(units, in_units)` on the first call (or from
+    [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict or a parameter
+    file). Until then `in_features` is `None`.
+
+    A `torch.nn.Linear` from construction on (`isinstance`; torch's `weight`/`bias`
+    names and `state_dict` keys), with `in_features` and `out_features` read from the
+    weight's shape. Without `activation`, a Dense computes what `torch.nn.Linear`
+    computes on `(N, in_units)` inputs (on any input with `flatten=False`); `activation`
+    and `flatten` are Gluon's and stay lateinit's: [`to_torch`][lateinit.to_torch] gives
+    exact torch modules.
 
     Args:
-        units: output size.
-        activation: ``"relu"``, ``"sigmoid"``, ``"tanh"``, ``"softrelu"``,
-            ``"softsign"``, ``"gelu"``, ``"silu"``... or any callable; ``None`` for none.
+        units: the output size (torch's `out_features`).
+        activation: `"relu"`, `"sigmoid"`, `"tanh"`, `"softrelu"`, `"softsign"`,
+            `"gelu"`, `"silu"`... or any callable, applied to the output; `None` for none.
         use_bias: add a bias.
-        flatten: Gluon semantics: ``True`` flattens all axes but the first
-            (``(N, d1, d2...) -> (N, d1*d2*...)``); ``False`` applies to the last axis.
-        in_units: the input size; inferred from the first batch when ``None`` (or 0, as Gluon).
-        weight_initializer: the weight's own initializer; when ``None`` the one given to
-            ``initialize(init)`` is used, else torch's ``nn.Linear`` distribution
-            ``U(-1/sqrt(in_units), 1/sqrt(in_units))``.
+        flatten: Gluon semantics: `True` flattens all axes but the first
+            (`(N, d1, d2...) -> (N, d1*d2*...)`); `False` applies the layer to the last
+            axis.
+        in_units: the input size; inferred from the first batch when `None` (or 0, as
+            Gluon).
+        weight_initializer: the weight's own initializer; when `None` the one given to
+            `initialize(init)` is used, else torch's `nn.Linear` distribution
+            `U(-1/sqrt(in_units), 1/sqrt(in_units))`.
         bias_initializer: the bias's initializer (Gluon's default: zeros).
-        dtype, device: where and how the parameters are created.
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
 
-    Shapes: input ``(N, *)``, output ``(N, units)`` (flatten) or ``(*, units)``.
-    Parameters: ``weight (units, in_units)``, ``bias (units,)``.
+    Shape:
+        - Input: `(N, *)` with `flatten=True` (`in_units` is the product of the axes
+          after the first); `(*, in_units)` with `flatten=False`.
+        - Output: `(N, units)` with `flatten=True`; `(*, units)` with `flatten=False`.
+        - `weight`: `(units, in_units)`; `bias`: `(units,)` (same names in torch and
+          Gluon).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from lateinit import nn
         >>> layer = nn.Dense(4, activation="relu")
-        >>> layer
-        Dense(-1 -> 4, relu)
-        >>> layer(torch.rand(2, 3, 5)).shape
+        >>> layer, tuple(layer.weight.shape), layer.in_features
+        (Dense(-1 -> 4, relu), (4, -1), None)
+        >>> layer(torch.rand(2, 3, 5)).shape  # flatten=True: 3*5 input features
         torch.Size([2, 4])
-        >>> layer
-        Dense(15 -> 4, relu)
+        >>> layer, tuple(layer.weight.shape), layer.in_features
+        (Dense(15 -> 4, relu), (4, 15), 15)
+        >>> nn.Dense(4, flatten=False)(torch.rand(2, 3, 5)).shape
+        torch.Size([2, 3, 4])
     """
 
     _in_size_arg = "in_units"
@@ -293,12 +308,27 @@ class Dense(Block, torch.nn.Linear):
 
 
 class Activation(Block):
-    """Apply an activation function by name (``"relu"``...) or a callable.
+    """Apply an activation function, given by name (`"relu"`...) or as a callable.
 
-    Example:
+    Has no parameters, so nothing is deferred: the output has the input's shape.
+
+    Args:
+        activation: one of `"relu"`, `"sigmoid"`, `"tanh"`, `"softrelu"` (softplus),
+            `"softplus"`, `"softsign"`, `"gelu"`, `"silu"`, `"swish"` (silu), `"elu"`,
+            `"selu"`, `"leaky_relu"`, `"log_sigmoid"`, `"mish"`, or any callable taking and
+            returning a tensor. `None` is refused: use [`Identity`][lateinit.nn.Identity].
+
+    Shape:
+        - Input: `(*)`, any shape.
+        - Output: `(*)`, the input's shape.
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
-        >>> nn.Activation("relu")(torch.tensor([-1.0, 2.0]))
+        >>> act = nn.Activation("relu")
+        >>> act
+        Activation(relu)
+        >>> act(torch.tensor([-1.0, 2.0]))
         tensor([0., 2.])
     """
 
@@ -326,13 +356,37 @@ class Activation(Block):
 
 
 class Dropout(Block):
-    """Zero inputs with probability ``rate`` in training (scaling the rest by
-    ``1/(1-rate)``); identity in eval mode.
+    """Randomly zero inputs in training (Gluon's and torch's inverted dropout).
+
+    In training mode each element is zeroed with probability `rate` and the others are
+    scaled by `1 / (1 - rate)`, so the expected value is unchanged; in eval mode
+    (`layer.eval()`) the layer returns its input. No parameters, nothing deferred.
 
     Args:
-        rate: the drop probability.
-        axes: axes along which one mask is shared (Gluon's ``axes``): e.g. ``(1,)`` drops
-            whole time steps of an ``(N, T, C)`` input together.
+        rate: the drop probability, in `[0, 1)`.
+        axes: axes along which one mask is shared (Gluon's `axes`): e.g. `(1,)` drops
+            whole time steps of an `(N, T, C)` input together. An int is one axis; `()`
+            (default) draws one mask value per element.
+
+    Shape:
+        - Input: `(*)`, any shape.
+        - Output: `(*)`, the input's shape.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> drop = nn.Dropout(0.5)
+        >>> drop
+        Dropout(p=0.5)
+        >>> x = torch.ones(2, 1000)
+        >>> y = drop(x)  # training mode: about half are 0, the rest 2
+        >>> y.shape, sorted(y.unique().tolist())
+        (torch.Size([2, 1000]), [0.0, 2.0])
+        >>> torch.equal(drop.eval()(x), x)  # eval mode: the identity
+        True
+        >>> y = nn.Dropout(0.5, axes=(1,))(torch.ones(2, 3, 4))  # one mask for all of axis 1
+        >>> bool((y == y[:, :1]).all())
+        True
     """
 
     def __init__(self, rate: float, axes: Sequence[int] = ()) -> None:
@@ -369,7 +423,23 @@ class Dropout(Block):
 
 
 class Flatten(Block):
-    """Flatten all axes but the first: ``(N, d1, d2, ...) -> (N, d1*d2*...)``."""
+    """Flatten all axes but the first: `(N, d1, d2, ...) -> (N, d1*d2*...)`.
+
+    A 1-D input `(N,)` becomes `(N, 1)`, as in Gluon. No parameters, nothing deferred.
+
+    Shape:
+        - Input: `(N, *)`.
+        - Output: `(N, prod(*))`.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> nn.Flatten()(torch.rand(2, 3, 4, 5)).shape
+        torch.Size([2, 60])
+        >>> net = nn.Sequential(nn.Conv2D(8, 3), nn.Flatten(), nn.Dense(10, flatten=False))
+        >>> net(torch.rand(2, 3, 6, 6)).shape, tuple(net[2].weight.shape)
+        (torch.Size([2, 10]), (10, 128))
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
@@ -388,14 +458,26 @@ class Flatten(Block):
 
 
 class Lambda(Block):
-    """Wrap a function as a layer: a callable, or the name of a function in
-    ``torch.nn.functional`` or ``torch`` (``Lambda("tanh")``).
+    """Wrap a function as a layer.
 
-    Example:
+    The function is called with the layer's inputs (all positional and keyword
+    arguments) and its result is returned. No parameters, nothing deferred.
+
+    Args:
+        function: a callable, or the name of a function in `torch.nn.functional` or
+            `torch` (`Lambda("tanh")`, `Lambda("relu")`).
+
+    Shape:
+        - Input and output: whatever the function takes and returns.
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
         >>> nn.Lambda(lambda x: x * 2)(torch.ones(2))
         tensor([2., 2.])
+        >>> relu = nn.Lambda("relu")
+        >>> relu, relu(torch.tensor([-1.0, 3.0]))
+        (Lambda(relu), tensor([0., 3.]))
     """
 
     def __init__(self, function: str | Callable[..., Any]) -> None:
@@ -422,33 +504,53 @@ class Lambda(Block):
 
 
 class Identity(Block):
-    """Return the input unchanged."""
+    """Return the input unchanged (a placeholder layer, e.g. for "no activation" or "no
+    downsampling" branches).
+
+    Shape:
+        - Input: anything.
+        - Output: the input itself.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> x = torch.rand(2, 3)
+        >>> nn.Identity()(x) is x
+        True
+    """
 
     def forward(self, x: Any) -> Any:
         return x
 
 
 class Embedding(Block, torch.nn.Embedding):
-    """Map integer indices to vectors: a lookup table of ``input_dim`` rows.
+    """Map integer indices to vectors: a lookup table of `input_dim` rows.
 
-    A ``torch.nn.Embedding`` (``isinstance``, ``weight``, ``num_embeddings``,
-    ``embedding_dim``, ``sparse``; ``padding_idx``/``max_norm`` are ``None``, as torch's
-    defaults).
+    Both sizes are given, so nothing is deferred: the table is created at construction,
+    with shape `(input_dim, output_dim)`. A `torch.nn.Embedding` (`isinstance`, `weight`,
+    `num_embeddings`, `embedding_dim`, `sparse`; `padding_idx`/`max_norm` are `None`, as
+    torch's defaults).
 
     Args:
-        input_dim: the number of indices (vocabulary size).
-        output_dim: the size of each vector.
-        weight_initializer: the table's initializer (default: ``N(0, 1)``, as
-            ``torch.nn.Embedding``).
-        sparse_grad: produce sparse gradients.
-        dtype, device: where and how the table is created.
+        input_dim: the number of indices (vocabulary size; torch's `num_embeddings`).
+        output_dim: the size of each vector (torch's `embedding_dim`).
+        weight_initializer: the table's initializer (default: `N(0, 1)`, as
+            `torch.nn.Embedding`).
+        sparse_grad: produce sparse gradients (torch's `sparse`).
+        dtype: the table's dtype (default: torch's default dtype).
+        device: the device the table is created on.
 
-    Shapes: input ``(*)`` of integers in ``[0, input_dim)``, output ``(*, output_dim)``.
+    Shape:
+        - Input: `(*)`, integers in `[0, input_dim)`.
+        - Output: `(*, output_dim)`.
+        - `weight`: `(input_dim, output_dim)` (same name in torch and Gluon).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from lateinit import nn
         >>> emb = nn.Embedding(10, 4)
+        >>> emb, tuple(emb.weight.shape)
+        (Embedding(10 -> 4), (10, 4))
         >>> emb(torch.tensor([[1, 2, 3]])).shape
         torch.Size([1, 3, 4])
     """

@@ -57,17 +57,64 @@ def _time_axis(layout: Any, owner: str) -> int:
 
 
 class RecurrentCell(Block):
-    """The base of the recurrent cells: ``begin_state``, ``unroll`` and the step call
-    ``cell(x, states) -> (output, new_states)``. A subclass implements ``forward(x,
-    states)`` and ``state_shapes()`` (Gluon's ``state_info``, shapes with the batch
-    axis ``0``)."""
+    """The base of the recurrent cells: one time step, `cell(x, states) -> (output,
+    new_states)`, plus Gluon's `begin_state` and `unroll`.
+
+    [`RNNCell`][lateinit.nn.RNNCell], [`LSTMCell`][lateinit.nn.LSTMCell],
+    [`GRUCell`][lateinit.nn.GRUCell] and [`SequentialRNNCell`][lateinit.nn.SequentialRNNCell]
+    are recurrent cells. A cell of your own subclasses it and implements
+    `forward(x, states)` (returning the output and the list of new states) and
+    `state_shapes()` (the states' shapes with `0` for the batch size); `begin_state`,
+    `state_info` and `unroll` then work as for the built-in cells.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> class RunningSum(nn.RecurrentCell):
+        ...     def state_shapes(self):
+        ...         return [(0, 3)]
+        ...     def forward(self, x, states):
+        ...         h = states[0] + x
+        ...         return h, [h]
+        >>> cell = RunningSum()
+        >>> outputs, [h] = cell.unroll(4, torch.ones(2, 4, 3))
+        >>> outputs.shape, h[0]
+        (torch.Size([2, 4, 3]), tensor([4., 4., 4.]))
+        >>> isinstance(nn.LSTMCell(8), nn.RecurrentCell)
+        True
+    """
 
     def state_shapes(self) -> list[tuple[int, ...]]:
-        """The states' shapes with ``0`` for the batch size (``[(0, hidden)]``...)."""
+        """The shapes of the states, with `0` for the batch size.
+
+        A subclass defines it (Gluon's `state_info` gives the same shapes as dicts).
+
+        Returns:
+            One shape per state: `[(0, hidden_size)]` for an RNN or GRU cell,
+            `[(0, hidden_size), (0, hidden_size)]` (`h`, `c`) for an LSTM cell.
+
+        Examples:
+            >>> from lateinit import nn
+            >>> nn.LSTMCell(8).state_shapes()
+            [(0, 8), (0, 8)]
+        """
         raise NotImplementedError(f"{type(self).__name__} must define state_shapes()")
 
     def state_info(self, batch_size: int = 0) -> list[dict[str, Any]]:
-        """Gluon's ``state_info``: one ``{"shape": ..., "__layout__": "NC"}`` per state."""
+        """Gluon's `state_info`: one `{"shape": ..., "__layout__": "NC"}` dict per state.
+
+        Args:
+            batch_size: the batch size put in the shapes (0: unknown, as Gluon).
+
+        Returns:
+            A list of dicts, in the order of
+            [`state_shapes`][lateinit.nn.RecurrentCell.state_shapes].
+
+        Examples:
+            >>> from lateinit import nn
+            >>> nn.GRUCell(8).state_info(batch_size=4)
+            [{'shape': (4, 8), '__layout__': 'NC'}]
+        """
         return [
             {"shape": (batch_size, *shape[1:]), "__layout__": "NC"} for shape in self.state_shapes()
         ]
@@ -86,11 +133,34 @@ class RecurrentCell(Block):
         dtype: torch.dtype | None = None,
         **kwargs: Any,
     ) -> list[torch.Tensor]:
-        """The initial states (Gluon's ``begin_state``): a list of tensors (``[h]``, or
-        ``[h, c]`` for an LSTM cell) of shape ``(batch_size, hidden_size)`` made by
-        ``func`` (zeros by default), in the parameters' dtype and device unless
-        ``dtype``/``device`` say otherwise (Gluon's ``ctx=`` is ``device=``). Works
-        before the input size is known."""
+        """The initial states (Gluon's `begin_state`), zeros by default.
+
+        Works before the input size is known: the states' shapes depend on the hidden size
+        only. They follow the parameters' dtype and device unless `dtype`/`device` say
+        otherwise.
+
+        Args:
+            batch_size: the batch size `N`.
+            func: makes each state from its shape and `dtype`/`device` keywords
+                (`torch.zeros` by default; `torch.ones`, `torch.randn`...).
+            device: the states' device (default: the parameters').
+            ctx: Gluon's name of `device` (give one or the other).
+            dtype: the states' dtype (default: the parameters').
+            **kwargs: more keyword arguments for `func`.
+
+        Returns:
+            A list of tensors `(batch_size, hidden_size)`: `[h]`, or `[h, c]` for an LSTM
+            cell.
+
+        Examples:
+            >>> import torch
+            >>> from lateinit import nn
+            >>> cell = nn.LSTMCell(8)
+            >>> [tuple(s.shape) for s in cell.begin_state(4)], cell.input_size
+            ([(4, 8), (4, 8)], None)
+            >>> cell.begin_state(2, dtype=torch.float64, ctx="cpu")[0].dtype
+            torch.float64
+        """
         ref = self._state_ref()
         name = type(self).__name__
         kwargs["dtype"] = dtype if dtype is not None or ref is None else ref.dtype
@@ -108,23 +178,26 @@ class RecurrentCell(Block):
         merge_outputs: bool | None = None,
         valid_length: torch.Tensor | None = None,
     ) -> tuple[Any, list[torch.Tensor]]:
-        """Run ``length`` steps (Gluon's ``unroll``).
+        """Run `length` time steps (Gluon's `unroll`).
 
         Args:
             length: the number of time steps; must match the inputs.
-            inputs: a tensor ``(N, T, C)`` (``layout="NTC"``) or ``(T, N, C)``
-                (``"TNC"``), or a list of ``T`` tensors ``(N, C)``.
-            begin_state: the initial states; ``None``: zeros (``begin_state``) in the
-                inputs' dtype and device.
-            layout: where the time axis is, ``"NTC"`` (Gluon's default) or ``"TNC"``.
-            merge_outputs: ``True``: one tensor, stacked on the time axis; ``False``: a
-                list of ``T`` tensors; ``None``: the form the inputs came in.
-            valid_length: optional ``(N,)`` lengths: outputs past a sequence's length are
-                zeros and its states are those after its last valid step (as Gluon).
+            inputs: a tensor `(N, T, C)` (`layout="NTC"`) or `(T, N, C)` (`"TNC"`), or a list
+                of `T` tensors `(N, C)`.
+            begin_state: the initial states; `None`: zeros
+                ([`begin_state`][lateinit.nn.RecurrentCell.begin_state]) in the inputs' dtype
+                and device.
+            layout: where the time axis is, `"NTC"` (Gluon's default) or `"TNC"`.
+            merge_outputs: `True`: one tensor, stacked on the time axis; `False`: a list of
+                `T` tensors; `None`: the form the inputs came in.
+            valid_length: optional `(N,)` lengths: outputs past a sequence's length are zeros
+                and its states are those after its last valid step (as Gluon).
 
-        Returns ``(outputs, states)``, the states after the last step.
+        Returns:
+            `(outputs, states)`: the outputs of every step and the states after the last
+            step.
 
-        Example:
+        Examples:
             >>> import torch
             >>> from lateinit import nn
             >>> cell = nn.LSTMCell(8)
@@ -311,48 +384,59 @@ class _TorchCell(RecurrentCell):
         return s if self.bias else s + ", use_bias=False"
 
 
-_CELL_ARGS = """
-    Args:
-        hidden_size: the size of the hidden state.
-        i2h_weight_initializer, h2h_weight_initializer: the weights' own initializers;
-            when ``None`` the one given to ``initialize(init)`` is used, else torch's
-            ``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))``.
-        i2h_bias_initializer, h2h_bias_initializer: the biases' (Gluon's default: zeros).
-        input_size: the number of input features; inferred from the first step when
-            ``None`` (or 0, as Gluon).
-        use_bias: add the two bias vectors (torch's ``bias``).
-        dtype, device: where and how the parameters are created.
-
-    Shapes: a step ``x`` is ``(N, input_size)``; each state ``(N, hidden_size)``.
-    Parameters (torch's names; Gluon's ``i2h_weight``, ``h2h_weight``, ``i2h_bias``,
-    ``h2h_bias`` are aliases): ``weight_ih (G*hidden, in)``, ``weight_hh (G*hidden,
-    hidden)``, ``bias_ih``, ``bias_hh`` (``G*hidden``)."""
-
-
 class RNNCell(_TorchCell, torch.nn.RNNCell):
-    """An Elman RNN cell, ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``; output ``h'``,
-    states ``[h']``. A ``torch.nn.RNNCell`` (``nonlinearity`` is ``activation``: torch's
-    kernel for ``"tanh"`` and ``"relu"``; Gluon's other activations (``"sigmoid"``,
-    ``"softsign"``, a callable...) compute the same formula with that activation).
-    """
+    """An Elman RNN cell, `h' = act(W_ih x + b_ih + W_hh h + b_hh)`, with the input size
+    inferred; output `h'`, states `[h']`.
 
-    __doc__ = (
-        (__doc__ or "")
-        + _CELL_ARGS
-        + """
-        activation: ``"tanh"`` (default), ``"relu"``, or another activation.
+    The number of input features (`input_size`) is read from the first step (the
+    last axis of `x`): `weight_ih` is created with shape `(hidden_size, -1)` and
+    gets its real shape on the first call (or from
+    [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict or a
+    parameter file). Until then `input_size` is `None`; the states of
+    [`begin_state`][lateinit.nn.RecurrentCell.begin_state] need only `hidden_size`.
 
-    Example:
+    A `torch.nn.RNNCell` (`nonlinearity` is `activation`), computed by torch's cell
+    kernel for `"tanh"` and `"relu"`. Called as `cell(x, states)` (Gluon's form;
+    `states=None` means zeros), it returns `(output, new_states)`.
+
+    Args:
+        hidden_size: the size of the hidden state (and of the output).
+        activation: `"tanh"` (default) or `"relu"` (torch's kernels), or another of
+            Gluon's activations (`"sigmoid"`, `"softsign"`...) or a callable, which compute
+            the same formula with that activation.
+        i2h_weight_initializer: the input-to-hidden weight's own initializer; when
+            `None` the one given to `initialize(init)` is used, else torch's
+            `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+        h2h_weight_initializer: the hidden-to-hidden weight's own initializer (same
+            default).
+        i2h_bias_initializer: the input-to-hidden bias's initializer (Gluon's default:
+            zeros).
+        h2h_bias_initializer: the hidden-to-hidden bias's initializer (Gluon's default:
+            zeros).
+        input_size: the number of input features; inferred from the first step when
+            `None` (or 0, as Gluon).
+        use_bias: add the two bias vectors (torch's `bias`).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
+
+    Shape:
+        - Input: a step `x` `(N, input_size)`, and the states: a list `[h]` (or `h`).
+        - Output: `(output, new_states)`: `output` `(N, hidden_size)`, `new_states` a list
+          like the states, each `(N, hidden_size)`.
+        - `weight_ih` (Gluon: `i2h_weight`): `(hidden_size, input_size)`; `weight_hh`
+          (Gluon: `h2h_weight`): `(hidden_size, hidden_size)`; `bias_ih` (Gluon:
+          `i2h_bias`) and `bias_hh` (Gluon: `h2h_bias`): `(hidden_size,)`.
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
         >>> cell = nn.RNNCell(8)
-        >>> cell
-        RNNCell(-1 -> 8, tanh)
+        >>> cell, tuple(cell.weight_ih.shape)
+        (RNNCell(-1 -> 8, tanh), (8, -1))
         >>> out, [h] = cell(torch.rand(2, 3), cell.begin_state(2))
         >>> out.shape, cell.input_size, cell.i2h_weight is cell.weight_ih
         (torch.Size([2, 8]), 3, True)
     """
-    )
 
     def __init__(
         self,
@@ -397,24 +481,56 @@ class RNNCell(_TorchCell, torch.nn.RNNCell):
 
 class LSTMCell(_TorchCell, torch.nn.LSTMCell):
     """A long short-term memory cell (gates: input, forget, cell, output, in torch's and
-    Gluon's order); output ``h'``, states ``[h', c']``. A ``torch.nn.LSTMCell``, computed
-    by its kernel (``torch.lstm_cell``)."""
+    Gluon's order), with the input size inferred; output `h'`, states `[h', c']`.
 
-    __doc__ = (
-        (__doc__ or "")
-        + _CELL_ARGS
-        + """
+    The number of input features (`input_size`) is read from the first step (the
+    last axis of `x`): `weight_ih` is created with shape `(4*hidden_size, -1)` and
+    gets its real shape on the first call (or from
+    [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict or a
+    parameter file). Until then `input_size` is `None`; the states of
+    [`begin_state`][lateinit.nn.RecurrentCell.begin_state] need only `hidden_size`.
 
-    Example:
+    A `torch.nn.LSTMCell`, computed by its kernel (`torch.lstm_cell`). Called as
+    `cell(x, states)` (Gluon's form; `states=None` means zeros), it returns
+    `(output, new_states)`.
+
+    Args:
+        hidden_size: the size of the hidden state (and of the output).
+        i2h_weight_initializer: the input-to-hidden weight's own initializer; when
+            `None` the one given to `initialize(init)` is used, else torch's
+            `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+        h2h_weight_initializer: the hidden-to-hidden weight's own initializer (same
+            default).
+        i2h_bias_initializer: the input-to-hidden bias's initializer (Gluon's default:
+            zeros).
+        h2h_bias_initializer: the hidden-to-hidden bias's initializer (Gluon's default:
+            zeros).
+        input_size: the number of input features; inferred from the first step when
+            `None` (or 0, as Gluon).
+        use_bias: add the two bias vectors (torch's `bias`).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
+
+    Shape:
+        - Input: a step `x` `(N, input_size)`, and the states: a list `[h, c]`.
+        - Output: `(output, new_states)`: `output` `(N, hidden_size)`, `new_states` a list
+          like the states, each `(N, hidden_size)`.
+        - `weight_ih` (Gluon: `i2h_weight`): `(4*hidden_size, input_size)`; `weight_hh`
+          (Gluon: `h2h_weight`): `(4*hidden_size, hidden_size)`; `bias_ih` (Gluon:
+          `i2h_bias`) and `bias_hh` (Gluon: `h2h_bias`): `(4*hidden_size,)`.
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
         >>> cell = nn.LSTMCell(4)
-        >>> x = torch.rand(2, 3)
-        >>> out, (h, c) = cell(x, cell.begin_state(batch_size=2, ctx="cpu"))
+        >>> tuple(cell.weight_ih.shape), cell.input_size
+        ((16, -1), None)
+        >>> out, (h, c) = cell(torch.rand(2, 3), cell.begin_state(batch_size=2, ctx="cpu"))
+        >>> out.shape, c.shape
+        (torch.Size([2, 4]), torch.Size([2, 4]))
         >>> tuple(cell.weight_ih.shape), isinstance(cell, torch.nn.LSTMCell)
         ((16, 3), True)
     """
-    )
 
     _gates = 4
     _n_states = 2
@@ -426,23 +542,52 @@ class LSTMCell(_TorchCell, torch.nn.LSTMCell):
 
 class GRUCell(_TorchCell, torch.nn.GRUCell):
     """A gated recurrent unit cell (gates: reset, update, new, in torch's and Gluon's
-    order); output ``h'``, states ``[h']``. A ``torch.nn.GRUCell``, computed by its kernel
-    (``torch.gru_cell``)."""
+    order), with the input size inferred; output `h'`, states `[h']`.
 
-    __doc__ = (
-        (__doc__ or "")
-        + _CELL_ARGS
-        + """
+    The number of input features (`input_size`) is read from the first step (the
+    last axis of `x`): `weight_ih` is created with shape `(3*hidden_size, -1)` and
+    gets its real shape on the first call (or from
+    [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict or a
+    parameter file). Until then `input_size` is `None`; the states of
+    [`begin_state`][lateinit.nn.RecurrentCell.begin_state] need only `hidden_size`.
 
-    Example:
+    A `torch.nn.GRUCell`, computed by its kernel (`torch.gru_cell`). Called as
+    `cell(x, states)` (Gluon's form; `states=None` means zeros), it returns
+    `(output, new_states)`.
+
+    Args:
+        hidden_size: the size of the hidden state (and of the output).
+        i2h_weight_initializer: the input-to-hidden weight's own initializer; when
+            `None` the one given to `initialize(init)` is used, else torch's
+            `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+        h2h_weight_initializer: the hidden-to-hidden weight's own initializer (same
+            default).
+        i2h_bias_initializer: the input-to-hidden bias's initializer (Gluon's default:
+            zeros).
+        h2h_bias_initializer: the hidden-to-hidden bias's initializer (Gluon's default:
+            zeros).
+        input_size: the number of input features; inferred from the first step when
+            `None` (or 0, as Gluon).
+        use_bias: add the two bias vectors (torch's `bias`).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
+
+    Shape:
+        - Input: a step `x` `(N, input_size)`, and the states: a list `[h]` (or `h`).
+        - Output: `(output, new_states)`: `output` `(N, hidden_size)`, `new_states` a list
+          like the states, each `(N, hidden_size)`.
+        - `weight_ih` (Gluon: `i2h_weight`): `(3*hidden_size, input_size)`; `weight_hh`
+          (Gluon: `h2h_weight`): `(3*hidden_size, hidden_size)`; `bias_ih` (Gluon:
+          `i2h_bias`) and `bias_hh` (Gluon: `h2h_bias`): `(3*hidden_size,)`.
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
         >>> cell = nn.GRUCell(6)
         >>> out, [h] = cell(torch.rand(2, 3), cell.begin_state(2))
-        >>> out.shape, tuple(cell.h2h_weight.shape)
-        (torch.Size([2, 6]), (18, 6))
+        >>> out.shape, tuple(cell.weight_ih.shape), tuple(cell.h2h_weight.shape)
+        (torch.Size([2, 6]), (18, 3), (18, 6))
     """
-    )
 
     _gates = 3
 
@@ -452,21 +597,32 @@ class GRUCell(_TorchCell, torch.nn.GRUCell):
 
 
 class SequentialRNNCell(RecurrentCell):
-    """A stack of cells: each step runs them in order, each one's output the next one's
-    input; the states are all the cells' states, concatenated in order.
+    """A stack of recurrent cells run as one cell: each step runs them in order, each one's
+    output the next one's input.
 
-    Example:
+    The states are all the cells' states, concatenated in order. Each cell infers its own
+    input size on the first step (the first from the data, the others from the previous
+    cell's output).
+
+    Args:
+        *cells: the cells (any [`RecurrentCell`][lateinit.nn.RecurrentCell]); more can be
+            appended with [`add`][lateinit.nn.SequentialRNNCell.add].
+
+    Shape:
+        - Input: a step `x` `(N, input_size)` and the states (every cell's, in order).
+        - Output: `(output, new_states)`: the last cell's output and every cell's new
+          states.
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
-        >>> stack = nn.SequentialRNNCell()
-        >>> stack.add(nn.LSTMCell(8))
-        >>> stack.add(nn.GRUCell(4))
+        >>> stack = nn.SequentialRNNCell(nn.LSTMCell(8), nn.GRUCell(4))
         >>> states = stack.begin_state(2)
         >>> len(states), [tuple(s.shape) for s in states]
         (3, [(2, 8), (2, 8), (2, 4)])
         >>> outputs, states = stack.unroll(5, torch.rand(5, 2, 3), layout="TNC")
-        >>> outputs.shape
-        torch.Size([5, 2, 4])
+        >>> outputs.shape, stack[0].input_size, stack[1].input_size
+        (torch.Size([5, 2, 4]), 3, 8)
     """
 
     def __init__(self, *cells: RecurrentCell) -> None:
@@ -475,7 +631,23 @@ class SequentialRNNCell(RecurrentCell):
             self.add(cell)
 
     def add(self, cell: RecurrentCell) -> None:
-        """Append a cell (any :class:`RecurrentCell`)."""
+        """Append a cell at the end of the stack.
+
+        Args:
+            cell: any [`RecurrentCell`][lateinit.nn.RecurrentCell]
+                ([`LSTMCell`][lateinit.nn.LSTMCell], [`GRUCell`][lateinit.nn.GRUCell]...).
+
+        Raises:
+            TypeError: `cell` is not a recurrent cell.
+
+        Examples:
+            >>> from lateinit import nn
+            >>> stack = nn.SequentialRNNCell()
+            >>> stack.add(nn.LSTMCell(8))
+            >>> stack.add(nn.GRUCell(4))
+            >>> len(stack), stack.state_shapes()
+            (2, [(0, 8), (0, 8), (0, 4)])
+        """
         if not isinstance(cell, RecurrentCell):
             raise TypeError(
                 f"SequentialRNNCell.add: expected a recurrent cell (RNNCell, LSTMCell, "

@@ -30,18 +30,32 @@ def _append(container: Block, blocks: Iterable[Any]) -> None:
 class Sequential(Block):
     """Run child blocks one after another; each one's output is the next one's input.
 
-    Build it empty and ``add`` blocks, or pass them: ``Sequential(a, b)`` or
-    ``Sequential([a, b])``. Children are named ``"0"``, ``"1"``...; any
-    ``torch.nn.Module`` can be one. Supports ``len``, iteration, indexing, and slicing
-    (a slice is a new ``Sequential`` sharing the same child blocks).
+    Nothing needs sizes up front: on the first batch each deferred child infers its input
+    size from what the previous child produced, so `Sequential(Dense(8), Dense(2))` needs
+    only the output sizes. Build it empty and [`add`][lateinit.nn.Sequential.add] blocks,
+    or pass them: `Sequential(a, b)` or `Sequential([a, b])`. Children are named `"0"`,
+    `"1"`...; any `torch.nn.Module` can be one. Supports `len`, iteration, indexing, and
+    slicing (a slice is a new `Sequential` sharing the same child blocks).
 
-    Example:
+    Args:
+        *blocks: the children, in order (or one list of them).
+
+    Shape:
+        - Input: what the first child takes.
+        - Output: what the last child returns.
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
-        >>> net = nn.Sequential()
-        >>> net.add(nn.Dense(8, activation="relu"), nn.Dense(2))
-        >>> net(torch.rand(3, 5)).shape, len(net), net[1:]
-        (torch.Size([3, 2]), 2, Sequential(
+        >>> net = nn.Sequential(nn.Dense(8, activation="relu"), nn.Dense(2))
+        >>> [tuple(p.shape) for p in net.parameters()]
+        [(8, -1), (8,), (2, -1), (2,)]
+        >>> net(torch.rand(3, 5)).shape
+        torch.Size([3, 2])
+        >>> [tuple(p.shape) for p in net.parameters()]
+        [(8, 5), (8,), (2, 8), (2,)]
+        >>> len(net), net[1:]
+        (2, Sequential(
           (0): Dense(8 -> 2)
         ))
     """
@@ -59,7 +73,25 @@ class Sequential(Block):
         self.add(*blocks)  # type: ignore[arg-type]
 
     def add(self, *blocks: torch.nn.Module) -> None:
-        """Append blocks (any ``torch.nn.Module``) at the end."""
+        """Append blocks at the end, in order.
+
+        Args:
+            *blocks: the blocks (any `torch.nn.Module`); they are named `"0"`, `"1"`... after
+                the existing children.
+
+        Raises:
+            TypeError: one of them is not a `torch.nn.Module` (then none is added); wrap
+                functions in [`Lambda`][lateinit.nn.Lambda].
+
+        Examples:
+            >>> import torch
+            >>> from lateinit import nn
+            >>> net = nn.Sequential()
+            >>> net.add(nn.Dense(8, activation="relu"), nn.Dense(2))
+            >>> net.add(nn.Lambda(torch.tanh))
+            >>> len(net), net(torch.rand(3, 5)).shape
+            (3, torch.Size([3, 2]))
+        """
         _append(self, blocks)
 
     def forward(self, x: Any) -> Any:
@@ -90,18 +122,29 @@ class Sequential(Block):
 
 
 class Concatenate(Block):
-    """Run parallel branches on the same input and concatenate their outputs along
-    ``axis`` (Inception style).
+    """Run parallel branches on the same input and concatenate their outputs along `axis`
+    (Inception style).
+
+    Each branch infers its own input size from the shared input on the first batch. The
+    branches' outputs must agree on every axis but `axis`.
 
     Args:
-        *blocks: the branches (any ``torch.nn.Module``); more can be added with ``add``.
-        axis: the axis to concatenate on (default 1, the channels of ``(N, C, ...)``).
+        *blocks: the branches (any `torch.nn.Module`); more can be added with
+            [`add`][lateinit.nn.Concatenate.add].
+        axis: the axis to concatenate on (default 1, the channels of `(N, C, ...)`).
 
-    Example:
+    Shape:
+        - Input: what every branch takes.
+        - Output: the branches' outputs concatenated on `axis`: its size there is the sum
+          of theirs.
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
-        >>> net = nn.Concatenate(nn.Dense(3), nn.Dense(5), axis=1)
-        >>> net(torch.rand(2, 4)).shape
+        >>> net = nn.Concatenate(nn.Conv2D(4, 1), nn.Conv2D(6, 3, padding=1))
+        >>> net(torch.rand(2, 3, 8, 8)).shape  # 4 + 6 channels
+        torch.Size([2, 10, 8, 8])
+        >>> nn.Concatenate(nn.Dense(3), nn.Dense(5), axis=-1)(torch.rand(2, 4)).shape
         torch.Size([2, 8])
     """
 
@@ -113,7 +156,22 @@ class Concatenate(Block):
         self.add(*blocks)
 
     def add(self, *blocks: torch.nn.Module) -> None:
-        """Append branches (any ``torch.nn.Module``)."""
+        """Append branches, in order.
+
+        Args:
+            *blocks: the branches (any `torch.nn.Module`).
+
+        Raises:
+            TypeError: one of them is not a `torch.nn.Module` (then none is added).
+
+        Examples:
+            >>> import torch
+            >>> from lateinit import nn
+            >>> net = nn.Concatenate(axis=-1)
+            >>> net.add(nn.Dense(3), nn.Dense(5))
+            >>> len(net), net(torch.rand(2, 4)).shape
+            (2, torch.Size([2, 8]))
+        """
         _append(self, blocks)
 
     def forward(self, x: Any) -> torch.Tensor:
@@ -142,18 +200,30 @@ class Concatenate(Block):
 
 
 class Residual(Block):
-    """Add the input to a block's output: ``y = x + block(x)``.
+    """Add the input to a block's output: `y = x + block(x)`.
 
-    The output must have the input's shape; another shape (even one that would broadcast)
-    is a ``ShapeMismatchError`` naming this layer. That check is one shape comparison
-    per call.
+    The block infers its sizes from the input on the first batch as usual. Its output
+    must have the input's shape; another shape (even one that would broadcast) is a
+    [`ShapeMismatchError`][lateinit.ShapeMismatchError] naming this layer. That check is
+    one shape comparison per call.
 
-    Example:
+    Args:
+        block: the residual branch (any `torch.nn.Module`), kept as the child `body`.
+
+    Shape:
+        - Input: `(*)`.
+        - Output: `(*)`, the input's shape.
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
         >>> net = nn.Residual(nn.Dense(4, flatten=False))
         >>> net(torch.rand(2, 4)).shape
         torch.Size([2, 4])
+        >>> net
+        Residual(
+          (body): Dense(4 -> 4)
+        )
     """
 
     def __init__(self, block: torch.nn.Module) -> None:

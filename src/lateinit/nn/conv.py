@@ -1,6 +1,6 @@
 """Convolutions: Conv1D/2D/3D and their transposes, with the input channels inferred.
 
-All six layers share one base class, :class:`_Conv`; a subclass only names its number of
+All six layers share one base class, ``_Conv``; a subclass only names its number of
 spatial dims, whether it is transposed, and its torch kernel. Channels-last layouts
 (``NWC``/``NHWC``/``NDHWC``) move the channel axis around the channels-first kernel.
 """
@@ -135,7 +135,7 @@ def _in_channels_of(weight: torch.Tensor, groups: int, transposed: bool) -> int 
 class _InChannelsEntry:
     """What a convolution's ``__dict__`` holds under ``in_channels``.
 
-    The attribute itself is the class property :attr:`_Conv.in_channels` (computed from
+    The attribute itself is the class property ``_Conv.in_channels`` (computed from
     the weight's shape, so it is right however the shape became known: first batch,
     ``infer_shape``, ``load_state_dict``, a parameter file). torch's
     ``_ConvNd.extra_repr`` formats ``self.__dict__`` instead of reading attributes; this
@@ -160,7 +160,7 @@ class _InChannelsEntry:
 
 # -- the shared base ----------------------------------------------------------------------
 class _Conv(Block):
-    """The base of the six convolution layers (see :class:`Conv2D` for the arguments).
+    """The base of the six convolution layers (see ``Conv2D`` for the arguments).
 
     Each layer is also its torch twin (``Conv2D`` a ``torch.nn.Conv2d``,
     ``Conv2DTranspose`` a ``torch.nn.ConvTranspose2d``...), with the twin's attributes
@@ -412,51 +412,68 @@ class _Conv(Block):
 
 
 class Conv2D(_Conv, torch.nn.Conv2d):
-    """A 2-D convolution over ``(N, C, H, W)`` images, with the input channels inferred.
+    """A 2-D convolution over `(N, C, H, W)` images, with the input channels inferred.
+
+    The number of input channels (`in_channels`) is read from the first batch (axis 1
+    of `NCHW` inputs, the last axis of `NHWC` ones): the weight is created with
+    shape `(channels, -1, *kernel_size)` and gets its real shape on the first
+    call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state
+    dict or a parameter file). Until then `in_channels` is `None`.
+
+    A `torch.nn.Conv2d` (`isinstance`, torch's `weight`/`bias` names and
+    `state_dict` keys, and its attributes `in_channels`, `out_channels`,
+    `kernel_size`, `stride`, `padding`, `dilation`, `groups`, `output_padding`);
+    `activation` and the channels-last `layout` are lateinit's (Gluon's).
+    Arguments after `padding` are keyword-only. As in torch, an unbatched input
+    (without the `N` axis) is accepted too.
 
     Args:
-        channels: the number of output channels.
-        kernel_size: the window size: an int, or one int per spatial dim.
-        strides: the step of the window (int or tuple).
-        padding: zeros added on both sides of each spatial dim (int or tuple), or
-            ``"same"`` (output size = input size; needs ``strides=1``) / ``"valid"`` (0).
-        dilation: the spacing between the kernel's taps (int or tuple).
+        channels: the number of output channels (torch's `out_channels`).
+        kernel_size: the window size: an int, or two ints.
+        strides: the step of the window: an int, or two ints.
+        padding: zeros added on both sides of each spatial dim (an int or two ints), or
+            `"same"` (output size = input size; needs `strides=1`) or `"valid"` (no padding).
+        output_padding: transposed convolutions only; must stay 0 here.
+        dilation: the spacing between the kernel's taps: an int, or two ints.
         groups: split input and output channels into this many groups convolved
-            separately; ``in_channels`` and ``channels`` must be multiples of it.
-        layout: ``"NCHW"`` (default) or channels-last ``"NHWC"``.
-        activation: ``"relu"``, ``"sigmoid"``, ``"tanh"``, ``"gelu"``... (as ``Dense``) or
-            any callable; ``None`` for none.
+            separately; `in_channels` and `channels` must be multiples of it.
+        layout: `"NCHW"` (default, channels first) or channels-last `"NHWC"`.
+        activation: `"relu"`, `"sigmoid"`, `"tanh"`, `"gelu"`... (as
+            [`Dense`][lateinit.nn.Dense]) or any callable; `None` for none.
         use_bias: add a bias per output channel.
-        weight_initializer: the weight's own initializer; when ``None`` the one given to
-            ``initialize(init)`` is used, else torch's ``nn.Conv2d`` distribution
-            ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``fan_in = in_channels // groups *
-            prod(kernel_size)``.
+        weight_initializer: the weight's own initializer; when `None` the one given to
+            `initialize(init)` is used, else torch's `nn.Conv2d` distribution
+            `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with
+            `fan_in = in_channels // groups * prod(kernel_size)`.
         bias_initializer: the bias's initializer (Gluon's default: zeros).
-        in_channels: the number of input channels; ``0`` or ``None`` infers it from the
-            first batch.
-        dtype, device: where and how the parameters are created.
+        in_channels: the number of input channels; inferred from the first batch when
+            `None` (or 0, as Gluon).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
 
-    Arguments after ``padding`` are keyword-only. As in torch, an unbatched input (without
-    the ``N`` axis) is accepted too.
+    Shape:
+        - Input: `(N, in_channels, H, W)` (`(N, H, W, in_channels)` for `NHWC`).
+        - Output: `(N, channels, H_out, W_out)` (channels last for `NHWC`); each
+          spatial size is
+          `(size + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1` (with
+          `padding="same"`: the input's size).
+        - `weight`: `(channels, in_channels // groups, *kernel_size)`; `bias`:
+          `(channels,)` (same names in torch and Gluon).
 
-    Shapes: input ``(N, in_channels, H, W)``, output ``(N, channels, H_out, W_out)`` with
-    ``H_out = (H + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1`` (so for
-    ``W``); ``NHWC`` in, ``NHWC`` out.
-    Parameters: ``weight (channels, in_channels // groups, *kernel_size)``,
-    ``bias (channels,)``.
-
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.conv import Conv2D
-        >>> layer = Conv2D(64, 3, activation="relu")
+        >>> from lateinit import nn
+        >>> layer = nn.Conv2D(64, 3, activation="relu")
         >>> layer
         Conv2D(-1 -> 64, kernel_size=(3, 3), stride=(1, 1), relu)
-        >>> tuple(layer.weight.shape)
-        (64, -1, 3, 3)
+        >>> tuple(layer.weight.shape), layer.in_channels
+        ((64, -1, 3, 3), None)
         >>> layer(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 64, 30, 30])
-        >>> layer
-        Conv2D(3 -> 64, kernel_size=(3, 3), stride=(1, 1), relu)
+        >>> layer, tuple(layer.weight.shape)
+        (Conv2D(3 -> 64, kernel_size=(3, 3), stride=(1, 1), relu), (64, 3, 3, 3))
+        >>> nn.Conv2D(8, 3, padding="same", layout="NHWC")(torch.rand(2, 10, 10, 3)).shape
+        torch.Size([2, 10, 10, 8])
     """
 
     _ndim = 2
@@ -464,24 +481,64 @@ class Conv2D(_Conv, torch.nn.Conv2d):
 
 
 class Conv1D(_Conv, torch.nn.Conv1d):
-    """A 1-D convolution over ``(N, C, W)`` sequences, with the input channels inferred.
+    """A 1-D convolution over `(N, C, W)` sequences, with the input channels inferred.
 
-    Arguments as :class:`Conv2D` (tuples have one int); ``layout`` is ``"NCW"`` (default)
-    or ``"NWC"``.
+    The number of input channels (`in_channels`) is read from the first batch (axis 1
+    of `NCW` inputs, the last axis of `NWC` ones): the weight is created with
+    shape `(channels, -1, *kernel_size)` and gets its real shape on the first
+    call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state
+    dict or a parameter file). Until then `in_channels` is `None`.
 
-    Shapes: input ``(N, in_channels, W)``, output ``(N, channels, W_out)`` with
-    ``W_out = (W + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1``.
-    Parameters: ``weight (channels, in_channels // groups, kernel_size)``,
-    ``bias (channels,)``.
+    A `torch.nn.Conv1d` (`isinstance`, torch's `weight`/`bias` names and
+    `state_dict` keys, and its attributes `in_channels`, `out_channels`,
+    `kernel_size`, `stride`, `padding`, `dilation`, `groups`, `output_padding`);
+    `activation` and the channels-last `layout` are lateinit's (Gluon's).
+    Arguments after `padding` are keyword-only. As in torch, an unbatched input
+    (without the `N` axis) is accepted too.
 
-    Example:
+    Args:
+        channels: the number of output channels (torch's `out_channels`).
+        kernel_size: the window size: an int, or one int.
+        strides: the step of the window: an int, or one int.
+        padding: zeros added on both sides of each spatial dim (an int or one int), or
+            `"same"` (output size = input size; needs `strides=1`) or `"valid"` (no padding).
+        output_padding: transposed convolutions only; must stay 0 here.
+        dilation: the spacing between the kernel's taps: an int, or one int.
+        groups: split input and output channels into this many groups convolved
+            separately; `in_channels` and `channels` must be multiples of it.
+        layout: `"NCW"` (default, channels first) or channels-last `"NWC"`.
+        activation: `"relu"`, `"sigmoid"`, `"tanh"`, `"gelu"`... (as
+            [`Dense`][lateinit.nn.Dense]) or any callable; `None` for none.
+        use_bias: add a bias per output channel.
+        weight_initializer: the weight's own initializer; when `None` the one given to
+            `initialize(init)` is used, else torch's `nn.Conv1d` distribution
+            `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with
+            `fan_in = in_channels // groups * prod(kernel_size)`.
+        bias_initializer: the bias's initializer (Gluon's default: zeros).
+        in_channels: the number of input channels; inferred from the first batch when
+            `None` (or 0, as Gluon).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
+
+    Shape:
+        - Input: `(N, in_channels, W)` (`(N, W, in_channels)` for `NWC`).
+        - Output: `(N, channels, W_out)` (channels last for `NWC`); each
+          spatial size is
+          `(size + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1` (with
+          `padding="same"`: the input's size).
+        - `weight`: `(channels, in_channels // groups, *kernel_size)`; `bias`:
+          `(channels,)` (same names in torch and Gluon).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.conv import Conv1D
-        >>> layer = Conv1D(8, 3, padding=1)
+        >>> from lateinit import nn
+        >>> layer = nn.Conv1D(8, 3, padding=1)
+        >>> layer, tuple(layer.weight.shape)
+        (Conv1D(-1 -> 8, kernel_size=(3,), stride=(1,), padding=(1,)), (8, -1, 3))
         >>> layer(torch.rand(2, 5, 16)).shape
         torch.Size([2, 8, 16])
-        >>> layer
-        Conv1D(5 -> 8, kernel_size=(3,), stride=(1,), padding=(1,))
+        >>> layer, layer.in_channels
+        (Conv1D(5 -> 8, kernel_size=(3,), stride=(1,), padding=(1,)), 5)
     """
 
     _ndim = 1
@@ -489,20 +546,60 @@ class Conv1D(_Conv, torch.nn.Conv1d):
 
 
 class Conv3D(_Conv, torch.nn.Conv3d):
-    """A 3-D convolution over ``(N, C, D, H, W)`` volumes, with the input channels inferred.
+    """A 3-D convolution over `(N, C, D, H, W)` volumes, with the input channels inferred.
 
-    Arguments as :class:`Conv2D` (tuples have three ints); ``layout`` is ``"NCDHW"``
-    (default) or ``"NDHWC"``.
+    The number of input channels (`in_channels`) is read from the first batch (axis 1
+    of `NCDHW` inputs, the last axis of `NDHWC` ones): the weight is created with
+    shape `(channels, -1, *kernel_size)` and gets its real shape on the first
+    call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state
+    dict or a parameter file). Until then `in_channels` is `None`.
 
-    Shapes: input ``(N, in_channels, D, H, W)``, output ``(N, channels, D_out, H_out,
-    W_out)``, each spatial size as for :class:`Conv2D`.
-    Parameters: ``weight (channels, in_channels // groups, *kernel_size)``,
-    ``bias (channels,)``.
+    A `torch.nn.Conv3d` (`isinstance`, torch's `weight`/`bias` names and
+    `state_dict` keys, and its attributes `in_channels`, `out_channels`,
+    `kernel_size`, `stride`, `padding`, `dilation`, `groups`, `output_padding`);
+    `activation` and the channels-last `layout` are lateinit's (Gluon's).
+    Arguments after `padding` are keyword-only. As in torch, an unbatched input
+    (without the `N` axis) is accepted too.
 
-    Example:
+    Args:
+        channels: the number of output channels (torch's `out_channels`).
+        kernel_size: the window size: an int, or three ints.
+        strides: the step of the window: an int, or three ints.
+        padding: zeros added on both sides of each spatial dim (an int or three ints), or
+            `"same"` (output size = input size; needs `strides=1`) or `"valid"` (no padding).
+        output_padding: transposed convolutions only; must stay 0 here.
+        dilation: the spacing between the kernel's taps: an int, or three ints.
+        groups: split input and output channels into this many groups convolved
+            separately; `in_channels` and `channels` must be multiples of it.
+        layout: `"NCDHW"` (default, channels first) or channels-last `"NDHWC"`.
+        activation: `"relu"`, `"sigmoid"`, `"tanh"`, `"gelu"`... (as
+            [`Dense`][lateinit.nn.Dense]) or any callable; `None` for none.
+        use_bias: add a bias per output channel.
+        weight_initializer: the weight's own initializer; when `None` the one given to
+            `initialize(init)` is used, else torch's `nn.Conv3d` distribution
+            `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with
+            `fan_in = in_channels // groups * prod(kernel_size)`.
+        bias_initializer: the bias's initializer (Gluon's default: zeros).
+        in_channels: the number of input channels; inferred from the first batch when
+            `None` (or 0, as Gluon).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
+
+    Shape:
+        - Input: `(N, in_channels, D, H, W)` (`(N, D, H, W, in_channels)` for `NDHWC`).
+        - Output: `(N, channels, D_out, H_out, W_out)` (channels last for `NDHWC`); each
+          spatial size is
+          `(size + 2*padding - dilation*(kernel_size-1) - 1) // strides + 1` (with
+          `padding="same"`: the input's size).
+        - `weight`: `(channels, in_channels // groups, *kernel_size)`; `bias`:
+          `(channels,)` (same names in torch and Gluon).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.conv import Conv3D
-        >>> layer = Conv3D(4, (1, 3, 3), strides=(1, 2, 2))
+        >>> from lateinit import nn
+        >>> layer = nn.Conv3D(4, (1, 3, 3), strides=(1, 2, 2))
+        >>> tuple(layer.weight.shape)
+        (4, -1, 1, 3, 3)
         >>> layer(torch.rand(1, 2, 4, 9, 9)).shape
         torch.Size([1, 4, 4, 4, 4])
         >>> tuple(layer.weight.shape)
@@ -514,31 +611,64 @@ class Conv3D(_Conv, torch.nn.Conv3d):
 
 
 class Conv2DTranspose(_Conv, torch.nn.ConvTranspose2d):
-    """A 2-D transposed convolution (learned upsampling; the gradient of :class:`Conv2D`),
-    with the input channels inferred.
+    """A 2-D transposed convolution (learned upsampling), with the input channels inferred.
+
+    The gradient of a strided convolution with respect to its input: each input
+    position spreads a `kernel_size` window over the output, so the spatial size grows
+    (by about `strides` times). Padding takes ints only (no `"same"`).
+
+    The number of input channels (`in_channels`) is read from the first batch (axis 1
+    of `NCHW` inputs, the last axis of `NHWC` ones): the weight is created with
+    shape `(-1, channels // groups, *kernel_size)` and gets its real shape on the first
+    call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state
+    dict or a parameter file). Until then `in_channels` is `None`.
+
+    A `torch.nn.ConvTranspose2d` (`isinstance`, torch's `weight`/`bias` names and
+    `state_dict` keys, and its attributes `in_channels`, `out_channels`,
+    `kernel_size`, `stride`, `padding`, `dilation`, `groups`, `output_padding`);
+    `activation` and the channels-last `layout` are lateinit's (Gluon's).
+    Arguments after `padding` are keyword-only. As in torch, an unbatched input
+    (without the `N` axis) is accepted too.
 
     Args:
-        channels: the number of output channels.
-        kernel_size, strides, padding, dilation, groups, layout, activation, use_bias,
-            bias_initializer, in_channels, dtype, device: as :class:`Conv2D` (``padding``
-            takes ints only: it removes ``dilation*(kernel_size-1) - padding`` from each
-            side of the full output).
+        channels: the number of output channels (torch's `out_channels`).
+        kernel_size: the window size: an int, or two ints.
+        strides: the step of the window: an int, or two ints.
+        padding: zeros added on both sides of each spatial dim (an int or two ints); it
+            removes `dilation*(kernel_size-1) - padding` from each side of the full output.
         output_padding: extra size added to one side of each spatial dim of the output
-            (smaller than ``strides`` or ``dilation``): picks one of the input sizes a
-            strided :class:`Conv2D` maps to the same output size.
-        weight_initializer: as :class:`Conv2D`; the default is torch's
-            ``nn.ConvTranspose2d`` distribution, ``fan_in = channels // groups *
-            prod(kernel_size)``.
+            (an int or two ints, smaller than `strides` or `dilation`): picks which of the
+            input sizes that a strided convolution maps to one size this layer restores.
+        dilation: the spacing between the kernel's taps: an int, or two ints.
+        groups: split input and output channels into this many groups convolved
+            separately; `in_channels` and `channels` must be multiples of it.
+        layout: `"NCHW"` (default, channels first) or channels-last `"NHWC"`.
+        activation: `"relu"`, `"sigmoid"`, `"tanh"`, `"gelu"`... (as
+            [`Dense`][lateinit.nn.Dense]) or any callable; `None` for none.
+        use_bias: add a bias per output channel.
+        weight_initializer: the weight's own initializer; when `None` the one given to
+            `initialize(init)` is used, else torch's `nn.ConvTranspose2d` distribution
+            `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with
+            `fan_in = channels // groups * prod(kernel_size)`.
+        bias_initializer: the bias's initializer (Gluon's default: zeros).
+        in_channels: the number of input channels; inferred from the first batch when
+            `None` (or 0, as Gluon).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
 
-    Shapes: input ``(N, in_channels, H, W)``, output ``(N, channels, H_out, W_out)`` with
-    ``H_out = (H-1)*strides - 2*padding + dilation*(kernel_size-1) + output_padding + 1``.
-    Parameters: ``weight (in_channels, channels // groups, *kernel_size)`` (torch's
-    layout), ``bias (channels,)``.
+    Shape:
+        - Input: `(N, in_channels, H, W)` (`(N, H, W, in_channels)` for `NHWC`).
+        - Output: `(N, channels, H_out, W_out)` (channels last for `NHWC`); each
+          spatial size is
+          `(size-1)*strides - 2*padding + dilation*(kernel_size-1) + output_padding + 1`.
+        - `weight`: `(in_channels, channels // groups, *kernel_size)` (torch's layout
+          for transposed convolutions); `bias`: `(channels,)` (same names in torch
+          and Gluon).
 
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.conv import Conv2DTranspose
-        >>> layer = Conv2DTranspose(16, 4, strides=2, padding=1)
+        >>> from lateinit import nn
+        >>> layer = nn.Conv2DTranspose(16, 4, strides=2, padding=1)
         >>> layer
         Conv2DTranspose(-1 -> 16, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))
         >>> layer(torch.rand(2, 32, 8, 8)).shape
@@ -553,22 +683,70 @@ class Conv2DTranspose(_Conv, torch.nn.ConvTranspose2d):
 
 
 class Conv1DTranspose(_Conv, torch.nn.ConvTranspose1d):
-    """A 1-D transposed convolution, with the input channels inferred.
+    """A 1-D transposed convolution (learned upsampling), with the input channels inferred.
 
-    Arguments as :class:`Conv2DTranspose` (tuples have one int; ``layout`` ``"NCW"`` or
-    ``"NWC"``).
+    The gradient of a strided convolution with respect to its input: each input
+    position spreads a `kernel_size` window over the output, so the spatial size grows
+    (by about `strides` times). Padding takes ints only (no `"same"`).
 
-    Shapes: input ``(N, in_channels, W)``, output ``(N, channels, W_out)`` with
-    ``W_out = (W-1)*strides - 2*padding + dilation*(kernel_size-1) + output_padding + 1``.
-    Parameters: ``weight (in_channels, channels // groups, kernel_size)``,
-    ``bias (channels,)``.
+    The number of input channels (`in_channels`) is read from the first batch (axis 1
+    of `NCW` inputs, the last axis of `NWC` ones): the weight is created with
+    shape `(-1, channels // groups, *kernel_size)` and gets its real shape on the first
+    call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state
+    dict or a parameter file). Until then `in_channels` is `None`.
 
-    Example:
+    A `torch.nn.ConvTranspose1d` (`isinstance`, torch's `weight`/`bias` names and
+    `state_dict` keys, and its attributes `in_channels`, `out_channels`,
+    `kernel_size`, `stride`, `padding`, `dilation`, `groups`, `output_padding`);
+    `activation` and the channels-last `layout` are lateinit's (Gluon's).
+    Arguments after `padding` are keyword-only. As in torch, an unbatched input
+    (without the `N` axis) is accepted too.
+
+    Args:
+        channels: the number of output channels (torch's `out_channels`).
+        kernel_size: the window size: an int, or one int.
+        strides: the step of the window: an int, or one int.
+        padding: zeros added on both sides of each spatial dim (an int or one int); it
+            removes `dilation*(kernel_size-1) - padding` from each side of the full output.
+        output_padding: extra size added to one side of each spatial dim of the output
+            (an int or one int, smaller than `strides` or `dilation`): picks which of the
+            input sizes that a strided convolution maps to one size this layer restores.
+        dilation: the spacing between the kernel's taps: an int, or one int.
+        groups: split input and output channels into this many groups convolved
+            separately; `in_channels` and `channels` must be multiples of it.
+        layout: `"NCW"` (default, channels first) or channels-last `"NWC"`.
+        activation: `"relu"`, `"sigmoid"`, `"tanh"`, `"gelu"`... (as
+            [`Dense`][lateinit.nn.Dense]) or any callable; `None` for none.
+        use_bias: add a bias per output channel.
+        weight_initializer: the weight's own initializer; when `None` the one given to
+            `initialize(init)` is used, else torch's `nn.ConvTranspose1d` distribution
+            `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with
+            `fan_in = channels // groups * prod(kernel_size)`.
+        bias_initializer: the bias's initializer (Gluon's default: zeros).
+        in_channels: the number of input channels; inferred from the first batch when
+            `None` (or 0, as Gluon).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
+
+    Shape:
+        - Input: `(N, in_channels, W)` (`(N, W, in_channels)` for `NWC`).
+        - Output: `(N, channels, W_out)` (channels last for `NWC`); each
+          spatial size is
+          `(size-1)*strides - 2*padding + dilation*(kernel_size-1) + output_padding + 1`.
+        - `weight`: `(in_channels, channels // groups, *kernel_size)` (torch's layout
+          for transposed convolutions); `bias`: `(channels,)` (same names in torch
+          and Gluon).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.conv import Conv1DTranspose
-        >>> layer = Conv1DTranspose(4, 3, strides=2, output_padding=1)
+        >>> from lateinit import nn
+        >>> layer = nn.Conv1DTranspose(4, 3, strides=2, output_padding=1)
+        >>> tuple(layer.weight.shape)
+        (-1, 4, 3)
         >>> layer(torch.rand(2, 6, 10)).shape
         torch.Size([2, 4, 22])
+        >>> tuple(layer.weight.shape), layer.in_channels
+        ((6, 4, 3), 6)
     """
 
     _ndim = 1
@@ -577,22 +755,68 @@ class Conv1DTranspose(_Conv, torch.nn.ConvTranspose1d):
 
 
 class Conv3DTranspose(_Conv, torch.nn.ConvTranspose3d):
-    """A 3-D transposed convolution, with the input channels inferred.
+    """A 3-D transposed convolution (learned upsampling), with the input channels inferred.
 
-    Arguments as :class:`Conv2DTranspose` (tuples have three ints; ``layout``
-    ``"NCDHW"`` or ``"NDHWC"``).
+    The gradient of a strided convolution with respect to its input: each input
+    position spreads a `kernel_size` window over the output, so the spatial size grows
+    (by about `strides` times). Padding takes ints only (no `"same"`).
 
-    Shapes: input ``(N, in_channels, D, H, W)``, output ``(N, channels, D_out, H_out,
-    W_out)``, each spatial size as for :class:`Conv2DTranspose`.
-    Parameters: ``weight (in_channels, channels // groups, *kernel_size)``,
-    ``bias (channels,)``.
+    The number of input channels (`in_channels`) is read from the first batch (axis 1
+    of `NCDHW` inputs, the last axis of `NDHWC` ones): the weight is created with
+    shape `(-1, channels // groups, *kernel_size)` and gets its real shape on the first
+    call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state
+    dict or a parameter file). Until then `in_channels` is `None`.
 
-    Example:
+    A `torch.nn.ConvTranspose3d` (`isinstance`, torch's `weight`/`bias` names and
+    `state_dict` keys, and its attributes `in_channels`, `out_channels`,
+    `kernel_size`, `stride`, `padding`, `dilation`, `groups`, `output_padding`);
+    `activation` and the channels-last `layout` are lateinit's (Gluon's).
+    Arguments after `padding` are keyword-only. As in torch, an unbatched input
+    (without the `N` axis) is accepted too.
+
+    Args:
+        channels: the number of output channels (torch's `out_channels`).
+        kernel_size: the window size: an int, or three ints.
+        strides: the step of the window: an int, or three ints.
+        padding: zeros added on both sides of each spatial dim (an int or three ints); it
+            removes `dilation*(kernel_size-1) - padding` from each side of the full output.
+        output_padding: extra size added to one side of each spatial dim of the output
+            (an int or three ints, smaller than `strides` or `dilation`): picks which of the
+            input sizes that a strided convolution maps to one size this layer restores.
+        dilation: the spacing between the kernel's taps: an int, or three ints.
+        groups: split input and output channels into this many groups convolved
+            separately; `in_channels` and `channels` must be multiples of it.
+        layout: `"NCDHW"` (default, channels first) or channels-last `"NDHWC"`.
+        activation: `"relu"`, `"sigmoid"`, `"tanh"`, `"gelu"`... (as
+            [`Dense`][lateinit.nn.Dense]) or any callable; `None` for none.
+        use_bias: add a bias per output channel.
+        weight_initializer: the weight's own initializer; when `None` the one given to
+            `initialize(init)` is used, else torch's `nn.ConvTranspose3d` distribution
+            `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with
+            `fan_in = channels // groups * prod(kernel_size)`.
+        bias_initializer: the bias's initializer (Gluon's default: zeros).
+        in_channels: the number of input channels; inferred from the first batch when
+            `None` (or 0, as Gluon).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
+
+    Shape:
+        - Input: `(N, in_channels, D, H, W)` (`(N, D, H, W, in_channels)` for `NDHWC`).
+        - Output: `(N, channels, D_out, H_out, W_out)` (channels last for `NDHWC`); each
+          spatial size is
+          `(size-1)*strides - 2*padding + dilation*(kernel_size-1) + output_padding + 1`.
+        - `weight`: `(in_channels, channels // groups, *kernel_size)` (torch's layout
+          for transposed convolutions); `bias`: `(channels,)` (same names in torch
+          and Gluon).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.conv import Conv3DTranspose
-        >>> layer = Conv3DTranspose(2, 3, strides=2, output_padding=1)
+        >>> from lateinit import nn
+        >>> layer = nn.Conv3DTranspose(2, 3, strides=2, output_padding=1)
         >>> layer(torch.rand(1, 4, 3, 3, 3)).shape
         torch.Size([1, 2, 8, 8, 8])
+        >>> tuple(layer.weight.shape)
+        (4, 2, 3, 3, 3)
     """
 
     _ndim = 3

@@ -2,7 +2,7 @@
 ``hybrid_forward(self, F, x, *args, **params)`` computes with.
 
 In Gluon, ``F`` was ``mx.nd`` (eager) or ``mx.sym`` (symbolic, after ``hybridize()``).
-Here there is one ``F``: :data:`F`, a module of functions spelled as MXNet's ndarray ops
+Here there is one ``F``: ``lateinit.nn.F``, a module of functions spelled as MXNet's ndarray ops
 (``F.FullyConnected``, ``F.Activation``, ``F.dot``, ``F.broadcast_add``, ``F.sum``...),
 each computed by torch ops; ``hybridize()`` compiles the block with ``torch.compile``
 (``Block.hybridize``), which traces these functions like any torch code. ``F.np`` and
@@ -720,23 +720,27 @@ F = _build_f()
 
 # -- HybridBlock ------------------------------------------------------------------------
 class HybridBlock(Block):
-    """Gluon's HybridBlock: a :class:`Block` whose computation may be written as Gluon 1.x
-    ``hybrid_forward(self, F, x, *args, **params)``.
+    """Gluon's HybridBlock: a [`Block`][lateinit.Block] whose computation may be written as
+    Gluon 1.x `hybrid_forward(self, F, x, *args, **params)`.
 
-    A subclass that defines ``hybrid_forward`` (and no ``forward``) gets
-    ``forward(x, *args)``, which calls ``self.hybrid_forward(F, x, *args, **params)``
-    with :data:`F` (MXNet's operators, computed by torch) and ``params`` this block's own
-    parameters and buffers by their attribute names (the parameters of child blocks are
-    theirs: call the children). A subclass may define ``forward`` instead (Gluon 2).
-    Parameters whose shape is not known at construction need ``infer_param_shapes``, as
-    in any Block. ``hybridize()`` compiles with ``torch.compile`` (:meth:`Block.hybridize`;
-    Gluon's ``static_alloc`` and ``static_shape`` are accepted and have no effect).
+    A subclass that defines [`hybrid_forward`][lateinit.nn.HybridBlock.hybrid_forward]
+    (and no `forward`) gets `forward(x, *args)`, which calls
+    `self.hybrid_forward(F, x, *args, **params)` with `F` (`lateinit.nn.F`: MXNet's
+    operators, computed by torch) and `params` this block's own parameters and buffers by
+    their attribute names (the parameters of child blocks are theirs: call the children).
+    A subclass may define `forward` instead (Gluon 2). Parameters whose shape is not known
+    at construction need `infer_param_shapes`, as in any Block (see the example).
+    `hybridize()` compiles with `torch.compile`
+    ([`Block.hybridize`][lateinit.Block.hybridize]; Gluon's `static_alloc` and
+    `static_shape` are accepted and have no effect).
 
-    ``prefix`` and ``params`` (Gluon 1.x constructor arguments) are accepted for old code:
-    names are structural here, so ``prefix`` changes nothing; ``params=`` shares the
-    parameters of that ``collect_params()`` by name once the block is built.
+    Args:
+        prefix: Gluon 1.x's name prefix, accepted for old code; names are structural
+            here, so it changes nothing.
+        params: Gluon 1.x's shared parameters: the block shares the parameters of that
+            `collect_params()` by name once it is built.
 
-    Example:
+    Examples:
         >>> import torch
         >>> import lateinit
         >>> from lateinit import nn
@@ -751,6 +755,8 @@ class HybridBlock(Block):
         ...         return F.relu(F.FullyConnected(x, weight, bias, num_hidden=weight.shape[0]))
         >>> net = nn.HybridSequential()
         >>> net.add(MyDense(8), nn.Dense(2))
+        >>> tuple(net[0].weight.shape)
+        (8, -1)
         >>> _ = net.hybridize(backend="eager")
         >>> net(torch.rand(3, 5)).shape
         torch.Size([3, 2])
@@ -770,7 +776,39 @@ class HybridBlock(Block):
         return self.hybrid_forward(F, x, *args, **params)
 
     def hybrid_forward(self, F: Any, x: Any, *args: Any, **params: Any) -> Any:
-        """Gluon 1.x's computation; override it (or ``forward``)."""
+        """Gluon 1.x's computation; a subclass overrides it (or `forward`).
+
+        `forward(x, *args)` calls it with the operator namespace `F` (`lateinit.nn.F`, MXNet's
+        operator names computed by torch: `F.FullyConnected`, `F.relu`, `F.concat`...), the
+        inputs, and this block's own parameters and buffers as keyword arguments named as
+        their attributes.
+
+        Args:
+            F: the operator namespace (`lateinit.nn.F`).
+            x: the first input.
+            *args: the other inputs.
+            **params: this block's parameters and buffers, by attribute name.
+
+        Returns:
+            The block's output.
+
+        Raises:
+            NotImplementedError: the subclass defines neither `hybrid_forward` nor `forward`.
+
+        Examples:
+            >>> import torch
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> class Scale(nn.HybridBlock):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.alpha = lateinit.Parameter((1,), init="ones")
+            ...     def hybrid_forward(self, F, x, alpha):
+            ...         return F.broadcast_mul(x, alpha)
+            >>> block = Scale()
+            >>> block(torch.tensor([1.0, 2.0]))
+            tensor([1., 2.], grad_fn=<MulBackward0>)
+        """
         raise NotImplementedError(
             f"{type(self).__name__} defines neither forward nor hybrid_forward. Fix: define "
             "hybrid_forward(self, F, x, ...) (Gluon 1.x) or forward(self, x, ...)"
@@ -783,23 +821,57 @@ class HybridBlock(Block):
         static_shape: bool = False,
         **compile_kwargs: Any,
     ) -> Block:
-        """:meth:`Block.hybridize` (``torch.compile``); Gluon's ``static_alloc`` and
-        ``static_shape`` (MXNet's memory planning) have no torch counterpart and are
-        ignored."""
+        """[`Block.hybridize`][lateinit.Block.hybridize] (`torch.compile`), with Gluon's
+        signature.
+
+        Args:
+            active: compile (`True`) or go back to eager (`False`).
+            static_alloc: MXNet's memory planning; no torch counterpart, ignored.
+            static_shape: MXNet's memory planning; no torch counterpart, ignored.
+            **compile_kwargs: passed to `torch.compile` (`backend=`, `mode=`...).
+
+        Returns:
+            The block itself.
+
+        Examples:
+            >>> import torch
+            >>> from lateinit import nn
+            >>> net = nn.HybridSequential(nn.Dense(4), nn.Dense(1))
+            >>> net.hybridize(static_alloc=True, backend="eager") is net
+            True
+            >>> net(torch.rand(2, 3)).shape
+            torch.Size([2, 1])
+        """
         return super().hybridize(active, **compile_kwargs)
 
 
 class HybridSequential(Sequential, HybridBlock):
-    """Gluon's HybridSequential: a :class:`Sequential` (same API) that is also a
-    :class:`HybridBlock`; ``hybridize()`` compiles the whole stack.
+    """Gluon's HybridSequential: a [`Sequential`][lateinit.nn.Sequential] (same API) that is
+    also a [`HybridBlock`][lateinit.nn.HybridBlock]; `hybridize()` compiles the whole
+    stack.
 
-    Example:
+    As in `Sequential`, each deferred child infers its input size from the previous
+    child's output on the first batch; a slice is a `HybridSequential`.
+
+    Args:
+        *blocks: the children, in order (or one list of them).
+
+    Shape:
+        - Input: what the first child takes.
+        - Output: what the last child returns.
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
         >>> net = nn.HybridSequential()
         >>> net.add(nn.Dense(4, activation="relu"), nn.Dense(1))
         >>> net(torch.rand(2, 3)).shape, type(net[:1]).__name__
         (torch.Size([2, 1]), 'HybridSequential')
+        >>> net
+        HybridSequential(
+          (0): Dense(3 -> 4, relu)
+          (1): Dense(4 -> 1)
+        )
     """
 
     @overload

@@ -11,7 +11,7 @@ bn.weight``), BatchNorm's ``running_mean``, ``running_var`` (Gluon's ``moving_me
 ``num_features``, ``normalized_shape``...). ``in_channels`` is inferred from the first
 batch when omitted; until then the size attributes (``num_features``,
 ``normalized_shape``, ``num_channels``) read ``None``. The layers share one base
-(:class:`_Norm`) for the parameters, their inference and their error messages, and
+(``_Norm``) for the parameters, their inference and their error messages, and
 differ only in the fused torch kernel they call and the axis handling. The twin's
 constructor never runs (it would allocate tensors of a known size): each layer sets the
 twin's attributes itself, and computes the size attributes from its tensors' shapes.
@@ -208,57 +208,67 @@ class _Norm(Block):
 class BatchNorm(_Norm, _BatchNorm):
     """Batch normalization (Ioffe & Szegedy, 2015), with the number of channels inferred.
 
-    A ``torch.nn.modules.batchnorm._BatchNorm`` (the base of ``torch.nn.BatchNorm1d/2d/3d``)
-    for any input rank, with torch's names: ``weight``, ``bias``, ``running_mean``,
-    ``running_var``, ``num_batches_tracked`` (Gluon's ``gamma``, ``beta``,
-    ``moving_mean``, ``moving_var`` are aliases, and keys with those names load). Its
-    ``state_dict`` loads into ``torch.nn.BatchNorm2d`` (of the same size) and back.
+    The number of channels `C` (the size of axis `axis`) is read from the first batch:
+    `weight`, `bias` and the running statistics are created with shape `(-1,)` and get
+    their real shape `(C,)` on the first call (or from
+    [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict or a parameter
+    file). Until then `num_features` is `None`.
+
+    A `torch.nn.modules.batchnorm._BatchNorm` (the base of `torch.nn.BatchNorm1d/2d/3d`)
+    for any input rank, with torch's names: `weight`, `bias`, `running_mean`,
+    `running_var`, `num_batches_tracked` (Gluon's `gamma`, `beta`, `moving_mean`,
+    `moving_var` are aliases, and keys with those names load). Its `state_dict` loads
+    into `torch.nn.BatchNorm2d` (of the same size) and back.
 
     In training, normalizes each channel with the mean and (biased) variance of the batch
-    over every axis but ``axis``, then scales by ``weight`` and shifts by ``bias``; the
-    running statistics are updated with the unbiased batch variance and
-    ``num_batches_tracked`` counts the batches, as torch does. In eval mode (or with
-    ``use_global_stats=True``) the running statistics are used and not updated.
+    over every axis but `axis`, then scales by `weight` and shifts by `bias`; the running
+    statistics are updated with the unbiased batch variance and `num_batches_tracked`
+    counts the batches, as torch does. In eval mode (or with `use_global_stats=True`) the
+    running statistics are used and not updated.
 
-    The ``momentum`` argument follows Gluon's convention, the opposite of torch's:
-    ``running = momentum * running + (1 - momentum) * batch``. Gluon's ``momentum=0.9``
-    is torch's ``momentum=0.1`` (``torch.nn.BatchNorm2d`` default). Where the two
-    conflict torch wins: the attribute ``bn.momentum`` is torch's, ``1 - momentum``
-    (``None`` selects torch's cumulative average); the repr shows Gluon's.
+    The `momentum` argument follows Gluon's convention, the opposite of torch's:
+    `running = momentum * running + (1 - momentum) * batch`. Gluon's `momentum=0.9` is
+    torch's `momentum=0.1` (`torch.nn.BatchNorm2d` default). Where the two conflict torch
+    wins: the attribute `bn.momentum` is torch's, `1 - momentum` (`None` selects torch's
+    cumulative average); the repr shows Gluon's.
+
+    Attributes (torch's): `num_features` (`None` until the number of channels is known),
+    `eps`, `momentum` (torch's convention), `affine` (`center or scale`),
+    `track_running_stats` (`True`).
 
     Args:
-        axis: the channel axis: ``1`` for ``(N, C, ...)`` inputs, ``-1`` for channels-last
-            ``(N, ..., C)`` inputs.
-        momentum: Gluon momentum of the running statistics (see above), in ``[0, 1]``.
-        epsilon: added to the variance for numerical stability (the attribute ``eps``).
-        center: learn a shift ``bias``; ``False`` drops it.
-        scale: learn a scale ``weight``; ``False`` drops it.
+        axis: the channel axis: `1` for `(N, C, ...)` inputs, `-1` for channels-last
+            `(N, ..., C)` inputs.
+        momentum: Gluon momentum of the running statistics (see above), in `[0, 1]`.
+        epsilon: added to the variance for numerical stability (the attribute `eps`).
+        center: learn a shift `bias`; `False` drops it.
+        scale: learn a scale `weight`; `False` drops it.
         use_global_stats: always normalize with the running statistics (and never update
             them), in training too: freezes a pre-trained BatchNorm.
-        beta_initializer, gamma_initializer: the initializers of ``bias`` (zeros) and
-            ``weight`` (ones).
-        running_mean_initializer, running_variance_initializer: those of the running
-            statistics (zeros and ones).
-        in_channels: the number of channels; inferred from the first batch when ``None``
-            (or ``0``, as in Gluon).
-        dtype, device: where and how the parameters and statistics are created.
+        beta_initializer: the initializer of `bias` (Gluon's `beta`; default zeros).
+        gamma_initializer: the initializer of `weight` (Gluon's `gamma`; default ones).
+        running_mean_initializer: the initializer of `running_mean` (default zeros).
+        running_variance_initializer: the initializer of `running_var` (default ones).
+        in_channels: the number of channels; inferred from the first batch when `None`
+            (or `0`, as in Gluon).
+        dtype: the parameters' and statistics' dtype (default: torch's default dtype).
+        device: the device the parameters and statistics are created on.
 
-    Attributes (torch's): ``num_features`` (``None`` until the number of channels is
-    known), ``eps``, ``momentum`` (torch's convention), ``affine`` (``center or scale``),
-    ``track_running_stats`` (``True``).
+    Shape:
+        - Input: `(N, C)`, `(N, C, L)`, `(N, C, H, W)` or `(N, C, D, H, W)`, with `C` on
+          `axis`.
+        - Output: the input's shape.
+        - Parameters `weight` (Gluon: `gamma`) and `bias` (Gluon: `beta`): `(C,)`.
+        - Buffers `running_mean` (Gluon: `moving_mean`) and `running_var` (Gluon:
+          `moving_var`): `(C,)` (deferred until the first batch, then plain tensors);
+          `num_batches_tracked`: `()` (int64).
 
-    Shapes: input ``(N, C)``, ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)`` with
-    ``C`` on ``axis``; the output has the input's shape. Parameters ``weight (C,)``,
-    ``bias (C,)``; buffers ``running_mean (C,)``, ``running_var (C,)`` (deferred until
-    the first batch, then plain tensors) and ``num_batches_tracked ()`` (int64).
-
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit import is_deferred
-        >>> from lateinit.nn.norm import BatchNorm
-        >>> bn = BatchNorm()
-        >>> bn, bn.num_features
-        (BatchNorm(-1, axis=1, eps=1e-05, momentum=0.9), None)
+        >>> from lateinit import is_deferred, nn
+        >>> bn = nn.BatchNorm()
+        >>> bn, bn.num_features, tuple(bn.weight.shape)
+        (BatchNorm(-1, axis=1, eps=1e-05, momentum=0.9), None, (-1,))
         >>> isinstance(bn, torch.nn.modules.batchnorm._BatchNorm), bn.gamma is bn.weight
         (True, True)
         >>> is_deferred(bn.running_mean)
@@ -412,35 +422,44 @@ class BatchNorm(_Norm, _BatchNorm):
 class LayerNorm(_Norm, torch.nn.LayerNorm):
     """Layer normalization (Ba et al., 2016) over the last axis, its size inferred.
 
-    A ``torch.nn.LayerNorm`` with a one-dim ``normalized_shape``, with torch's names
-    (``weight``, ``bias``; Gluon's ``gamma``, ``beta`` are aliases). Normalizes each
-    sample over its last axis (mean and biased variance of that axis), then scales by
-    ``weight`` and shifts by ``bias``. Only ``axis=-1`` is supported: move another axis
-    last first (``x.movedim(axis, -1)``).
+    The size `C` of the last axis is read from the first batch: `weight` and `bias` are
+    created with shape `(-1,)` and get their real shape `(C,)` on the first call (or from
+    [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict or a parameter
+    file). Until then `normalized_shape` is `None`.
+
+    A `torch.nn.LayerNorm` with a one-dim `normalized_shape`, with torch's names
+    (`weight`, `bias`; Gluon's `gamma`, `beta` are aliases). Normalizes each sample over
+    its last axis (mean and biased variance of that axis), then scales by `weight` and
+    shifts by `bias`. Only `axis=-1` is supported: move another axis last first
+    (`x.movedim(axis, -1)`).
+
+    Attributes (torch's): `normalized_shape` (`(C,)`; `None` until `C` is known, and
+    always without weight and bias, as any size is then accepted), `eps`,
+    `elementwise_affine` (`center or scale`).
 
     Args:
-        axis: must be ``-1``.
-        epsilon: added to the variance for numerical stability (the attribute ``eps``).
-        center: learn a shift ``bias``; ``False`` drops it.
-        scale: learn a scale ``weight``; ``False`` drops it.
-        beta_initializer, gamma_initializer: their initializers (zeros and ones).
-        in_channels: the size of the last axis; inferred from the first batch when
-            ``None`` (or ``0``, as in Gluon).
-        dtype, device: where and how the parameters are created.
+        axis: must be `-1`.
+        epsilon: added to the variance for numerical stability (the attribute `eps`).
+        center: learn a shift `bias`; `False` drops it.
+        scale: learn a scale `weight`; `False` drops it.
+        beta_initializer: the initializer of `bias` (Gluon's `beta`; default zeros).
+        gamma_initializer: the initializer of `weight` (Gluon's `gamma`; default ones).
+        in_channels: the size of the last axis; inferred from the first batch when `None`
+            (or `0`, as in Gluon).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
 
-    Attributes (torch's): ``normalized_shape`` (``(C,)``; ``None`` until ``C`` is known,
-    and always without weight and bias, as any size is then accepted), ``eps``,
-    ``elementwise_affine`` (``center or scale``).
+    Shape:
+        - Input: `(*, C)`.
+        - Output: `(*, C)`, the input's shape.
+        - `weight` (Gluon: `gamma`) and `bias` (Gluon: `beta`): `(C,)`.
 
-    Shapes: input ``(*, C)``, output of the same shape. Parameters ``weight (C,)``,
-    ``bias (C,)``.
-
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.norm import LayerNorm
-        >>> ln = LayerNorm()
-        >>> ln, ln.normalized_shape
-        (LayerNorm(-1, eps=1e-05), None)
+        >>> from lateinit import nn
+        >>> ln = nn.LayerNorm()
+        >>> ln, ln.normalized_shape, tuple(ln.weight.shape)
+        (LayerNorm(-1, eps=1e-05), None, (-1,))
         >>> ln(torch.randn(2, 5, 16)).shape
         torch.Size([2, 5, 16])
         >>> ln, ln.normalized_shape, isinstance(ln, torch.nn.LayerNorm)
@@ -503,37 +522,49 @@ class LayerNorm(_Norm, torch.nn.LayerNorm):
 
 
 class RMSNorm(_Norm, torch.nn.RMSNorm):
-    """Root-mean-square normalization (Zhang & Sennrich, 2019) over the last axis.
+    """Root-mean-square normalization (Zhang & Sennrich, 2019) over the last axis, its size
+    inferred.
 
-    A ``torch.nn.RMSNorm`` with a one-dim ``normalized_shape``: ``y = x / sqrt(mean(x**2,
-    last axis) + epsilon) * weight``; no centering, no shift. Its scale is ``weight``
-    (Gluon's ``gamma``, an alias). The default ``epsilon=1e-6`` is that of the LLaMA and T5
-    reference implementations, which this layer mostly serves; ``torch.nn.RMSNorm``'s
-    default ``eps=None`` uses the machine epsilon of the input's dtype (``1.19e-7`` in
-    float32), which ``epsilon=None`` selects here too.
+    The size `C` of the last axis is read from the first batch: `weight` is created with
+    shape `(-1,)` and gets its real shape `(C,)` on the first call (or from
+    [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict or a parameter
+    file). Until then `normalized_shape` is `None`.
+
+    A `torch.nn.RMSNorm` with a one-dim `normalized_shape`:
+    `y = x / sqrt(mean(x**2, last axis) + epsilon) * weight`; no centering, no shift. Its
+    scale is `weight` (Gluon's `gamma`, an alias). The default `epsilon=1e-6` is that of
+    the LLaMA and T5 reference implementations, which this layer mostly serves;
+    `torch.nn.RMSNorm`'s default `eps=None` uses the machine epsilon of the input's dtype
+    (`1.19e-7` in float32), which `epsilon=None` selects here too.
+
+    Attributes (torch's): `normalized_shape` (`(C,)`; `None` until `C` is known, and
+    always without `weight`), `eps`, `elementwise_affine` (`scale`).
 
     Args:
-        axis: must be ``-1``.
-        epsilon: added to the mean square; ``None`` for ``torch.finfo(x.dtype).eps``.
-        scale: learn a scale ``weight``; ``False`` drops it.
-        gamma_initializer: its initializer (ones).
-        in_channels: the size of the last axis; inferred from the first batch when
-            ``None`` (or ``0``).
-        dtype, device: where and how the parameter is created.
+        axis: must be `-1`.
+        epsilon: added to the mean square; `None` for `torch.finfo(x.dtype).eps`.
+        scale: learn a scale `weight`; `False` drops it.
+        gamma_initializer: the initializer of `weight` (Gluon's `gamma`; default ones).
+        in_channels: the size of the last axis; inferred from the first batch when `None`
+            (or `0`).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
 
-    Attributes (torch's): ``normalized_shape`` (``(C,)``; ``None`` until ``C`` is known,
-    and always without ``weight``), ``eps``, ``elementwise_affine`` (``scale``).
+    Shape:
+        - Input: `(*, C)`.
+        - Output: `(*, C)`, the input's shape.
+        - `weight` (Gluon: `gamma`): `(C,)`.
 
-    Shapes: input ``(*, C)``, output of the same shape. Parameter ``weight (C,)``.
-
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.norm import RMSNorm
-        >>> norm = RMSNorm()
+        >>> from lateinit import nn
+        >>> norm = nn.RMSNorm()
+        >>> norm, norm.normalized_shape
+        (RMSNorm(-1, eps=1e-06), None)
         >>> norm(torch.randn(2, 5, 16)).shape
         torch.Size([2, 5, 16])
-        >>> norm, norm.normalized_shape
-        (RMSNorm(16, eps=1e-06), (16,))
+        >>> norm, norm.normalized_shape, tuple(norm.gamma.shape)
+        (RMSNorm(16, eps=1e-06), (16,), (16,))
     """
 
     _min_dims = 1
@@ -585,37 +616,48 @@ class RMSNorm(_Norm, torch.nn.RMSNorm):
 class GroupNorm(_Norm, torch.nn.GroupNorm):
     """Group normalization (Wu & He, 2018), with the number of channels inferred.
 
-    A ``torch.nn.GroupNorm``, with torch's names (``weight``, ``bias``; Gluon's
-    ``gamma``, ``beta`` are aliases). Splits the channels (axis 1) into ``num_groups``
-    groups and normalizes each sample over each group (its channels and every spatial
-    position), then scales by ``weight`` and shifts by ``bias`` per channel.
-    ``num_groups=1`` normalizes over every axis but the batch (a LayerNorm over
-    ``(C, *spatial)`` with per-channel affine).
+    The number of channels `C` (axis 1) is read from the first batch: `weight` and
+    `bias` are created with shape `(-1,)` and get their real shape `(C,)` on the first
+    call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded state dict
+    or a parameter file). Until then `num_channels` is `None`.
+
+    A `torch.nn.GroupNorm`, with torch's names (`weight`, `bias`; Gluon's `gamma`,
+    `beta` are aliases). Splits the channels (axis 1) into `num_groups` groups and
+    normalizes each sample over each group (its channels and every spatial position),
+    then scales by `weight` and shifts by `bias` per channel. `num_groups=1` normalizes
+    over every axis but the batch (a LayerNorm over `(C, *spatial)` with per-channel
+    affine).
+
+    Attributes (torch's): `num_groups`, `num_channels` (`None` until known, and always
+    without weight and bias), `eps`, `affine` (`center or scale`).
 
     Args:
         num_groups: the number of groups; must divide the number of channels.
-        epsilon: added to the variance for numerical stability (the attribute ``eps``).
-        center: learn a shift ``bias``; ``False`` drops it.
-        scale: learn a scale ``weight``; ``False`` drops it.
-        beta_initializer, gamma_initializer: their initializers (zeros and ones).
-        in_channels: the number of channels; inferred from the first batch when ``None``
-            (or ``0``).
-        dtype, device: where and how the parameters are created.
+        epsilon: added to the variance for numerical stability (the attribute `eps`).
+        center: learn a shift `bias`; `False` drops it.
+        scale: learn a scale `weight`; `False` drops it.
+        beta_initializer: the initializer of `bias` (Gluon's `beta`; default zeros).
+        gamma_initializer: the initializer of `weight` (Gluon's `gamma`; default ones).
+        in_channels: the number of channels; inferred from the first batch when `None`
+            (or `0`).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
 
-    Attributes (torch's): ``num_groups``, ``num_channels`` (``None`` until known, and
-    always without weight and bias), ``eps``, ``affine`` (``center or scale``).
+    Shape:
+        - Input: `(N, C, *)`.
+        - Output: `(N, C, *)`, the input's shape.
+        - `weight` (Gluon: `gamma`) and `bias` (Gluon: `beta`): `(C,)`.
 
-    Shapes: input ``(N, C, *)``, output of the same shape. Parameters ``weight (C,)``,
-    ``bias (C,)``.
-
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.norm import GroupNorm
-        >>> gn = GroupNorm(num_groups=2)
+        >>> from lateinit import nn
+        >>> gn = nn.GroupNorm(num_groups=2)
+        >>> gn, gn.num_channels
+        (GroupNorm(-1, num_groups=2, eps=1e-05), None)
         >>> gn(torch.randn(2, 6, 4, 4)).shape
         torch.Size([2, 6, 4, 4])
-        >>> gn, gn.num_channels
-        (GroupNorm(6, num_groups=2, eps=1e-05), 6)
+        >>> gn, gn.num_channels, tuple(gn.beta.shape)
+        (GroupNorm(6, num_groups=2, eps=1e-05), 6, (6,))
     """
 
     _layout = "(N, C, *)"
@@ -692,37 +734,48 @@ class GroupNorm(_Norm, torch.nn.GroupNorm):
 class InstanceNorm(_Norm, _InstanceNorm):
     """Instance normalization (Ulyanov et al., 2016), with the number of channels inferred.
 
-    A ``torch.nn.modules.instancenorm._InstanceNorm`` (the base of
-    ``torch.nn.InstanceNorm1d/2d/3d``) for any input rank, with torch's names (``weight``,
-    ``bias``; Gluon's ``gamma``, ``beta`` are aliases). Normalizes each sample and each
-    channel over its spatial positions (mean and biased variance), then scales by
-    ``weight`` and shifts by ``bias`` per channel. Keeps no running statistics (as
-    ``torch.nn.InstanceNorm2d`` by default: ``track_running_stats=False``, and
-    ``running_mean``, ``running_var``, ``num_batches_tracked`` are ``None``): training
-    and eval behave alike. Unlike Gluon's (``scale=False``), ``scale`` defaults to
-    ``True``, as ``torch.nn.InstanceNorm2d(affine=True)``.
+    The number of channels `C` (the size of axis `axis`) is read from the first batch:
+    `weight` and `bias` are created with shape `(-1,)` and get their real shape `(C,)` on
+    the first call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded
+    state dict or a parameter file). Until then `num_features` is `None`.
+
+    A `torch.nn.modules.instancenorm._InstanceNorm` (the base of
+    `torch.nn.InstanceNorm1d/2d/3d`) for any input rank, with torch's names (`weight`,
+    `bias`; Gluon's `gamma`, `beta` are aliases). Normalizes each sample and each channel
+    over its spatial positions (mean and biased variance), then scales by `weight` and
+    shifts by `bias` per channel. Keeps no running statistics (as
+    `torch.nn.InstanceNorm2d` by default: `track_running_stats=False`, and
+    `running_mean`, `running_var`, `num_batches_tracked` are `None`): training and eval
+    behave alike. Unlike Gluon's (`scale=False`), `scale` defaults to `True`, as
+    `torch.nn.InstanceNorm2d(affine=True)`.
+
+    Attributes (torch's): `num_features` (`None` until known, and always without weight
+    and bias), `eps`, `momentum` (`0.1`, unused), `affine` (`center or scale`),
+    `track_running_stats` (`False`).
 
     Args:
-        axis: the channel axis: ``1`` for ``(N, C, ...)`` inputs, ``-1`` for channels-last.
-        epsilon: added to the variance for numerical stability (the attribute ``eps``).
-        center: learn a shift ``bias``; ``False`` drops it.
-        scale: learn a scale ``weight``; ``False`` drops it.
-        beta_initializer, gamma_initializer: their initializers (zeros and ones).
-        in_channels: the number of channels; inferred from the first batch when ``None``
-            (or ``0``).
-        dtype, device: where and how the parameters are created.
+        axis: the channel axis: `1` for `(N, C, ...)` inputs, `-1` for channels-last.
+        epsilon: added to the variance for numerical stability (the attribute `eps`).
+        center: learn a shift `bias`; `False` drops it.
+        scale: learn a scale `weight`; `False` drops it.
+        beta_initializer: the initializer of `bias` (Gluon's `beta`; default zeros).
+        gamma_initializer: the initializer of `weight` (Gluon's `gamma`; default ones).
+        in_channels: the number of channels; inferred from the first batch when `None`
+            (or `0`).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
 
-    Attributes (torch's): ``num_features`` (``None`` until known, and always without
-    weight and bias), ``eps``, ``momentum`` (``0.1``, unused), ``affine`` (``center or
-    scale``), ``track_running_stats`` (``False``).
+    Shape:
+        - Input: `(N, C, L)`, `(N, C, H, W)` or `(N, C, D, H, W)`, with `C` on `axis`.
+        - Output: the input's shape.
+        - `weight` (Gluon: `gamma`) and `bias` (Gluon: `beta`): `(C,)`.
 
-    Shapes: input ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)`` with ``C`` on
-    ``axis``; output of the same shape. Parameters ``weight (C,)``, ``bias (C,)``.
-
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.norm import InstanceNorm
-        >>> norm = InstanceNorm()
+        >>> from lateinit import nn
+        >>> norm = nn.InstanceNorm()
+        >>> norm.num_features, tuple(norm.weight.shape)
+        (None, (-1,))
         >>> norm(torch.randn(2, 3, 8, 8)).shape
         torch.Size([2, 3, 8, 8])
         >>> norm, norm.num_features

@@ -48,7 +48,7 @@ def torch_window(value: Any, window: tuple[int, ...], as_tuple: bool) -> Any:
 
 
 class _Pool(Block):
-    """The base of MaxPool and AvgPool (see :class:`MaxPool2D` for the arguments).
+    """The base of MaxPool and AvgPool (see ``MaxPool2D`` for the arguments).
 
     Each layer is also its torch twin (``MaxPool2D`` a ``torch.nn.MaxPool2d``,
     ``AvgPool2D`` a ``torch.nn.AvgPool2d``...) with the twin's attributes
@@ -162,28 +162,39 @@ class _AvgPool(_Pool):
 
 
 class MaxPool2D(_MaxPool, torch.nn.MaxPool2d):
-    """Max pooling over ``(N, C, H, W)`` images: the maximum of each window.
+    """Max pooling over `(N, C, H, W)` images: the maximum of each window.
+
+    No parameters, so nothing is deferred: each channel is pooled on its own and
+    the number of channels is kept. A `torch.nn.MaxPool2d` (`isinstance`, and
+    torch's attributes `kernel_size`, `stride`, `padding`, `ceil_mode`); the
+    channels-last `layout` is lateinit's (Gluon's).
 
     Args:
-        pool_size: the window size: an int, or one int per spatial dim.
-        strides: the step of the window; ``None`` (default) means ``pool_size``.
-        padding: implicit padding on both sides of each spatial dim (at most half the
-            window); padded positions never win the max.
-        ceil_mode: round the output size up instead of down (a last, partial window).
-        layout: ``"NCHW"`` (default) or channels-last ``"NHWC"``.
+        pool_size: the window size: an int, or two ints.
+        strides: the step of the window (an int, or two ints); `None` (default) means
+            `pool_size` (windows that do not overlap).
+        padding: implicit padding on both sides of each spatial dim (an int or
+            two ints, at most half the window); padded positions never win the max.
+        ceil_mode: round the output size up instead of down (keeps a last, partial
+            window).
+        layout: `"NCHW"` (default, channels first) or channels-last `"NHWC"`.
 
-    Shapes: input ``(N, C, H, W)`` (or unbatched ``(C, H, W)``), output
-    ``(N, C, H_out, W_out)`` with ``H_out = (H + 2*padding - pool_size) // strides + 1``
-    (rounded up with ``ceil_mode``; so for ``W``).
+    Shape:
+        - Input: `(N, C, H, W)` or unbatched `(C, H, W)` (channels last for
+          `NHWC`).
+        - Output: `(N, C, H_out, W_out)`; each spatial size is
+          `(size + 2*padding - pool_size) // strides + 1` (rounded up with `ceil_mode`).
 
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import MaxPool2D
-        >>> pool = MaxPool2D(3, strides=2, padding=1)
+        >>> from lateinit import nn
+        >>> pool = nn.MaxPool2D(3, strides=2, padding=1)
         >>> pool(torch.rand(2, 8, 32, 32)).shape
         torch.Size([2, 8, 16, 16])
         >>> pool
         MaxPool2D(size=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=False)
+        >>> nn.MaxPool2D(layout="NHWC")(torch.rand(2, 32, 32, 8)).shape
+        torch.Size([2, 16, 16, 8])
     """
 
     _ndim = 2
@@ -191,16 +202,37 @@ class MaxPool2D(_MaxPool, torch.nn.MaxPool2d):
 
 
 class MaxPool1D(_MaxPool, torch.nn.MaxPool1d):
-    """Max pooling over ``(N, C, W)`` sequences.
+    """Max pooling over `(N, C, W)` sequences: the maximum of each window.
 
-    Arguments as :class:`MaxPool2D` (tuples have one int; ``layout`` ``"NCW"`` or
-    ``"NWC"``).
+    No parameters, so nothing is deferred: each channel is pooled on its own and
+    the number of channels is kept. A `torch.nn.MaxPool1d` (`isinstance`, and
+    torch's attributes `kernel_size`, `stride`, `padding`, `ceil_mode`); the
+    channels-last `layout` is lateinit's (Gluon's).
 
-    Example:
+    Args:
+        pool_size: the window size: an int, or one int.
+        strides: the step of the window (an int, or one int); `None` (default) means
+            `pool_size` (windows that do not overlap).
+        padding: implicit padding on both sides of each spatial dim (an int or
+            one int, at most half the window); padded positions never win the max.
+        ceil_mode: round the output size up instead of down (keeps a last, partial
+            window).
+        layout: `"NCW"` (default, channels first) or channels-last `"NWC"`.
+
+    Shape:
+        - Input: `(N, C, W)` or unbatched `(C, W)` (channels last for
+          `NWC`).
+        - Output: `(N, C, W_out)`; each spatial size is
+          `(size + 2*padding - pool_size) // strides + 1` (rounded up with `ceil_mode`).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import MaxPool1D
-        >>> MaxPool1D()(torch.rand(2, 4, 9)).shape
+        >>> from lateinit import nn
+        >>> pool = nn.MaxPool1D()
+        >>> pool(torch.rand(2, 4, 9)).shape
         torch.Size([2, 4, 4])
+        >>> pool
+        MaxPool1D(size=(2,), stride=(2,), padding=(0,), ceil_mode=False)
     """
 
     _ndim = 1
@@ -208,15 +240,33 @@ class MaxPool1D(_MaxPool, torch.nn.MaxPool1d):
 
 
 class MaxPool3D(_MaxPool, torch.nn.MaxPool3d):
-    """Max pooling over ``(N, C, D, H, W)`` volumes.
+    """Max pooling over `(N, C, D, H, W)` volumes: the maximum of each window.
 
-    Arguments as :class:`MaxPool2D` (tuples have three ints; ``layout`` ``"NCDHW"`` or
-    ``"NDHWC"``).
+    No parameters, so nothing is deferred: each channel is pooled on its own and
+    the number of channels is kept. A `torch.nn.MaxPool3d` (`isinstance`, and
+    torch's attributes `kernel_size`, `stride`, `padding`, `ceil_mode`); the
+    channels-last `layout` is lateinit's (Gluon's).
 
-    Example:
+    Args:
+        pool_size: the window size: an int, or three ints.
+        strides: the step of the window (an int, or three ints); `None` (default) means
+            `pool_size` (windows that do not overlap).
+        padding: implicit padding on both sides of each spatial dim (an int or
+            three ints, at most half the window); padded positions never win the max.
+        ceil_mode: round the output size up instead of down (keeps a last, partial
+            window).
+        layout: `"NCDHW"` (default, channels first) or channels-last `"NDHWC"`.
+
+    Shape:
+        - Input: `(N, C, D, H, W)` or unbatched `(C, D, H, W)` (channels last for
+          `NDHWC`).
+        - Output: `(N, C, D_out, H_out, W_out)`; each spatial size is
+          `(size + 2*padding - pool_size) // strides + 1` (rounded up with `ceil_mode`).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import MaxPool3D
-        >>> MaxPool3D((1, 2, 2))(torch.rand(1, 3, 4, 8, 8)).shape
+        >>> from lateinit import nn
+        >>> nn.MaxPool3D((1, 2, 2))(torch.rand(1, 3, 4, 8, 8)).shape
         torch.Size([1, 3, 4, 4, 4])
     """
 
@@ -225,19 +275,38 @@ class MaxPool3D(_MaxPool, torch.nn.MaxPool3d):
 
 
 class AvgPool2D(_AvgPool, torch.nn.AvgPool2d):
-    """Average pooling over ``(N, C, H, W)`` images: the mean of each window.
+    """Average pooling over `(N, C, H, W)` images: the mean of each window.
+
+    No parameters, so nothing is deferred: each channel is pooled on its own and
+    the number of channels is kept. A `torch.nn.AvgPool2d` (`isinstance`, and
+    torch's attributes `kernel_size`, `stride`, `padding`, `ceil_mode`); the
+    channels-last `layout` is lateinit's (Gluon's).
 
     Args:
-        pool_size, strides, padding, ceil_mode, layout: as :class:`MaxPool2D`.
+        pool_size: the window size: an int, or two ints.
+        strides: the step of the window (an int, or two ints); `None` (default) means
+            `pool_size` (windows that do not overlap).
+        padding: implicit padding on both sides of each spatial dim (an int or
+            two ints, at most half the window); padded zeros count in the
+            average unless `count_include_pad=False`.
+        ceil_mode: round the output size up instead of down (keeps a last, partial
+            window).
+        layout: `"NCHW"` (default, channels first) or channels-last `"NHWC"`.
         count_include_pad: count the zero padding in each window's divisor (Gluon's and
-            torch's default); ``False`` averages over the real positions only.
+            torch's default); `False` averages over the real positions only.
 
-    Shapes: as :class:`MaxPool2D`.
+    Shape:
+        - Input: `(N, C, H, W)` or unbatched `(C, H, W)` (channels last for
+          `NHWC`).
+        - Output: `(N, C, H_out, W_out)`; each spatial size is
+          `(size + 2*padding - pool_size) // strides + 1` (rounded up with `ceil_mode`).
 
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import AvgPool2D
-        >>> pool = AvgPool2D()
+        >>> from lateinit import nn
+        >>> pool = nn.AvgPool2D()
+        >>> pool(torch.rand(2, 8, 32, 32)).shape
+        torch.Size([2, 8, 16, 16])
         >>> pool(torch.ones(1, 1, 4, 4))
         tensor([[[[1., 1.],
                   [1., 1.]]]])
@@ -248,16 +317,39 @@ class AvgPool2D(_AvgPool, torch.nn.AvgPool2d):
 
 
 class AvgPool1D(_AvgPool, torch.nn.AvgPool1d):
-    """Average pooling over ``(N, C, W)`` sequences.
+    """Average pooling over `(N, C, W)` sequences: the mean of each window.
 
-    Arguments as :class:`AvgPool2D` (tuples have one int; ``layout`` ``"NCW"`` or
-    ``"NWC"``).
+    No parameters, so nothing is deferred: each channel is pooled on its own and
+    the number of channels is kept. A `torch.nn.AvgPool1d` (`isinstance`, and
+    torch's attributes `kernel_size`, `stride`, `padding`, `ceil_mode`); the
+    channels-last `layout` is lateinit's (Gluon's).
 
-    Example:
+    Args:
+        pool_size: the window size: an int, or one int.
+        strides: the step of the window (an int, or one int); `None` (default) means
+            `pool_size` (windows that do not overlap).
+        padding: implicit padding on both sides of each spatial dim (an int or
+            one int, at most half the window); padded zeros count in the
+            average unless `count_include_pad=False`.
+        ceil_mode: round the output size up instead of down (keeps a last, partial
+            window).
+        layout: `"NCW"` (default, channels first) or channels-last `"NWC"`.
+        count_include_pad: count the zero padding in each window's divisor (Gluon's and
+            torch's default); `False` averages over the real positions only.
+
+    Shape:
+        - Input: `(N, C, W)` or unbatched `(C, W)` (channels last for
+          `NWC`).
+        - Output: `(N, C, W_out)`; each spatial size is
+          `(size + 2*padding - pool_size) // strides + 1` (rounded up with `ceil_mode`).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import AvgPool1D
-        >>> AvgPool1D(3, strides=1, padding=1)(torch.rand(2, 4, 9)).shape
+        >>> from lateinit import nn
+        >>> nn.AvgPool1D(3, strides=1, padding=1)(torch.rand(2, 4, 9)).shape
         torch.Size([2, 4, 9])
+        >>> nn.AvgPool1D()(torch.tensor([[[1.0, 3.0, 5.0, 7.0]]]))
+        tensor([[[2., 6.]]])
     """
 
     _ndim = 1
@@ -266,15 +358,36 @@ class AvgPool1D(_AvgPool, torch.nn.AvgPool1d):
 
 
 class AvgPool3D(_AvgPool, torch.nn.AvgPool3d):
-    """Average pooling over ``(N, C, D, H, W)`` volumes.
+    """Average pooling over `(N, C, D, H, W)` volumes: the mean of each window.
 
-    Arguments as :class:`AvgPool2D` (tuples have three ints; ``layout`` ``"NCDHW"`` or
-    ``"NDHWC"``).
+    No parameters, so nothing is deferred: each channel is pooled on its own and
+    the number of channels is kept. A `torch.nn.AvgPool3d` (`isinstance`, and
+    torch's attributes `kernel_size`, `stride`, `padding`, `ceil_mode`); the
+    channels-last `layout` is lateinit's (Gluon's).
 
-    Example:
+    Args:
+        pool_size: the window size: an int, or three ints.
+        strides: the step of the window (an int, or three ints); `None` (default) means
+            `pool_size` (windows that do not overlap).
+        padding: implicit padding on both sides of each spatial dim (an int or
+            three ints, at most half the window); padded zeros count in the
+            average unless `count_include_pad=False`.
+        ceil_mode: round the output size up instead of down (keeps a last, partial
+            window).
+        layout: `"NCDHW"` (default, channels first) or channels-last `"NDHWC"`.
+        count_include_pad: count the zero padding in each window's divisor (Gluon's and
+            torch's default); `False` averages over the real positions only.
+
+    Shape:
+        - Input: `(N, C, D, H, W)` or unbatched `(C, D, H, W)` (channels last for
+          `NDHWC`).
+        - Output: `(N, C, D_out, H_out, W_out)`; each spatial size is
+          `(size + 2*padding - pool_size) // strides + 1` (rounded up with `ceil_mode`).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import AvgPool3D
-        >>> AvgPool3D()(torch.rand(1, 3, 4, 8, 8)).shape
+        >>> from lateinit import nn
+        >>> nn.AvgPool3D()(torch.rand(1, 3, 4, 8, 8)).shape
         torch.Size([1, 3, 2, 4, 4])
     """
 
@@ -323,19 +436,28 @@ class _GlobalPool(Block):
 
 
 class GlobalMaxPool2D(_GlobalPool, torch.nn.AdaptiveMaxPool2d):
-    """The maximum over all spatial positions of each channel.
+    """The maximum over all spatial positions of each channel: `(N, C, H, W) -> (N, C, 1, 1)`.
+
+    No parameters, so nothing is deferred; the spatial axes are kept with size 1
+    (Gluon's convention). Follow it with [`Flatten`][lateinit.nn.Flatten] or a
+    [`Dense`][lateinit.nn.Dense] (which flattens) for `(N, C)`. A
+    `torch.nn.AdaptiveMaxPool2d` with `output_size == 1`.
 
     Args:
-        layout: ``"NCHW"`` (default) or channels-last ``"NHWC"``.
+        layout: `"NCHW"` (default, channels first) or channels-last `"NHWC"`.
 
-    Shapes: input ``(N, C, H, W)``, output ``(N, C, 1, 1)`` (Gluon's; ``(N, 1, 1, C)`` for
-    ``NHWC``). Follow it with ``Flatten`` or a ``Dense`` (which flattens) for ``(N, C)``.
+    Shape:
+        - Input: `(N, C, H, W)` (`(N, H, W, C)` for `NHWC`).
+        - Output: `(N, C, 1, 1)` (`(N, 1, 1, C)` for `NHWC`).
 
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import GlobalMaxPool2D
-        >>> GlobalMaxPool2D()(torch.rand(2, 8, 7, 7)).shape
+        >>> from lateinit import nn
+        >>> pool = nn.GlobalMaxPool2D()
+        >>> pool(torch.rand(2, 8, 7, 7)).shape
         torch.Size([2, 8, 1, 1])
+        >>> nn.GlobalMaxPool2D(layout="NHWC")(torch.rand(2, 7, 7, 8)).shape
+        torch.Size([2, 1, 1, 8])
     """
 
     _ndim = 2
@@ -343,16 +465,25 @@ class GlobalMaxPool2D(_GlobalPool, torch.nn.AdaptiveMaxPool2d):
 
 
 class GlobalMaxPool1D(_GlobalPool, torch.nn.AdaptiveMaxPool1d):
-    """The maximum over all positions of each channel: ``(N, C, W) -> (N, C, 1)``.
+    """The maximum over all spatial positions of each channel: `(N, C, W) -> (N, C, 1)`.
+
+    No parameters, so nothing is deferred; the spatial axes are kept with size 1
+    (Gluon's convention). Follow it with [`Flatten`][lateinit.nn.Flatten] or a
+    [`Dense`][lateinit.nn.Dense] (which flattens) for `(N, C)`. A
+    `torch.nn.AdaptiveMaxPool1d` with `output_size == 1`.
 
     Args:
-        layout: ``"NCW"`` (default) or channels-last ``"NWC"``.
+        layout: `"NCW"` (default, channels first) or channels-last `"NWC"`.
 
-    Example:
+    Shape:
+        - Input: `(N, C, W)` (`(N, W, C)` for `NWC`).
+        - Output: `(N, C, 1)` (`(N, 1, C)` for `NWC`).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import GlobalMaxPool1D
-        >>> GlobalMaxPool1D()(torch.rand(2, 8, 5)).shape
-        torch.Size([2, 8, 1])
+        >>> from lateinit import nn
+        >>> nn.GlobalMaxPool1D()(torch.tensor([[[1.0, 5.0, 2.0]]]))
+        tensor([[[5.]]])
     """
 
     _ndim = 1
@@ -360,15 +491,24 @@ class GlobalMaxPool1D(_GlobalPool, torch.nn.AdaptiveMaxPool1d):
 
 
 class GlobalMaxPool3D(_GlobalPool, torch.nn.AdaptiveMaxPool3d):
-    """The maximum over all positions of each channel: ``(N, C, D, H, W) -> (N, C, 1, 1, 1)``.
+    """The maximum over all spatial positions of each channel.
+
+    No parameters, so nothing is deferred; the spatial axes are kept with size 1
+    (Gluon's convention). Follow it with [`Flatten`][lateinit.nn.Flatten] or a
+    [`Dense`][lateinit.nn.Dense] (which flattens) for `(N, C)`. A
+    `torch.nn.AdaptiveMaxPool3d` with `output_size == 1`.
 
     Args:
-        layout: ``"NCDHW"`` (default) or channels-last ``"NDHWC"``.
+        layout: `"NCDHW"` (default, channels first) or channels-last `"NDHWC"`.
 
-    Example:
+    Shape:
+        - Input: `(N, C, D, H, W)` (`(N, D, H, W, C)` for `NDHWC`).
+        - Output: `(N, C, 1, 1, 1)` (`(N, 1, 1, 1, C)` for `NDHWC`).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import GlobalMaxPool3D
-        >>> GlobalMaxPool3D()(torch.rand(2, 8, 3, 4, 5)).shape
+        >>> from lateinit import nn
+        >>> nn.GlobalMaxPool3D()(torch.rand(2, 8, 3, 4, 5)).shape
         torch.Size([2, 8, 1, 1, 1])
     """
 
@@ -377,18 +517,27 @@ class GlobalMaxPool3D(_GlobalPool, torch.nn.AdaptiveMaxPool3d):
 
 
 class GlobalAvgPool2D(_GlobalPool, torch.nn.AdaptiveAvgPool2d):
-    """The mean over all spatial positions of each channel.
+    """The mean over all spatial positions of each channel: `(N, C, H, W) -> (N, C, 1, 1)`.
+
+    No parameters, so nothing is deferred; the spatial axes are kept with size 1
+    (Gluon's convention). Follow it with [`Flatten`][lateinit.nn.Flatten] or a
+    [`Dense`][lateinit.nn.Dense] (which flattens) for `(N, C)`. A
+    `torch.nn.AdaptiveAvgPool2d` with `output_size == 1`.
 
     Args:
-        layout: ``"NCHW"`` (default) or channels-last ``"NHWC"``.
+        layout: `"NCHW"` (default, channels first) or channels-last `"NHWC"`.
 
-    Shapes: input ``(N, C, H, W)``, output ``(N, C, 1, 1)`` (Gluon's; ``(N, 1, 1, C)`` for
-    ``NHWC``). Follow it with ``Flatten`` or a ``Dense`` (which flattens) for ``(N, C)``.
+    Shape:
+        - Input: `(N, C, H, W)` (`(N, H, W, C)` for `NHWC`).
+        - Output: `(N, C, 1, 1)` (`(N, 1, 1, C)` for `NHWC`).
 
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import GlobalAvgPool2D
-        >>> GlobalAvgPool2D()(torch.ones(2, 8, 7, 7)).shape
+        >>> from lateinit import nn
+        >>> net = nn.Sequential(nn.Conv2D(16, 3), nn.GlobalAvgPool2D(), nn.Dense(10))
+        >>> net(torch.rand(2, 3, 32, 32)).shape  # (2, 16, 1, 1) flattened by the Dense
+        torch.Size([2, 10])
+        >>> net[1](torch.rand(2, 8, 7, 7)).shape
         torch.Size([2, 8, 1, 1])
     """
 
@@ -397,16 +546,25 @@ class GlobalAvgPool2D(_GlobalPool, torch.nn.AdaptiveAvgPool2d):
 
 
 class GlobalAvgPool1D(_GlobalPool, torch.nn.AdaptiveAvgPool1d):
-    """The mean over all positions of each channel: ``(N, C, W) -> (N, C, 1)``.
+    """The mean over all spatial positions of each channel: `(N, C, W) -> (N, C, 1)`.
+
+    No parameters, so nothing is deferred; the spatial axes are kept with size 1
+    (Gluon's convention). Follow it with [`Flatten`][lateinit.nn.Flatten] or a
+    [`Dense`][lateinit.nn.Dense] (which flattens) for `(N, C)`. A
+    `torch.nn.AdaptiveAvgPool1d` with `output_size == 1`.
 
     Args:
-        layout: ``"NCW"`` (default) or channels-last ``"NWC"``.
+        layout: `"NCW"` (default, channels first) or channels-last `"NWC"`.
 
-    Example:
+    Shape:
+        - Input: `(N, C, W)` (`(N, W, C)` for `NWC`).
+        - Output: `(N, C, 1)` (`(N, 1, C)` for `NWC`).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import GlobalAvgPool1D
-        >>> GlobalAvgPool1D()(torch.ones(2, 8, 5)).squeeze(-1)[0, :3]
-        tensor([1., 1., 1.])
+        >>> from lateinit import nn
+        >>> nn.GlobalAvgPool1D()(torch.tensor([[[1.0, 5.0, 3.0]]]))
+        tensor([[[3.]]])
     """
 
     _ndim = 1
@@ -414,15 +572,24 @@ class GlobalAvgPool1D(_GlobalPool, torch.nn.AdaptiveAvgPool1d):
 
 
 class GlobalAvgPool3D(_GlobalPool, torch.nn.AdaptiveAvgPool3d):
-    """The mean over all positions of each channel: ``(N, C, D, H, W) -> (N, C, 1, 1, 1)``.
+    """The mean over all spatial positions of each channel: `(N, C, D, H, W) -> (N, C, 1, 1, 1)`.
+
+    No parameters, so nothing is deferred; the spatial axes are kept with size 1
+    (Gluon's convention). Follow it with [`Flatten`][lateinit.nn.Flatten] or a
+    [`Dense`][lateinit.nn.Dense] (which flattens) for `(N, C)`. A
+    `torch.nn.AdaptiveAvgPool3d` with `output_size == 1`.
 
     Args:
-        layout: ``"NCDHW"`` (default) or channels-last ``"NDHWC"``.
+        layout: `"NCDHW"` (default, channels first) or channels-last `"NDHWC"`.
 
-    Example:
+    Shape:
+        - Input: `(N, C, D, H, W)` (`(N, D, H, W, C)` for `NDHWC`).
+        - Output: `(N, C, 1, 1, 1)` (`(N, 1, 1, 1, C)` for `NDHWC`).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.pool import GlobalAvgPool3D
-        >>> GlobalAvgPool3D()(torch.rand(2, 8, 3, 4, 5)).shape
+        >>> from lateinit import nn
+        >>> nn.GlobalAvgPool3D()(torch.rand(2, 8, 3, 4, 5)).shape
         torch.Size([2, 8, 1, 1, 1])
     """
 

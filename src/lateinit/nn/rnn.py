@@ -1,6 +1,6 @@
 """Recurrent layers: RNN, LSTM, GRU, with the input size inferred.
 
-All three share one base (:class:`_RNNLayer`) and differ only in their gate count and the
+All three share one base (``_RNNLayer``) and differ only in their gate count and the
 fused torch kernel they call (``torch._VF.rnn_tanh``/``rnn_relu``/``lstm``/``gru``, the
 kernels behind ``torch.nn.RNN``/``LSTM``/``GRU``): the whole sequence and every layer run in
 one kernel call, never a Python loop over time steps.
@@ -360,7 +360,7 @@ class _RNNLayer(Block):
         default), in the parameters' dtype and device unless ``dtype``/``device`` say
         otherwise (Gluon's ``ctx=`` is ``device=``). Works before the input size is known.
 
-        Example:
+        Examples:
             >>> from lateinit import nn
             >>> h, c = nn.LSTM(8, num_layers=2).begin_state(3, ctx="cpu")
             >>> h.shape, c.device.type
@@ -434,65 +434,74 @@ class _RNNLayer(Block):
         return s
 
 
-_ARGS_DOC = """
+class RNN(_RNNLayer, torch.nn.RNN):
+    """An Elman RNN, `h_t = act(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh)`, with the input size
+    inferred.
+
+    The number of input features (`input_size`) is read from the first batch (the
+    last axis): the layer-0 input weights `weight_ih_l0` (and `weight_ih_l0_reverse`)
+    are created with shape `(hidden_size, -1)` and get their real shape on the
+    first call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded
+    state dict or a parameter file). Until then `input_size` is `None`. The initial
+    states of `begin_state(batch_size)` need only `hidden_size`: they can be made
+    before.
+
+    A `torch.nn.RNN` (`nonlinearity` is `activation`), computed by one fused kernel call
+    per forward (`torch._VF.rnn_tanh` / `rnn_relu`). Calling `layer(inputs)` returns the
+    output alone; `layer(inputs, states)` returns `(output, new_states)` (Gluon
+    semantics), the states in the form they were given: a tensor `h` (or a list `[h]`).
+
     Args:
         hidden_size: the size of the hidden state.
-        num_layers: stacked layers; layer ``k > 0`` reads the previous one's output.
-        layout: ``"TNC"`` (sequence first, the default, as Gluon) or ``"NTC"`` (batch
-            first: torch's ``batch_first=True``).
+        num_layers: stacked layers; layer `k > 0` reads the previous one's output.
+        activation: `"tanh"` (default) or `"relu"` (torch's `nonlinearity`).
+        layout: `"TNC"` (sequence first, the default, as Gluon) or `"NTC"` (batch
+            first: torch's `batch_first=True`).
         dropout: dropout on the outputs of each layer but the last, in training only.
-        bidirectional: add a reverse direction; outputs are concatenated (``2*hidden``).
+        bidirectional: add a reverse direction; the outputs of both directions are
+            concatenated (`2*hidden_size` features).
         input_size: the number of input features; inferred from the first batch when
-            ``None`` (or 0, as Gluon). The attribute ``input_size`` reads ``None`` until
-            the size is known.
+            `None` (or 0, as Gluon).
         use_bias: add the two bias vectors (i2h and h2h) of each layer and direction
-            (torch's ``bias``).
-        i2h_weight_initializer, h2h_weight_initializer: the weights' own initializers;
-            when ``None`` the one given to ``initialize(init)`` is used, else torch's
-            ``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))``.
-        i2h_bias_initializer, h2h_bias_initializer: the biases' (Gluon's default: zeros).
-        dtype, device: where and how the parameters are created.
+            (torch's `bias`).
+        i2h_weight_initializer: the input-to-hidden weights' own initializer; when `None`
+            the one given to `initialize(init)` is used, else torch's
+            `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+        h2h_weight_initializer: the hidden-to-hidden weights' own initializer (same
+            default).
+        i2h_bias_initializer: the input-to-hidden biases' initializer (Gluon's default:
+            zeros).
+        h2h_bias_initializer: the hidden-to-hidden biases' initializer (Gluon's default:
+            zeros).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
 
-    Shapes:
-        inputs ``(T, N, C)`` (``"TNC"``) or ``(N, T, C)`` (``"NTC"``); output the same with
-        ``C = D*hidden_size`` (``D = 2`` if bidirectional else 1). States
-        ``(num_layers*D, N, hidden_size)``.
+    Shape:
+        - Input: `(T, N, input_size)` (`"TNC"`) or `(N, T, input_size)` (`"NTC"`).
+        - Output: `(T, N, D*hidden_size)` or `(N, T, D*hidden_size)`, with `D = 2` if
+          bidirectional else 1.
+        - States: `h` (a tensor, or a list `[h]`), each `(num_layers*D, N, hidden_size)`.
+        - Parameters of layer `k` (torch's names; Gluon's `l{k}_i2h_weight`,
+          `l{k}_h2h_weight`, `l{k}_i2h_bias`, `l{k}_h2h_bias` are aliases):
+          `weight_ih_l{k}` `(hidden_size, in)`, `weight_hh_l{k}`
+          `(hidden_size, hidden_size)`, `bias_ih_l{k}`, `bias_hh_l{k}`
+          `(hidden_size,)`, with `in = input_size` for `k = 0`, else `D*hidden_size`;
+          the reverse direction's end in `_reverse` (Gluon: `r{k}_...`).
 
-    Call ``layer(inputs)`` returns the output alone; ``layer(inputs, states)`` returns
-    ``(output, new_states)`` (Gluon semantics): a list ``[h, c]`` for LSTM; for RNN/GRU a
-    tensor ``h`` when a tensor was given, a list ``[h]`` when a list was."""
-
-
-class RNN(_RNNLayer, torch.nn.RNN):
-    """An Elman RNN, ``h_t = act(W_i2h x_t + b_i2h + W_h2h h_{t-1} + b_h2h)``, with the
-    input size inferred. One fused kernel call per forward (``torch._VF.rnn_tanh`` /
-    ``rnn_relu``).
-
-    ``activation`` (after ``num_layers``) is ``"tanh"`` (default) or ``"relu"``; the other
-    arguments are below. Initial states: a tensor ``h`` (or a list ``[h]``).
-    A ``torch.nn.RNN`` (``nonlinearity`` is ``activation``). Parameters (torch's names):
-    ``weight_ih_l{k} (hidden, in)``, ``weight_hh_l{k} (hidden, hidden)``, ``bias_ih_l{k}``,
-    ``bias_hh_l{k}`` (and ``..._l{k}_reverse`` for the reverse direction); Gluon's
-    ``l{k}_i2h_weight``, ``r{k}_h2h_bias``... are aliases.
-    """
-
-    __doc__ = (
-        (__doc__ or "")
-        + _ARGS_DOC
-        + """
-
-    Example:
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.rnn import RNN
-        >>> layer = RNN(8, activation="relu")
-        >>> layer
-        RNN(-1 -> 8, TNC, relu)
-        >>> layer(torch.rand(5, 2, 3)).shape
+        >>> from lateinit import nn
+        >>> layer = nn.RNN(8, activation="relu")
+        >>> layer, layer.input_size, tuple(layer.weight_ih_l0.shape)
+        (RNN(-1 -> 8, TNC, relu), None, (8, -1))
+        >>> layer(torch.rand(5, 2, 3)).shape  # (time, batch, features)
         torch.Size([5, 2, 8])
-        >>> layer
-        RNN(3 -> 8, TNC, relu)
+        >>> layer, layer.input_size, tuple(layer.weight_ih_l0.shape)
+        (RNN(3 -> 8, TNC, relu), 3, (8, 3))
+        >>> out, h = layer(torch.rand(5, 2, 3), torch.zeros(1, 2, 8))
+        >>> out.shape, h.shape
+        (torch.Size([5, 2, 8]), torch.Size([1, 2, 8]))
     """
-    )
 
     def __init__(
         self,
@@ -539,24 +548,60 @@ class RNN(_RNNLayer, torch.nn.RNN):
 
 class LSTM(_RNNLayer, torch.nn.LSTM):
     """A long short-term memory layer (gates: input, forget, cell, output), with the input
-    size inferred. One fused kernel call per forward (``torch._VF.lstm``).
+    size inferred.
 
-    Initial states: a list ``[h, c]``; new states come back as a list ``[h, c]``.
-    A ``torch.nn.LSTM``. Parameters (torch's names): ``weight_ih_l{k} (4*hidden, in)``,
-    ``weight_hh_l{k} (4*hidden, hidden)``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (and
-    ``..._l{k}_reverse`` for the reverse direction); Gluon's ``l{k}_i2h_weight``,
-    ``r{k}_h2h_bias``... are aliases.
-    """
+    The number of input features (`input_size`) is read from the first batch (the
+    last axis): the layer-0 input weights `weight_ih_l0` (and `weight_ih_l0_reverse`)
+    are created with shape `(4*hidden_size, -1)` and get their real shape on the
+    first call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded
+    state dict or a parameter file). Until then `input_size` is `None`. The initial
+    states of `begin_state(batch_size)` need only `hidden_size`: they can be made
+    before.
 
-    __doc__ = (
-        (__doc__ or "")
-        + _ARGS_DOC
-        + """
+    A `torch.nn.LSTM`, computed by one fused kernel call per forward (`torch._VF.lstm`).
+    Calling `layer(inputs)` returns the output alone; `layer(inputs, states)` returns
+    `(output, new_states)` (Gluon semantics), the states as a list `[h, c]`.
 
-    Example:
+    Args:
+        hidden_size: the size of the hidden state.
+        num_layers: stacked layers; layer `k > 0` reads the previous one's output.
+        layout: `"TNC"` (sequence first, the default, as Gluon) or `"NTC"` (batch
+            first: torch's `batch_first=True`).
+        dropout: dropout on the outputs of each layer but the last, in training only.
+        bidirectional: add a reverse direction; the outputs of both directions are
+            concatenated (`2*hidden_size` features).
+        input_size: the number of input features; inferred from the first batch when
+            `None` (or 0, as Gluon).
+        use_bias: add the two bias vectors (i2h and h2h) of each layer and direction
+            (torch's `bias`).
+        i2h_weight_initializer: the input-to-hidden weights' own initializer; when `None`
+            the one given to `initialize(init)` is used, else torch's
+            `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+        h2h_weight_initializer: the hidden-to-hidden weights' own initializer (same
+            default).
+        i2h_bias_initializer: the input-to-hidden biases' initializer (Gluon's default:
+            zeros).
+        h2h_bias_initializer: the hidden-to-hidden biases' initializer (Gluon's default:
+            zeros).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
+
+    Shape:
+        - Input: `(T, N, input_size)` (`"TNC"`) or `(N, T, input_size)` (`"NTC"`).
+        - Output: `(T, N, D*hidden_size)` or `(N, T, D*hidden_size)`, with `D = 2` if
+          bidirectional else 1.
+        - States: a list `[h, c]`, each `(num_layers*D, N, hidden_size)`.
+        - Parameters of layer `k` (torch's names; Gluon's `l{k}_i2h_weight`,
+          `l{k}_h2h_weight`, `l{k}_i2h_bias`, `l{k}_h2h_bias` are aliases):
+          `weight_ih_l{k}` `(4*hidden_size, in)`, `weight_hh_l{k}`
+          `(4*hidden_size, hidden_size)`, `bias_ih_l{k}`, `bias_hh_l{k}`
+          `(4*hidden_size,)`, with `in = input_size` for `k = 0`, else `D*hidden_size`;
+          the reverse direction's end in `_reverse` (Gluon: `r{k}_...`).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.rnn import LSTM
-        >>> lstm = LSTM(16, num_layers=2, bidirectional=True, layout="NTC")
+        >>> from lateinit import nn
+        >>> lstm = nn.LSTM(16, num_layers=2, bidirectional=True, layout="NTC")
         >>> lstm
         LSTM(-1 -> 16, NTC, num_layers=2, bidirectional)
         >>> isinstance(lstm, torch.nn.LSTM), lstm.input_size
@@ -570,7 +615,6 @@ class LSTM(_RNNLayer, torch.nn.LSTM):
         >>> lstm.l0_i2h_weight is lstm.weight_ih_l0  # Gluon's name: an alias
         True
     """
-    )
 
     _gates = 4
     _mode = "lstm"
@@ -579,29 +623,69 @@ class LSTM(_RNNLayer, torch.nn.LSTM):
 
 class GRU(_RNNLayer, torch.nn.GRU):
     """A gated recurrent unit layer (gates: reset, update, new), with the input size
-    inferred. One fused kernel call per forward (``torch._VF.gru``).
+    inferred.
 
-    Initial states: a tensor ``h`` (or a list ``[h]``).
-    A ``torch.nn.GRU``. Parameters (torch's names): ``weight_ih_l{k} (3*hidden, in)``,
-    ``weight_hh_l{k} (3*hidden, hidden)``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (and
-    ``..._l{k}_reverse`` for the reverse direction); Gluon's ``l{k}_i2h_weight``,
-    ``r{k}_h2h_bias``... are aliases.
-    """
+    The number of input features (`input_size`) is read from the first batch (the
+    last axis): the layer-0 input weights `weight_ih_l0` (and `weight_ih_l0_reverse`)
+    are created with shape `(3*hidden_size, -1)` and get their real shape on the
+    first call (or from [`Block.infer_shape`][lateinit.Block.infer_shape], a loaded
+    state dict or a parameter file). Until then `input_size` is `None`. The initial
+    states of `begin_state(batch_size)` need only `hidden_size`: they can be made
+    before.
 
-    __doc__ = (
-        (__doc__ or "")
-        + _ARGS_DOC
-        + """
+    A `torch.nn.GRU`, computed by one fused kernel call per forward (`torch._VF.gru`).
+    Calling `layer(inputs)` returns the output alone; `layer(inputs, states)` returns
+    `(output, new_states)` (Gluon semantics), the states in the form they were given: a
+    tensor `h` (or a list `[h]`).
 
-    Example:
+    Args:
+        hidden_size: the size of the hidden state.
+        num_layers: stacked layers; layer `k > 0` reads the previous one's output.
+        layout: `"TNC"` (sequence first, the default, as Gluon) or `"NTC"` (batch
+            first: torch's `batch_first=True`).
+        dropout: dropout on the outputs of each layer but the last, in training only.
+        bidirectional: add a reverse direction; the outputs of both directions are
+            concatenated (`2*hidden_size` features).
+        input_size: the number of input features; inferred from the first batch when
+            `None` (or 0, as Gluon).
+        use_bias: add the two bias vectors (i2h and h2h) of each layer and direction
+            (torch's `bias`).
+        i2h_weight_initializer: the input-to-hidden weights' own initializer; when `None`
+            the one given to `initialize(init)` is used, else torch's
+            `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+        h2h_weight_initializer: the hidden-to-hidden weights' own initializer (same
+            default).
+        i2h_bias_initializer: the input-to-hidden biases' initializer (Gluon's default:
+            zeros).
+        h2h_bias_initializer: the hidden-to-hidden biases' initializer (Gluon's default:
+            zeros).
+        dtype: the parameters' dtype (default: torch's default dtype).
+        device: the device the parameters are created on.
+
+    Shape:
+        - Input: `(T, N, input_size)` (`"TNC"`) or `(N, T, input_size)` (`"NTC"`).
+        - Output: `(T, N, D*hidden_size)` or `(N, T, D*hidden_size)`, with `D = 2` if
+          bidirectional else 1.
+        - States: `h` (a tensor, or a list `[h]`), each `(num_layers*D, N, hidden_size)`.
+        - Parameters of layer `k` (torch's names; Gluon's `l{k}_i2h_weight`,
+          `l{k}_h2h_weight`, `l{k}_i2h_bias`, `l{k}_h2h_bias` are aliases):
+          `weight_ih_l{k}` `(3*hidden_size, in)`, `weight_hh_l{k}`
+          `(3*hidden_size, hidden_size)`, `bias_ih_l{k}`, `bias_hh_l{k}`
+          `(3*hidden_size,)`, with `in = input_size` for `k = 0`, else `D*hidden_size`;
+          the reverse direction's end in `_reverse` (Gluon: `r{k}_...`).
+
+    Examples:
         >>> import torch
-        >>> from lateinit.nn.rnn import GRU
-        >>> gru = GRU(8)
-        >>> out, h = gru(torch.rand(5, 2, 3), torch.zeros(1, 2, 8))
+        >>> from lateinit import nn
+        >>> gru = nn.GRU(8, bidirectional=True)
+        >>> gru.input_size, tuple(gru.weight_ih_l0_reverse.shape)
+        (None, (24, -1))
+        >>> out, h = gru(torch.rand(5, 2, 3), torch.zeros(2, 2, 8))
         >>> out.shape, h.shape
-        (torch.Size([5, 2, 8]), torch.Size([1, 2, 8]))
+        (torch.Size([5, 2, 16]), torch.Size([2, 2, 8]))
+        >>> gru.input_size, tuple(gru.r0_i2h_weight.shape)
+        (3, (24, 3))
     """
-    )
 
     _gates = 3
     _mode = "gru"
@@ -622,7 +706,7 @@ _BUILDER = "torch._dynamo.variables.builder"
 
 def _let_dynamo_trace(builder: Any) -> None:
     """Wrap ``VariableBuilder.wrap_module`` of dynamo's ``builder`` module so that it wraps
-    an :class:`_RNNLayer` as if ``allow_rnn`` were set. Does nothing on a torch whose
+    an ``_RNNLayer`` as if ``allow_rnn`` were set. Does nothing on a torch whose
     dynamo has no such method (a graph break then names ``allow_rnn``)."""
     cls = getattr(builder, "VariableBuilder", None)
     original = getattr(cls, "wrap_module", None)
