@@ -37,7 +37,7 @@ NO_EXAMPLE = {
     "in the big-models guide",
     "lateinit.init": "a sub-package; its names are checked one by one",
     "lateinit.nn": "a sub-package; its names are checked one by one",
-    "lateinit.nn.F": "torch.nn.functional, re-exported for Gluon's `F` (torch documents it)",
+    "lateinit.nn.F": "a module of Gluon's operators; docs/reference/nn.md runs an example",
     "lateinit.zoo.HF_KEY_MAP": "a dict of key-renaming rules; documented by zoo.from_hf's example",
 }
 
@@ -134,6 +134,8 @@ REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference"
 def test_docstring_is_markdown(qual: str) -> None:
     # The reference renders docstrings as Markdown (Google style): a Sphinx role would
     # show up as ":class:`X`"; cross-references are written [`X`][lateinit.X].
+    if inspect.ismodule(PUBLIC[qual]) and qual != "lateinit.nn.F":
+        return  # a sub-package's docstring is not rendered; its names are checked
     doc = _doc(PUBLIC[qual])
     roles = SPHINX_ROLE.findall(doc)
     assert not roles, f"{qual}'s docstring uses Sphinx roles {roles}: write [`name`][lateinit.name]"
