@@ -51,7 +51,7 @@ def rotary(x: torch.Tensor, theta: float = 10000.0, layout: str = "interleaved")
 class Attention(nn.Block):
     """Causal multi-head self-attention with rotary positions and ``n_kv_heads`` key/value
     heads (grouped-query attention when fewer than ``n_heads``). ``rope_theta`` and
-    ``rope_layout`` are :func:`rotary`'s ``theta`` and ``layout``."""
+    ``rope_layout`` are ``rotary``'s ``theta`` and ``layout``."""
 
     def __init__(
         self,
