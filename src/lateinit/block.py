@@ -680,9 +680,9 @@ class Block(torch.nn.Module):
 
         Args:
             init: the initializer for parameters without one of their own (an
-                [`lateinit.init`][lateinit.init.Initializer] initializer, a name such as
-                `"xavier_uniform"`, or a `torch.nn.init` function). A later call before
-                data arrives replaces it.
+                [`Initializer`][lateinit.init.Initializer] from `lateinit.init`, a name
+                such as `"xavier_uniform"`, or a `torch.nn.init` function). A later call
+                before data arrives replaces it.
             device: where parameters are created (default: the device of the first input).
             dtype: the floating dtype of the parameters (default: torch's default dtype).
             force_reinit: re-initialize parameters that are already READY; otherwise each

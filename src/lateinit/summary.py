@@ -350,8 +350,10 @@ class Summary:
             console: a `rich.console.Console` to print on.
 
         Examples:
+            >>> from rich.console import Console
             >>> from lateinit import nn
-            >>> nn.Sequential(nn.Dense(3)).summary((2, 4)).print()
+            >>> s = nn.Sequential(nn.Dense(3)).summary((2, 4))
+            >>> s.print(Console(width=80, color_system=None))  # s.print() on a terminal
             Sequential on (2, 4)
             ┏━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━┓
             ┃ Layer (path) ┃ Type       ┃ Output shape ┃ Params ┃ FLOPs ┃
