@@ -196,13 +196,33 @@ def _exporting() -> bool:
 
 
 class Block(torch.nn.Module):
-    """Base class of every lateinit layer and container; a ``torch.nn.Module``.
+    """Base class of every lateinit layer and container; a `torch.nn.Module`.
 
-    A subclass declares parameters with unknown dims (``lateinit.Parameter((units, -1))``)
-    and fills them in :meth:`infer_param_shapes` from the input shapes. A Block built only
-    from child layers needs no extra code.
+    A Block's parameters may be deferred: declared without their input sizes, they go
+    DECLARED (some dims unknown, `-1`) -> SHAPED (every dim known) -> READY (created and
+    filled by their initializer). The first call fills the unknown dims layer by layer
+    from the inputs' shapes, creates the parameters on the input's device and runs the
+    forward, as one atomic first pass: if it fails, every parameter goes back to where it
+    was. [`infer_shape`][lateinit.Block.infer_shape] does the same without data (and
+    allocates nothing), [`initialize`][lateinit.Block.initialize] registers an
+    initializer or creates what is SHAPED, and
+    [`load_parameters`][lateinit.Block.load_parameters] fills everything from a file.
+    Once everything under it is READY, a Block runs plain torch, with nothing added to
+    its calls.
 
-    Example:
+    A subclass declares parameters with unknown dims
+    (`lateinit.Parameter((units, -1))`) and fills them in
+    [`infer_param_shapes`][lateinit.Block.infer_param_shapes] from the input shapes. A
+    Block built only from child layers needs no extra code.
+
+    Args:
+        params: Gluon 1.x's sharing argument: parameters to share by structural name
+            (`other.collect_params()`); every layer's constructor accepts it (see
+            [`share_parameters`][lateinit.Block.share_parameters]).
+        prefix: Gluon 1.x's name prefix, ignored (names are structural: the attribute
+            names).
+
+    Examples:
         >>> import torch
         >>> from lateinit import nn
         >>> class MLP(nn.Block):
@@ -213,6 +233,8 @@ class Block(torch.nn.Module):
         ...     def forward(self, x):
         ...         return self.out(self.hidden(x))
         >>> net = MLP()
+        >>> net.hidden.weight.shape  # DECLARED: the input size is not known yet
+        torch.Size([64, -1])
         >>> net(torch.rand(2, 5)).shape
         torch.Size([2, 10])
         >>> tuple(net.hidden.weight.shape)
@@ -234,10 +256,10 @@ class Block(torch.nn.Module):
             cls.__init__ = _sharing_init(init)  # type: ignore[method-assign]
 
     def __init__(self, *, params: Mapping[str, Any] | None = None, prefix: Any = None) -> None:
-        """``params``: Gluon 1.x's sharing argument, the parameters to share by name
-        (``other.collect_params()``); every layer's constructor accepts it (see
-        :func:`_sharing_init`). ``prefix``: Gluon 1.x's name prefix, ignored (names are
-        structural)."""
+        # params: Gluon 1.x's sharing argument, the parameters to share by name
+        # (other.collect_params()); every layer's constructor accepts it (see
+        # _sharing_init). prefix: Gluon 1.x's name prefix, ignored (names are structural).
+        # (Documented in the class docstring, which the reference merges with __init__.)
         # torch.nn.Module's constructor only: a layer that is also its torch twin
         # (Dense is a torch.nn.Linear) sets the twin's attributes itself, without the
         # twin's constructor (which would allocate parameters of a known size).
@@ -249,16 +271,33 @@ class Block(torch.nn.Module):
 
     @contextlib.contextmanager
     def name_scope(self) -> Iterator[None]:
-        """Gluon 1.x's ``with self.name_scope():`` around child creation. Names here are
-        structural (the attribute names), so it does nothing; it lets Gluon code run."""
+        """Gluon 1.x's `with self.name_scope():` around child creation.
+
+        Names here are structural (the attribute names), so it does nothing; it lets
+        Gluon code run unchanged.
+
+        Examples:
+            >>> from lateinit import nn
+            >>> class Net(nn.Block):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         with self.name_scope():
+            ...             self.dense = nn.Dense(2)
+            ...     def forward(self, x):
+            ...         return self.dense(x)
+            >>> list(Net().collect_params())
+            ['dense.weight', 'dense.bias']
+        """
         yield
 
     @property
     def params(self) -> BlockParams:
-        """Gluon 1.x's ``block.params``: this block's own parameters by name, a
-        :class:`BlockParams` whose ``get(name, shape=...)`` creates (or returns) a
-        parameter registered on the block and ``get_constant(name, value)`` a constant.
-        (A child, parameter or attribute named ``params`` takes precedence.)"""
+        """Gluon 1.x's `block.params`: this block's own parameters by name.
+
+        A `BlockParams` (a [`ParameterDict`][lateinit.ParameterDict]) whose
+        `get(name, shape=...)` creates (or returns) a parameter registered on the block
+        (a `0` dim is unknown) and `get_constant(name, value)` a constant. (A child,
+        parameter or attribute named `params` takes precedence.)"""
         for table in ("_modules", "_parameters", "_buffers"):
             found = self.__dict__.get(table, {}).get("params")
             if found is not None:
@@ -272,11 +311,18 @@ class Block(torch.nn.Module):
         self.__dict__["params"] = value
 
     def cast(self, dtype: Any) -> Block:
-        """Gluon's ``cast``: convert every floating parameter and buffer to ``dtype`` (a
-        torch dtype or a name such as ``"float16"``), deferred ones included (they will be
-        created in it); ``self.to(dtype)`` in torch. Returns ``self``.
+        """Gluon's `cast`: convert every floating parameter and buffer to `dtype`.
 
-        Example:
+        Deferred parameters included: they will be created in it. `self.to(dtype)` in
+        torch.
+
+        Args:
+            dtype: a torch dtype or a name such as `"float16"`.
+
+        Returns:
+            `self`.
+
+        Examples:
             >>> from lateinit import nn
             >>> net = nn.Sequential(nn.Dense(4, in_units=3), nn.Dense(2)).cast("float16")
             >>> net[0].weight.dtype, net[1].weight.dtype
@@ -285,8 +331,24 @@ class Block(torch.nn.Module):
         return self.to(as_dtype(dtype))
 
     def gluon_names(self) -> dict[str, str]:
-        """Gluon's names of this layer's own parameters and buffers -> torch's names
-        (``{"gamma": "weight", "beta": "bias", ...}``); empty when they are the same."""
+        """Gluon's names of this layer's own parameters and buffers -> torch's names.
+
+        Each Gluon name is also an attribute (`bn.gamma is bn.weight`) and is accepted by
+        [`collect_params`][lateinit.Block.collect_params]'s lookups and patterns, by
+        `load_state_dict` and by parameter files.
+
+        Returns:
+            A new dict, empty when the names are the same (`Dense`).
+
+        Examples:
+            >>> from lateinit import nn
+            >>> nn.BatchNorm().gluon_names()
+            {'gamma': 'weight', 'beta': 'bias', 'moving_mean': 'running_mean',
+             'moving_var': 'running_var'}
+            >>> bn = nn.BatchNorm()
+            >>> bn.gamma is bn.weight
+            True
+        """
         return dict(self._gluon_names)
 
     def _torch_name(self, name: str) -> str:
@@ -452,8 +514,36 @@ class Block(torch.nn.Module):
         """Fill the unknown dims of this block's own parameters from its inputs.
 
         Override in a layer with parameters of unknown shape: read the input shapes and
-        assign ``param.shape = full_shape`` (known dims must agree). Never compute on
-        data. The base does nothing.
+        assign `param.shape = full_shape` (known dims must agree, else a
+        [`ShapeMismatchError`][lateinit.ShapeMismatchError]). Never compute on data: it
+        also runs on `meta` tensors, for
+        [`infer_shape`][lateinit.Block.infer_shape]. It is called once, on the first
+        call (or `infer_shape`), before `forward`, with the same arguments, and only
+        while some of the block's own parameters are DECLARED. The base does nothing: a
+        block without this hook has its unknown dims read off its forward, run on fake
+        tensors.
+
+        Args:
+            *inputs: the positional arguments of the call (tensors, or `meta` tensors).
+            **kwargs: its keyword arguments.
+
+        Examples:
+            >>> import torch
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> class Scale(nn.Block):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.weight = lateinit.Parameter((-1,), init="ones")
+            ...     def infer_param_shapes(self, x):
+            ...         self.weight.shape = (x.shape[-1],)
+            ...     def forward(self, x):
+            ...         return x * self.weight
+            >>> layer = Scale()
+            >>> layer.infer_shape((2, 7))
+            Spec(shape=(2, 7), dtype=torch.float32)
+            >>> layer.weight.shape
+            torch.Size([7])
         """
 
     def _own_deferred(self) -> list[tuple[str, Parameter]]:
@@ -583,30 +673,41 @@ class Block(torch.nn.Module):
     ) -> Block:
         """Register a default initializer and create every parameter whose shape is known.
 
+        SHAPED parameters become READY now; DECLARED ones (unknown dims) keep the
+        initializer and wait for data (or [`infer_shape`][lateinit.Block.infer_shape]),
+        then use it. Nothing needs to be initialized before the first batch: without
+        this call, each parameter uses its own initializer or its layer's default.
+
         Args:
             init: the initializer for parameters without one of their own (an
-                :mod:`lateinit.init` initializer, a name such as ``"xavier_uniform"``, or a
-                ``torch.nn.init`` function). A later call before data arrives replaces it.
+                [`Initializer`][lateinit.init.Initializer] from `lateinit.init`, a name
+                such as `"xavier_uniform"`, or a `torch.nn.init` function). A later call
+                before data arrives replaces it.
             device: where parameters are created (default: the device of the first input).
             dtype: the floating dtype of the parameters (default: torch's default dtype).
             force_reinit: re-initialize parameters that are already READY; otherwise each
                 one is left alone with a ``UserWarning``.
-            progress: a progress bar on stderr while parameters are created: ``None``
-                shows one only when creating takes over 2 s on a terminal, ``True``
-                always, ``False`` never (see :mod:`lateinit.progress`).
+            progress: a progress bar on stderr while parameters are created: `None`
+                shows one only when creating takes over 2 s on a terminal, `True`
+                always, `False` never.
 
-        Returns ``self``. Parameters whose shape is still unknown wait for data (or
-        ``infer_shape``), then use the registered initializer. On a network sharded by
-        FSDP2's ``fully_shard`` while SHAPED, each rank creates only its own shard, on the
-        mesh's device, with the single-device values (see :mod:`lateinit.distributed`).
+        Returns:
+            `self`.
 
-        Example:
+        On a network sharded by FSDP2's `fully_shard` while SHAPED, each rank creates
+        only its own shard, on the mesh's device, with the single-device values (see
+        `lateinit.distributed`).
+
+        Examples:
             >>> import torch
             >>> from lateinit import nn, init
             >>> net = nn.Sequential(nn.Dense(4, in_units=3), nn.Dense(2))
             >>> _ = net.initialize(init.One())
-            >>> net[0].weight.sum().item(), net[1].weight.shape
+            >>> net[0].weight.sum().item(), net[1].weight.shape  # layer 1 waits for data
             (12.0, torch.Size([2, -1]))
+            >>> _ = net(torch.ones(1, 3))
+            >>> net[1].weight.sum().item()  # created with One() at the first batch
+            8.0
         """
         resolved = _init.resolve(init) if init is not None else None
         dev = torch.device(device) if device is not None else None
@@ -668,19 +769,28 @@ class Block(torch.nn.Module):
     def infer_shape(self, *inputs: Any) -> Any:
         """Infer every parameter's shape without data and without allocating.
 
+        Deferred parameters end SHAPED (`initialize(device=, dtype=)` then creates them
+        directly where they belong; `fully_shard` can shard them first); READY ones are
+        untouched. Runs the forward on `meta` tensors, so even a 70B-parameter model is
+        shaped in moments; modules of identical structure on identical inputs run once.
+        A forward that needs real values (`.item()`) raises a `RuntimeError` naming the
+        block.
+
         Args:
-            *inputs: what the network would be called with: tensors (any device, ``meta``
-                included), shape tuples, or :class:`lateinit.Spec` (``None`` dims mean
-                any size, e.g. the batch); nested tuples/lists/dicts of those.
+            *inputs: what the network would be called with: tensors (any device, `meta`
+                included), shape tuples such as `(None, 20)`, or
+                [`Spec`][lateinit.Spec]s (`None` dims mean any size, e.g. the batch;
+                a `Spec` also gives the dtype); nested tuples/lists/dicts of those.
 
-        Returns the output spec(s) (:class:`lateinit.Spec`, ``None`` for dims that depend
-        on a ``None`` input dim). Deferred parameters end SHAPED (``initialize(device=,
-        dtype=)`` then creates them directly where they belong); READY ones are untouched.
-        Runs the forward on meta tensors; modules of identical structure on identical
-        inputs run once. A forward that needs real values (``.item()``) raises a
-        ``RuntimeError`` naming the block.
+        Returns:
+            The output spec(s), nested as the forward returns them
+            ([`Spec`][lateinit.Spec], with `None` for dims that depend on a `None` input
+            dim).
 
-        Example:
+        Raises:
+            ShapeMismatchError: an input contradicts a size a layer already knows.
+
+        Examples:
             >>> import lateinit
             >>> from lateinit import nn
             >>> net = nn.Sequential(nn.Dense(256, activation="relu"), nn.Dense(10))
@@ -695,29 +805,46 @@ class Block(torch.nn.Module):
         return infer_shape(self, *inputs)
 
     def export(self, path: str | os.PathLike[str], *example_inputs: Any) -> tuple[str, str]:
-        """Gluon's ``export``: write the READY network so that it reloads and runs without
-        its Python code: ``PATH.pt2``, a ``torch.export`` program traced on
-        ``example_inputs`` (``torch.export.load(PATH.pt2).module()(x)`` runs it), and
-        ``PATH.safetensors``, its parameter file (:meth:`save_parameters`). Returns the
-        two paths. Gluon's ``export(path, epoch)`` took no inputs (it used the hybridized
-        graph); a torch program is traced, so give inputs of the shape it will take.
+        """Gluon's `export`: write the READY network so that it reloads and runs without
+        its Python code.
 
-        Example:
+        Writes `PATH.pt2`, a `torch.export` program traced on `example_inputs`
+        (`torch.export.load(PATH.pt2).module()(x)` runs it), and `PATH.safetensors`, its
+        parameter file ([`save_parameters`][lateinit.Block.save_parameters]). Gluon's
+        `export(path, epoch)` took no inputs (it used the hybridized graph); a torch
+        program is traced, so give inputs of the shape it will take.
+
+        Args:
+            path: the common path of the two files, without extension.
+            *example_inputs: the inputs to trace the program on.
+
+        Returns:
+            The paths of the program and of the parameter file.
+
+        Raises:
+            DeferredInitializationError: some parameter is not READY (nothing is
+                written).
+
+        Examples:
             >>> import os, tempfile, torch
             >>> from lateinit import nn
             >>> net = nn.Sequential(nn.Dense(4, activation="relu"), nn.Dense(2))
             >>> x = torch.ones(3, 5)
             >>> _ = net(x)
-            >>> program, params = net.export(os.path.join(tempfile.mkdtemp(), "net"), x)
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> program, params = net.export(os.path.join(tmp.name, "net"), x)
+            >>> os.path.basename(program), os.path.basename(params)
+            ('net.pt2', 'net.safetensors')
             >>> torch.equal(torch.export.load(program).module()(x), net(x))
             True
+            >>> tmp.cleanup()
         """
         from .io import export_network
 
         return export_network(self, path, *example_inputs)
 
     def __prepare_scriptable__(self) -> torch.nn.Module:
-        """``torch.jit.script`` scripts the plain torch network :func:`lateinit.to_torch`
+        """``torch.jit.script`` scripts the plain torch network ``lateinit.to_torch``
         builds (the same parameters): lateinit's forwards (``try``/``except`` around the
         kernels, Gluon options) are not TorchScript."""
         from .convert import to_torch
@@ -744,7 +871,7 @@ class Block(torch.nn.Module):
         anything changes: ``TypeError`` for an unknown name or a wrong type,
         ``ValueError`` for an unknown ``mode`` or ``backend``.
 
-        Example:
+        Examples:
             >>> import torch
             >>> from lateinit import nn
             >>> net = nn.Sequential(nn.Dense(8, activation="relu"), nn.Dense(2))
@@ -766,31 +893,64 @@ class Block(torch.nn.Module):
         return self
 
     def summary(self, *inputs: Any, max_depth: int | None = None) -> Any:
-        """A table of layers (path, type, output shape, parameters, FLOPs) with totals;
-        see :func:`lateinit.summary.summary`. Runs on meta tensors: nothing is allocated.
-        Without inputs, unknown shapes show ``?`` and ``(deferred)``.
+        """A table of layers (path, type, output shape, parameters, FLOPs) with totals.
 
-        Example:
-            >>> import lateinit
+        With inputs, the forward runs on `meta` tensors, as for
+        [`infer_shape`][lateinit.Block.infer_shape]: nothing is allocated, and deferred
+        parameters end SHAPED. FLOPs are forward FLOPs counted by
+        `torch.utils.flop_counter` (matrix products and convolutions); a row's FLOPs
+        include its children's. A shared parameter is counted once. Without inputs,
+        unknown shapes show `?` and parameters of unknown shape `(deferred)`.
+
+        Args:
+            *inputs: what the network would be called with, as for `infer_shape`:
+                tensors, shape tuples or [`Spec`][lateinit.Spec]s (`None` dims allowed).
+            max_depth: leave rows nested deeper than this out of the table.
+
+        Returns:
+            A [`Summary`][lateinit.Summary]: `print(s)` shows the table, `s.rows` and
+            `s.totals` hold the figures.
+
+        Examples:
             >>> from lateinit import nn
-            >>> s = nn.Sequential(nn.Dense(10)).summary((2, 20))
+            >>> net = nn.Sequential(nn.Dense(10))
+            >>> s = net.summary((2, 20))
             >>> s.totals.flops, s.totals.params
             (800, 210)
+            >>> net[0].weight  # SHAPED by the summary, still not allocated
+            Parameter(shape=(10, 20), dtype=float32, device=cpu, state=SHAPED)
         """
         from .summary import summary
 
         return summary(self, *inputs, max_depth=max_depth)
 
     def collect_params(self, select: str | None = None) -> ParameterDict:
-        """An ordered dict of structural names (``"0.weight"``) to parameters.
+        """An ordered dict of structural names (`"0.weight"`) to parameters.
+
+        Deferred parameters are included (in any state); shared parameters appear once.
+        The `repr` lists shape (`-1` = unknown), dtype and state (DECLARED, SHAPED or
+        READY).
 
         Args:
-            select: a regex; only names it matches (``re.match``, as Gluon) are kept,
-                torch's or Gluon's (``".*gamma"`` selects BatchNorm's ``weight``); several
-                patterns are joined by ``|`` (``".*weight|.*bias"``).
+            select: a regex; only names it matches (`re.match`, as Gluon) are kept,
+                torch's or Gluon's (`".*gamma"` selects BatchNorm's `weight`); several
+                patterns are joined by `|` (`".*weight|.*bias"`).
 
-        Shared parameters appear once. The ``repr`` lists shape (``-1`` = unknown), dtype
-        and state (DECLARED, SHAPED or READY).
+        Returns:
+            A [`ParameterDict`][lateinit.ParameterDict].
+
+        Examples:
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(4), nn.BatchNorm())
+            >>> net.collect_params()
+            ParameterDict(
+              0.weight  (4, -1)  float32  DECLARED
+              0.bias    (4,)     float32  SHAPED
+              1.weight  (-1,)    float32  DECLARED
+              1.bias    (-1,)    float32  DECLARED
+            )
+            >>> list(net.collect_params(".*gamma|.*bias"))
+            ['0.bias', '1.weight', '1.bias']
         """
         pattern = re.compile(select) if select is not None else None
         aliases = gluon_key_map(self)
@@ -809,11 +969,33 @@ class Block(torch.nn.Module):
         return out
 
     def share_parameters(self, other: torch.nn.Module | Mapping[str, torch.Tensor]) -> Block:
-        """Tie this block's parameters to ``other``'s (a Block or ``collect_params()``)
-        by structural name; returns ``self``.
+        """Tie this block's parameters to `other`'s by structural name.
 
-        Known dims of both sides must agree (unknown dims are filled from either side); a
-        conflict raises ``ShapeMismatchError`` naming both parameters and changes nothing.
+        Each parameter of this block whose name `other` also has is replaced by
+        `other`'s object, in any state: training one trains both. Known dims of both
+        sides must agree (unknown dims are filled from either side).
+
+        Args:
+            other: a Block (or any `torch.nn.Module`), or a mapping of names to
+                parameters such as `other.collect_params()`.
+
+        Returns:
+            `self`.
+
+        Raises:
+            ShapeMismatchError: known dims disagree (naming both parameters); nothing is
+                changed.
+
+        Examples:
+            >>> from lateinit import nn
+            >>> a = nn.Dense(4, in_units=3)
+            >>> b = nn.Dense(4).share_parameters(a)
+            >>> b.weight is a.weight, b.weight.shape
+            (True, torch.Size([4, 3]))
+            >>> nn.Dense(4, in_units=5).share_parameters(a)
+            Traceback (most recent call last):
+            ...
+            lateinit.shapes.ShapeMismatchError: cannot share parameter 'weight': ...
         """
         theirs = (
             dict(other.named_parameters()) if isinstance(other, torch.nn.Module) else dict(other)
@@ -848,16 +1030,48 @@ class Block(torch.nn.Module):
         progress: bool | None = None,
     ) -> None:
         """Write every parameter and persistent buffer to a safetensors file keyed by
-        structural names (``"0.weight"``); a shared parameter is written once.
+        structural names (`"0.weight"`); a shared parameter is written once.
 
         Every parameter must be READY (a clear error names the ones that are not, and no
-        file is written). The file is written beside ``path`` under a temporary name,
-        flushed to disk, then renamed over ``path``: a crash leaves the old file or the
-        new one, never a broken one (``sync=False`` skips the flush: see
-        :func:`lateinit.io.save_parameters`). Each tensor's checksum (xxh3) is stored in
-        the file's metadata, so a flipped bit is refused at load (``checksums=False``
-        leaves them out). ``progress``: a bar on stderr (``None``: only for a save over
-        2 s on a terminal).
+        file is written). The file is written beside `path` under a temporary name,
+        flushed to disk, then renamed over `path`: a crash leaves the old file or the
+        new one, never a broken one. Each tensor's checksum (xxh3) is stored in the
+        file's metadata, so a flipped bit is refused at load. Read it back with
+        [`load_parameters`][lateinit.Block.load_parameters], into a READY network or a
+        deferred one.
+
+        Args:
+            path: the file to write (replaced atomically if it exists; through a
+                symlink, the file it points to is replaced).
+            sync: flush the new file to disk before renaming it, so that even a power
+                cut leaves the old file or the complete new one; `False` is faster,
+                and a crashed process still never leaves a broken file.
+            checksums: store a checksum of every tensor's bytes in the metadata;
+                `False` leaves them out.
+            progress: a bar on stderr: `None` shows one only for a save over 2 s on a
+                terminal, `True` always, `False` never.
+
+        Raises:
+            DeferredInitializationError: some parameter is not READY (no file is
+                written).
+
+        Examples:
+            >>> import os, tempfile, torch
+            >>> from safetensors import safe_open
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(4, in_units=3), nn.Dense(2))
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> path = os.path.join(tmp.name, "net.safetensors")
+            >>> net.save_parameters(path)  # layer 1 is not created yet
+            Traceback (most recent call last):
+            ...
+            lateinit.shapes.DeferredInitializationError: cannot save the parameters of ...
+            >>> _ = net(torch.ones(1, 3))
+            >>> net.save_parameters(path)
+            >>> with safe_open(path, "pt") as f:
+            ...     print(sorted(f.keys()))
+            ['0.bias', '0.weight', '1.bias', '1.weight']
+            >>> tmp.cleanup()
         """
         from .io import save_parameters
 
@@ -875,29 +1089,69 @@ class Block(torch.nn.Module):
         progress: bool | None = None,
         key_map: Any = None,
     ) -> Block:
-        """Load a safetensors file written by :meth:`save_parameters` (or a sharded
-        checkpoint: its index, or a directory holding it); returns ``self``.
+        """Load a safetensors file written by
+        [`save_parameters`][lateinit.Block.save_parameters] (or a sharded checkpoint:
+        its index, or a directory holding it); all or nothing.
 
         Into a READY network the values are replaced in place (each parameter stays the
-        same object, in the same memory); into a deferred one the unknown dims are filled
-        from the file and the parameters are created on their device with the file's
-        values, with no forward pass and no initializer run. Everything (keys, shapes,
-        dtypes, the file itself, and with ``verify`` each tensor's checksum) is checked
-        before anything changes: a bad file or a mismatch changes nothing. Never
-        unpickles. ``progress``: a bar on stderr (``None``: only for a load over 2 s on a
-        terminal). See
-        :func:`lateinit.io.load_parameters` for the arguments.
+        same object, in the same memory); into a deferred one (DECLARED or SHAPED) the
+        unknown dims are filled from the file and the parameters are created on their
+        device with the file's values, with no forward pass and no initializer run.
+        Everything (keys, shapes, dtypes, the file itself, and with `verify` each
+        tensor's checksum) is checked before anything changes: a bad file or a mismatch
+        changes nothing. Never unpickles.
 
-        Example:
+        Args:
+            path: a safetensors file; or a sharded checkpoint's index
+                (`model.safetensors.index.json`, Hugging Face's format, the shards
+                beside it); or a directory holding that index or exactly one
+                `*.safetensors` file.
+            allow_missing: leave the network's tensors that the file does not hold as
+                they are (deferred ones stay deferred) instead of raising.
+            ignore_extra: skip the file's keys that the network does not have instead of
+                raising.
+            device: where the values go (default: each parameter's own device; for a
+                deferred one, the device it was meant to be created on).
+            dtype: the floating dtype of the loaded floating tensors. Default: a
+                deferred parameter whose dtype was never chosen takes the file's dtype
+                (a bfloat16 file gives bfloat16 parameters); every other tensor keeps
+                its own.
+            verify: check every value read against the checksum `save_parameters`
+                stored with it (files without checksums load unchecked).
+            progress: a bar on stderr: `None` shows one only for a load over 2 s on a
+                terminal, `True` always, `False` never.
+            key_map: renames the file's keys before they are matched with the
+                network's: a dict of regular expression -> replacement, applied one
+                after the other (a key that ends up empty is dropped), or a callable
+                `key -> new key` (`None` drops the key). See
+                [`zoo.HF_KEY_MAP`][lateinit.zoo.HF_KEY_MAP].
+
+        Returns:
+            `self`.
+
+        Raises:
+            ParameterFileError: the path cannot be read, the file is not valid
+                safetensors (empty, truncated, corrupted, a pickle), values do not
+                match their checksums, or keys are missing or extra.
+            ShapeMismatchError: a stored shape contradicts a known dim.
+            TypeError: a dtype that cannot be converted.
+            FileNotFoundError: the path does not exist.
+
+        Examples:
             >>> import os, tempfile, torch
             >>> from lateinit import nn
             >>> net = nn.Sequential(nn.Dense(4), nn.Dense(2))
             >>> _ = net(torch.ones(1, 3))
-            >>> path = os.path.join(tempfile.mkdtemp(), "net.safetensors")
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> path = os.path.join(tmp.name, "net.safetensors")
             >>> net.save_parameters(path)
-            >>> fresh = nn.Sequential(nn.Dense(4), nn.Dense(2)).load_parameters(path)
+            >>> fresh = nn.Sequential(nn.Dense(4), nn.Dense(2))  # DECLARED
+            >>> fresh[0].weight.shape
+            torch.Size([4, -1])
+            >>> _ = fresh.load_parameters(path)  # READY, with the file's values
             >>> fresh[0].weight.shape, torch.equal(fresh[1].weight, net[1].weight)
             (torch.Size([4, 3]), True)
+            >>> tmp.cleanup()
         """
         from .io import load_parameters
 
@@ -924,7 +1178,7 @@ class Block(torch.nn.Module):
         a SHAPED one is created; a DECLARED one waits for data. A plain torch module
         inside the block runs its own ``reset_parameters()``.
 
-        Example:
+        Examples:
             >>> import torch
             >>> from lateinit import nn
             >>> net = nn.Sequential(nn.Dense(4, in_units=3, weight_initializer="ones"))
@@ -960,7 +1214,14 @@ class Block(torch.nn.Module):
         dims) is a ``DeferredInitializationError`` naming every such tensor, raised
         before anything changes.
 
-        Example:
+        Args:
+            device: where the memory is allocated.
+            recurse: as in torch: include the children's parameters and buffers.
+
+        Returns:
+            `self`.
+
+        Examples:
             >>> import lateinit
             >>> from lateinit import nn
             >>> net = nn.Sequential(nn.Dense(4), nn.Dense(2))
@@ -1063,7 +1324,26 @@ class Block(torch.nn.Module):
         """As in torch; into a deferred network, unknown dims are filled from the stored
         tensors first. If torch reports an error, every deferred parameter this call
         shaped or created is deferred again (READY ones keep what torch copied, as in
-        torch). For an all-or-nothing load from a file, see :meth:`load_parameters`."""
+        torch). For an all-or-nothing load from a file, see
+        [`load_parameters`][lateinit.Block.load_parameters].
+
+        Args:
+            state_dict: as in torch; keys may use Gluon's names (`gamma`, `moving_mean`).
+            strict: as in torch.
+            assign: as in torch.
+
+        Returns:
+            torch's `(missing_keys, unexpected_keys)`.
+
+        Examples:
+            >>> from lateinit import nn
+            >>> trained = nn.Sequential(nn.Dense(4, in_units=3)).initialize()
+            >>> fresh = nn.Sequential(nn.Dense(4))
+            >>> fresh.load_state_dict(trained.state_dict())
+            <All keys matched successfully>
+            >>> fresh[0].weight.shape
+            torch.Size([4, 3])
+        """
         with transaction(_all_tensors(self)):
             result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self._disarm_tree()

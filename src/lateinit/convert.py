@@ -124,16 +124,46 @@ class RecurrentOutput(torch.nn.Module):
 
 
 def to_torch(net: torch.nn.Module, *example_inputs: Any) -> torch.nn.Module:
-    """A network of plain ``torch.nn`` modules sharing ``net``'s parameters and buffers.
+    """A network of plain `torch.nn` modules sharing `net`'s parameters and buffers.
+
+    For tools that look up `type(module)` exactly (some FLOP counters,
+    `torch.ao.quantization.quantize_dynamic`) and for `torch.jit.script`: each lateinit
+    layer becomes its exact torch class (`Dense` -> `Linear`, in a `Sequential` with
+    `Flatten` and the activation when the layer has them; `Conv2D` -> `Conv2d`;
+    `BatchNorm` -> `BatchNorm1d/2d/3d` by the rank of the input it saw...); any other
+    block is copied shallowly with its children converted.
 
     Args:
         net: a READY network (every parameter created).
-        *example_inputs: optional inputs to run ``net`` on once (no gradients) to learn
-            the input rank of ``BatchNorm``/``InstanceNorm`` layers that have not seen
+        *example_inputs: optional inputs to run `net` on once (no gradients) to learn
+            the input rank of `BatchNorm`/`InstanceNorm` layers that have not seen
             data in this process (torch has one class per rank).
 
-    Returns a new module tree; ``net`` is unchanged. The converted network gives the same
-    outputs, and training either one trains both (the parameter objects are shared).
+    Returns:
+        A new module tree; `net` is unchanged. The converted network gives the same
+        outputs, and training either one trains both (the parameter objects are
+        shared).
+
+    Raises:
+        DeferredInitializationError: some parameter is not READY yet (the message names
+            them).
+
+    Examples:
+        >>> import torch
+        >>> import lateinit
+        >>> from lateinit import nn
+        >>> net = nn.Sequential(nn.Dense(4, activation="relu"), nn.Dense(2))
+        >>> x = torch.ones(3, 5)
+        >>> _ = net(x)  # READY
+        >>> plain = lateinit.to_torch(net)
+        >>> plain[0]
+        Sequential(
+          (0): Flatten(start_dim=1, end_dim=-1)
+          (1): Linear(in_features=5, out_features=4, bias=True)
+          (2): ReLU()
+        )
+        >>> torch.equal(plain(x), net(x)), plain[0][1].weight is net[0].weight
+        (True, True)
     """
     pending = [n for n, p in net.named_parameters() if isinstance(p, Parameter)]
     if pending:

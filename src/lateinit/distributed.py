@@ -4,8 +4,8 @@
 parameters when it is constructed, so it wraps a READY network: pass one batch first, or
 call ``net.infer_shape(spec)`` then ``net.initialize()`` (same ``torch.manual_seed`` on
 every rank, or let DDP broadcast rank 0's values). Wrapping a network that is not READY
-raises :class:`~lateinit.DeferredInitializationError` naming every parameter not created
-yet, instead of letting DDP bucket empty placeholders.
+raises [`DeferredInitializationError`][lateinit.DeferredInitializationError] naming every
+parameter not created yet, instead of letting DDP bucket empty placeholders.
 
 **FSDP2** (``torch.distributed.fsdp.fully_shard``) is applied to a SHAPED network (after
 ``infer_shape``, before ``initialize``): ``fully_shard`` sees each deferred parameter as a
@@ -22,9 +22,10 @@ extra memory on each rank is the largest single parameter (plus its shard), not 
 model.
 
 Calling the FSDP network before ``initialize()`` raises
-:class:`~lateinit.DeferredInitializationError` (before FSDP's lazy initialization, so the
-network still works once initialized). ``fully_shard`` on a DECLARED network (unknown
-input sizes) raises it too: sharding needs the full shapes, so call ``infer_shape`` first.
+[`DeferredInitializationError`][lateinit.DeferredInitializationError] (before FSDP's lazy
+initialization, so the network still works once initialized). ``fully_shard`` on a
+DECLARED network (unknown input sizes) raises it too: sharding needs the full shapes, so
+call ``infer_shape`` first.
 
 Example (on every rank, after ``torch.distributed.init_process_group``)::
 
@@ -228,11 +229,25 @@ def _install_fsdp_guard() -> None:
 
 
 def pending_shards(module: torch.nn.Module) -> list[tuple[str, ParamRecord]]:
-    """Structural names and metadata of the lateinit parameters under ``module`` that
-    ``fully_shard`` has sharded but ``initialize()`` has not created yet (meta DTensors).
+    """The lateinit parameters under `module` that FSDP2 sharded but that are not
+    created yet.
 
-    Example:
+    After `fully_shard` on a SHAPED network, each deferred parameter is a `meta` DTensor
+    until `net.initialize()` creates this rank's shard; this lists those parameters (a
+    network with some is not ready to run). Parameters that were not sharded, and
+    networks without FSDP, give an empty list.
+
+    Args:
+        module: the network (any `torch.nn.Module`).
+
+    Returns:
+        `(structural name, record)` pairs, in module order; the record (lateinit's
+        `ParamRecord`) holds the parameter's full logical shape (`record.shape`) and
+        its initializers.
+
+    Examples:
         >>> from lateinit import nn
+        >>> from lateinit.distributed import pending_shards
         >>> pending_shards(nn.Dense(3, in_units=2))  # not sharded: nothing pending
         []
     """
@@ -263,7 +278,23 @@ def _not_created_error(pending: list[tuple[str, ParamRecord]]) -> DeferredInitia
 
 
 def is_dtensor(t: Any) -> bool:
-    """True for a ``torch.distributed.tensor.DTensor`` (without importing that module)."""
+    """Whether `t` is a `torch.distributed.tensor.DTensor`.
+
+    Answers without importing `torch.distributed.tensor` (if nothing imported it, there
+    is no DTensor), so it costs nothing on a single device.
+
+    Args:
+        t: any object.
+
+    Returns:
+        `True` for a DTensor (a parameter sharded by FSDP2, for instance), else `False`.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit.distributed import is_dtensor
+        >>> is_dtensor(torch.ones(2))
+        False
+    """
     module = sys.modules.get("torch.distributed.tensor")
     return module is not None and isinstance(t, module.DTensor)
 
@@ -374,7 +405,7 @@ def _local_part(name: str, full: torch.Tensor, p: Any) -> torch.Tensor:
 
 
 #: The registration of torch's DDP/FSDP2 with the parameter gate (see
-#: :func:`lateinit.parameter.register_integration`): made when this module is imported
+#: `lateinit.parameter.register_integration`): made when this module is imported
 #: (``import lateinit`` does).
 INTEGRATION = GateIntegration(
     prefixes=("torch.nn.parallel.", "torch.distributed."),

@@ -1,15 +1,21 @@
 """Initializers: objects that fill a tensor in place.
 
-Every initializer has one signature, ``init(tensor, *, generator=None, name="")``: it fills
-``tensor`` in place (under ``torch.no_grad()``) drawing random numbers from ``generator``
-and returns it. ``name`` is the parameter's structural name, used by :class:`Mixed`.
-Fans are computed from the tensor's full shape (``(out, in, *kernel)``), as in torch.
+Every initializer has one signature, `init(tensor, *, generator=None, name="")`: it fills
+`tensor` in place (under `torch.no_grad()`) drawing random numbers from `generator`
+and returns it. `name` is the parameter's structural name, used by
+[`Mixed`][lateinit.init.Mixed]. Fans are computed from the tensor's full shape
+(`(out, in, *kernel)`), as in torch.
 
-Wherever an initializer is accepted, a string (``"zeros"``, ``"xavier_uniform"``, ...) or
-one of torch's in-place ``torch.nn.init.*_`` functions (or any callable taking a tensor)
-is accepted too; :func:`resolve` turns them into an :class:`Initializer`.
+An initializer is registered before any shape is known (on a parameter, a layer, or with
+[`Block.initialize`][lateinit.Block.initialize]) and runs when the parameter's shape is
+complete, with the parameter's own seeded generator, so values are reproducible.
 
-Example:
+Wherever an initializer is accepted, a string (`"zeros"`, `"xavier_uniform"`, ...) or
+one of torch's in-place `torch.nn.init.*_` functions (or any callable taking a tensor)
+is accepted too; [`resolve`][lateinit.init.resolve] turns them into an
+[`Initializer`][lateinit.init.Initializer].
+
+Examples:
     >>> import torch
     >>> from lateinit import init
     >>> w = torch.empty(3, 4)
@@ -80,7 +86,14 @@ class Initializer:
     (``arr[:] = ...``) under ``no_grad``; torch's global RNG is seeded from the
     parameter's own seed around the call, so values stay reproducible.
 
-    Example:
+    Calling an initializer, `init(tensor, *, generator=None, name="")`, fills `tensor`
+    in place and returns it; `name` is the parameter's structural name (`"0.weight"`).
+
+    Args:
+        **kwargs: kept for `repr` and equality (a Gluon-style subclass may pass its
+            arguments here).
+
+    Examples:
         >>> import torch
         >>> from lateinit import init
         >>> class Twos(init.Initializer):
@@ -169,7 +182,20 @@ class Initializer:
 
 
 class Constant(Initializer):
-    """Fill with ``value``."""
+    """Fill with `value`.
+
+    Args:
+        value: the number every element gets (a finite `int` or `float`).
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import nn, init
+        >>> init.Constant(0.5)(torch.empty(2, 3)).tolist()
+        [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]
+        >>> layer = nn.Dense(2, weight_initializer=init.Constant(0.5))
+        >>> layer(torch.ones(1, 3)).tolist()  # 3 * 0.5, bias 0
+        [[1.5, 1.5]]
+    """
 
     def __init__(self, value: float) -> None:
         self.value = _number(value, "value", type(self).__name__)
@@ -182,7 +208,16 @@ class Constant(Initializer):
 
 
 class Zero(Constant):
-    """Fill with zeros."""
+    """Fill with zeros (the names `"zeros"` and `"zero"` resolve to it).
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import init
+        >>> init.Zero()(torch.empty(3)).tolist()
+        [0.0, 0.0, 0.0]
+        >>> init.resolve("zeros")
+        Zero()
+    """
 
     def __init__(self) -> None:
         super().__init__(0.0)
@@ -192,7 +227,19 @@ class Zero(Constant):
 
 
 class One(Constant):
-    """Fill with ones."""
+    """Fill with ones (the names `"ones"` and `"one"` resolve to it).
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import nn, init
+        >>> init.One()(torch.empty(2, 2)).tolist()
+        [[1.0, 1.0], [1.0, 1.0]]
+        >>> net = nn.Sequential(nn.Dense(4))
+        >>> _ = net.initialize(init.One())  # registered now, run at the first batch
+        >>> _ = net(torch.zeros(1, 3))
+        >>> net[0].weight.sum().item()
+        12.0
+    """
 
     def __init__(self) -> None:
         super().__init__(1.0)
@@ -202,7 +249,18 @@ class One(Constant):
 
 
 class Uniform(Initializer):
-    """Draw from ``U(-scale, scale)`` (Gluon's default scale 0.07)."""
+    """Draw from `U(-scale, scale)` (Gluon's default scale 0.07).
+
+    Args:
+        scale: the bound of the interval (a finite number >= 0).
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import init
+        >>> w = init.Uniform(0.1)(torch.empty(1000), generator=torch.Generator().manual_seed(0))
+        >>> bool(w.abs().max() <= 0.1), bool(w.min() < 0 < w.max())
+        (True, True)
+    """
 
     def __init__(self, scale: float = 0.07) -> None:
         self.scale = _number(scale, "scale", "Uniform", minimum=0)
@@ -215,7 +273,18 @@ class Uniform(Initializer):
 
 
 class Normal(Initializer):
-    """Draw from ``N(0, sigma**2)`` (Gluon's default sigma 0.01)."""
+    """Draw from `N(0, sigma**2)` (Gluon's default sigma 0.01).
+
+    Args:
+        sigma: the standard deviation (a finite number >= 0).
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import init
+        >>> w = init.Normal(0.01)(torch.empty(10000), generator=torch.Generator().manual_seed(0))
+        >>> round(w.std().item(), 3)
+        0.01
+    """
 
     def __init__(self, sigma: float = 0.01) -> None:
         self.sigma = _number(sigma, "sigma", "Normal", minimum=0)
@@ -235,7 +304,13 @@ class TruncNormal(Initializer):
     accepted as ``sigma=`` (Gluon's ``Normal(sigma)``). Draws with
     ``torch.nn.init.trunc_normal_``.
 
-    Example:
+    Args:
+        mean: the mean of the distribution.
+        stdev: the standard deviation (default 0.01).
+        sigma: the standard deviation under Gluon's name; give `stdev` or `sigma`, not
+            both.
+
+    Examples:
         >>> from lateinit import init
         >>> init.TruncNormal(0.0, 0.02) == init.TruncNormal(stdev=0.02)
         True
@@ -266,7 +341,25 @@ class Xavier(Initializer):
     ``scale = sqrt(magnitude / factor)`` where ``factor`` is ``fan_in``, ``fan_out`` or
     their average (``factor_type``); values are drawn from ``U(-scale, scale)``
     (``rnd_type="uniform"``) or ``N(0, scale**2)`` (``"gaussian"``).
-    ``Xavier("uniform", "in", 1.0)`` is the distribution of ``torch.nn.Linear``'s weight.
+    ``Xavier("uniform", "in", 1.0)`` is the distribution of ``torch.nn.Linear``'s weight
+    (lateinit's default, [`linear_default`][lateinit.init.linear_default]). The fans come
+    from the full shape, so a weight whose input size is inferred from the first batch
+    gets the right scale.
+
+    Args:
+        rnd_type: `"uniform"` or `"gaussian"`.
+        factor_type: `"avg"`, `"in"` or `"out"`: which fan divides `magnitude`.
+        magnitude: the numerator of the scale (a finite number >= 0).
+
+    Examples:
+        >>> import math, torch
+        >>> from lateinit import nn, init
+        >>> w = init.Xavier()(torch.empty(4, 8), generator=torch.Generator().manual_seed(0))
+        >>> bool(w.abs().max() <= math.sqrt(3.0 / ((4 + 8) / 2)))
+        True
+        >>> layer = nn.Dense(4, weight_initializer=init.Xavier("gaussian", "in", 2.0))
+        >>> layer.weight.initializer  # registered while the shape is (4, -1)
+        Xavier(rnd_type='gaussian', factor_type='in', magnitude=2.0)
     """
 
     def __init__(
@@ -303,7 +396,27 @@ class Xavier(Initializer):
 
 
 class MSRAPrelu(Xavier):
-    """He/Kaiming initialization for PReLU of slope ``slope`` (Gluon's ``MSRAPrelu``)."""
+    """He/Kaiming initialization for PReLU of slope `slope` (Gluon's `MSRAPrelu`).
+
+    Draws from `N(0, scale**2)` with `scale = sqrt(2 / (1 + slope**2) / factor)`: a
+    [`Xavier`][lateinit.init.Xavier] with `rnd_type="gaussian"` and magnitude
+    `2 / (1 + slope**2)`. `slope=0` is He initialization for ReLU.
+
+    Args:
+        factor_type: `"avg"`, `"in"` or `"out"`, as for `Xavier`.
+        slope: the negative slope of the PReLU (or leaky ReLU) that follows.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import init
+        >>> init.MSRAPrelu(factor_type="in", slope=0.0).magnitude
+        2.0
+        >>> w = init.MSRAPrelu("in", 0.0)(
+        ...     torch.empty(256, 512), generator=torch.Generator().manual_seed(0)
+        ... )
+        >>> round(w.std().item(), 2)  # sqrt(2 / 512)
+        0.06
+    """
 
     def __init__(self, factor_type: str = "avg", slope: float = 0.25) -> None:
         slope = _number(slope, "slope", "MSRAPrelu")
@@ -315,7 +428,25 @@ class MSRAPrelu(Xavier):
 
 
 class Orthogonal(Initializer):
-    """A (semi-)orthogonal matrix times ``scale``, over the flattened trailing dims."""
+    """A (semi-)orthogonal matrix times `scale`, over the flattened trailing dims.
+
+    The tensor is viewed as a `(shape[0], -1)` matrix; its rows (or columns, whichever
+    are fewer) are orthonormal, then multiplied by `scale`. Needs at least 2 dims (use
+    [`Mixed`][lateinit.init.Mixed] to give biases another initializer).
+
+    Args:
+        scale: the factor applied to the orthogonal matrix (Gluon's default 1.414).
+        rand_type: `"uniform"` or `"normal"`: the distribution of the random matrix
+            that is orthogonalized (QR decomposition).
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import init
+        >>> g = torch.Generator().manual_seed(0)
+        >>> w = init.Orthogonal(scale=1.0)(torch.empty(3, 5), generator=g)
+        >>> torch.allclose(w @ w.T, torch.eye(3), atol=1e-5)
+        True
+    """
 
     def __init__(self, scale: float = 1.414, rand_type: str = "uniform") -> None:
         if rand_type not in ("uniform", "normal"):
@@ -352,10 +483,28 @@ class Orthogonal(Initializer):
 
 
 class Mixed(Initializer):
-    """Pick an initializer by the parameter's name: the first regex of ``patterns`` that
-    matches (``re.match``) decides.
+    """Pick an initializer by the parameter's name: the first regex of `patterns` that
+    matches (`re.match`) decides.
 
-    Example: ``Mixed([".*bias", ".*"], ["zeros", Xavier()])``.
+    The name is the parameter's structural name in the network that was initialized or
+    called (`"0.weight"`, `"body.1.bias"`). A name that matches no pattern is a
+    `ValueError`: end with a catch-all `".*"`.
+
+    Args:
+        patterns: regular expressions, tried in order.
+        initializers: one initializer (or name, or callable) per pattern.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import nn, init
+        >>> mixed = init.Mixed(["0.weight", ".*"], [init.One(), init.Constant(0.5)])
+        >>> net = nn.Sequential(nn.Dense(2, use_bias=False), nn.Dense(2, use_bias=False))
+        >>> _ = net.initialize(mixed)
+        >>> _ = net(torch.ones(1, 3))
+        >>> net[0].weight[0].tolist(), net[1].weight[0].tolist()
+        ([1.0, 1.0, 1.0], [0.5, 0.5])
+        >>> mixed(torch.empty(2), name="1.bias").tolist()
+        [0.5, 0.5]
     """
 
     def __init__(self, patterns: Sequence[str], initializers: Sequence[Any]) -> None:
@@ -470,7 +619,14 @@ def linear_default() -> Xavier:
     """The distribution of ``torch.nn.Linear``'s (and ``ConvNd``'s) weight,
     ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``: the default of lateinit's weights.
 
-    Example:
+    Used when a parameter has no initializer of its own, none was registered with
+    `initialize(init)`, and its layer sets no default; the name `"torch_default"`
+    resolves to it.
+
+    Returns:
+        `Xavier("uniform", "in", 1.0)`.
+
+    Examples:
         >>> from lateinit import init
         >>> init.linear_default()
         Xavier(rnd_type='uniform', factor_type='in', magnitude=1.0)
@@ -479,11 +635,39 @@ def linear_default() -> Xavier:
 
 
 def resolve(obj: Any) -> Initializer:
-    """Turn an initializer, a name, or a callable into an :class:`Initializer`.
+    """Turn an initializer, a name, or a callable into an
+    [`Initializer`][lateinit.init.Initializer].
+
+    What every `init=` argument goes through: an `Initializer` is returned as it is, an
+    `Initializer` subclass is instantiated with no arguments, a name (case-insensitive:
+    `"zeros"`, `"ones"`, `"uniform"`, `"normal"`, `"trunc_normal"`, `"xavier"`,
+    `"xavier_uniform"`, `"xavier_normal"`, `"glorot_uniform"`, `"glorot_normal"`,
+    `"msra"`, `"kaiming_uniform"`, `"kaiming_normal"`, `"he_uniform"`, `"he_normal"`,
+    `"lecun_uniform"`, `"lecun_normal"`, `"orthogonal"`, `"torch_default"`...) gives that
+    initializer, and a callable (`torch.nn.init.zeros_`, any `fn(tensor)` filling it in
+    place) is wrapped; one that takes `generator=` gets the parameter's own generator.
+
+    Args:
+        obj: an initializer, an `Initializer` subclass, a name, or a callable.
+
+    Returns:
+        An `Initializer`.
 
     Raises:
         ValueError: an unknown name (the message lists the known ones).
         TypeError: anything else that is not callable.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import init
+        >>> init.resolve("kaiming_normal")
+        Xavier(rnd_type='gaussian', factor_type='in', magnitude=2.0)
+        >>> init.resolve(torch.nn.init.zeros_)
+        zeros_
+        >>> init.resolve("glorot")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown initializer 'glorot'; known names: ...
     """
     if isinstance(obj, Initializer):
         return obj

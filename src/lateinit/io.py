@@ -119,8 +119,34 @@ _CODES: dict[torch.dtype, str] = {dtype: code for code, dtype in _DTYPES.items()
 
 class ParameterFileError(ValueError, RuntimeError):
     """A parameter file that is not a valid safetensors file, or whose keys do not match
-    the network. A ``ValueError``; also a ``RuntimeError``, which is what torch's
-    ``load_state_dict`` raises for missing and unexpected keys."""
+    the network.
+
+    Raised by [`Block.load_parameters`][lateinit.Block.load_parameters] before anything
+    changes (every parameter stays as it was: a deferred network stays deferred): for
+    a file that cannot be read, is empty, truncated or corrupted (values that do not
+    match their checksums), is not safetensors (a pickle), or has missing or extra
+    keys; the message names the file, the keys and their layers, and the fix. A
+    `ValueError`; also a `RuntimeError`, which is what torch's `load_state_dict` raises
+    for missing and unexpected keys.
+
+    Examples:
+        >>> import os, tempfile, torch
+        >>> from lateinit import nn
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "net.safetensors")
+        >>> nn.Sequential(nn.Dense(4, in_units=3)).initialize().save_parameters(path)
+        >>> net = nn.Sequential(nn.Dense(4), nn.Dense(2))
+        >>> net.load_parameters(path)
+        Traceback (most recent call last):
+        ...
+        lateinit.io.ParameterFileError: cannot load '...net.safetensors' into Sequential; ...
+          - '1.weight' of layer '1' (Dense): not in the file
+          - '1.bias' of layer '1' (Dense): not in the file
+        Fix: pass allow_missing=True to leave the missing ones as they are.
+        >>> net[0].weight  # nothing was changed
+        Parameter(shape=(4, -1), dtype=float32, device=cpu, state=DECLARED)
+        >>> tmp.cleanup()
+    """
 
 
 # -- saving ---------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 An ordered ``dict`` of structural names to parameters with Gluon's methods
 (``initialize``, ``zero_grad``, ``setattr``, ``save``/``load``, ``reset_ctx``...) and
-lookups by Gluon's names (``"1.gamma"`` finds ``"1.weight"``). :class:`BlockParams` is a
+lookups by Gluon's names (``"1.gamma"`` finds ``"1.weight"``). ``BlockParams`` is a
 block's own ``params`` (Gluon 1.x's ``self.params.get(name, shape=...)``). Sits below
-:mod:`lateinit.block`, which returns these; a block is taken as a ``torch.nn.Module``.
+``lateinit.block``, which returns these; a block is taken as a ``torch.nn.Module``.
 """
 
 from __future__ import annotations
@@ -36,11 +36,44 @@ __all__ = ["ParameterDict", "BlockParams"]
 
 
 class ParameterDict(dict[str, torch.nn.Parameter]):
-    """An ordered ``dict`` of structural names to parameters, as ``collect_params`` returns.
+    """An ordered `dict` of structural names to parameters, as `collect_params` returns.
 
-    Its ``repr`` lists each parameter's name, shape (``-1`` = unknown), dtype and state.
-    Keys are torch's names (``"1.weight"``); Gluon's names of the same parameters
-    (``"1.gamma"``) are accepted by lookups (``[]``, ``in``, ``get``).
+    What [`Block.collect_params`][lateinit.Block.collect_params] returns: a plain `dict`
+    (pass it to a torch optimizer as `.values()`, or to
+    [`Trainer`][lateinit.Trainer]) with Gluon's methods for the whole set
+    (`initialize`, `zero_grad`, `setattr`, `save`/`load`, `reset_ctx`...). Its `repr`
+    lists each parameter's name, shape (`-1` = unknown), dtype and state (DECLARED,
+    SHAPED or READY). Keys are torch's names (`"1.weight"`); Gluon's names of the same
+    parameters (`"1.gamma"` for a BatchNorm's weight) are accepted by lookups (`[]`,
+    `in`, `get`).
+
+    Args:
+        *args: as for `dict`.
+        aliases: Gluon's names -> torch's names, for lookups.
+        **kwargs: as for `dict`.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> net = nn.Sequential(nn.Dense(4), nn.BatchNorm())
+        >>> params = net.collect_params()
+        >>> params
+        ParameterDict(
+          0.weight  (4, -1)  float32  DECLARED
+          0.bias    (4,)     float32  SHAPED
+          1.weight  (-1,)    float32  DECLARED
+          1.bias    (-1,)    float32  DECLARED
+        )
+        >>> params["1.gamma"] is net[1].weight  # Gluon's name for BatchNorm's weight
+        True
+        >>> _ = net(torch.ones(2, 3))
+        >>> params
+        ParameterDict(
+          0.weight  (4, 3)  float32  READY
+          0.bias    (4,)    float32  READY
+          1.weight  (4,)    float32  READY
+          1.bias    (4,)    float32  READY
+        )
     """
 
     _aliases: dict[str, str]
@@ -87,12 +120,35 @@ class ParameterDict(dict[str, torch.nn.Parameter]):
         return "ParameterDict(\n" + "\n".join(lines) + "\n)"
 
     def zero_grad(self) -> None:
-        """Set every parameter's gradient to ``None``."""
+        """Set every parameter's gradient to `None` (as torch's `set_to_none`).
+
+        Examples:
+            >>> import torch
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(2))
+            >>> net(torch.ones(1, 3)).sum().backward()
+            >>> net[0].weight.grad.shape
+            torch.Size([2, 3])
+            >>> net.collect_params().zero_grad()
+            >>> net[0].weight.grad is None
+            True
+        """
         for p in self.values():
             p.grad = None
 
     def requires_grad_(self, requires_grad: bool = True) -> ParameterDict:
-        """Set ``requires_grad`` on every parameter (deferred ones included)."""
+        """Set `requires_grad` on every parameter (deferred ones included); returns `self`.
+
+        Args:
+            requires_grad: whether autograd records operations on them.
+
+        Examples:
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(4), nn.Dense(2))
+            >>> _ = net.collect_params("0.*").requires_grad_(False)  # freeze layer 0
+            >>> net[0].weight.requires_grad, net[1].weight.requires_grad
+            (False, True)
+        """
         for p in self.values():
             p.requires_grad_(requires_grad)
         return self
@@ -108,12 +164,24 @@ class ParameterDict(dict[str, torch.nn.Parameter]):
         ctx: Any = None,
         dtype: Any = None,
     ) -> ParameterDict:
-        """Gluon's ``collect_params().initialize(init, ctx, force_reinit=)``: register
-        ``init`` for these parameters (their own initializers still win) and create those
-        whose shape is known; READY ones are left alone with a ``UserWarning`` unless
-        ``force_reinit``. The others are created at the first batch with ``init``.
+        """Gluon's `collect_params().initialize(init, ctx, force_reinit=)`: register
+        `init` for these parameters (their own initializers still win) and create those
+        whose shape is known; READY ones are left alone with a `UserWarning` unless
+        `force_reinit`. The others are created at the first batch with `init`.
 
-        Example:
+        Args:
+            init: the initializer (an [`Initializer`][lateinit.init.Initializer], a
+                name, or a callable).
+            device: where parameters are created.
+            verbose: accepted for Gluon's signature; ignored.
+            force_reinit: draw READY parameters again (from fresh seeds).
+            ctx: Gluon's name for `device`.
+            dtype: the dtype of the parameters created.
+
+        Returns:
+            `self`.
+
+        Examples:
             >>> import torch
             >>> from lateinit import nn, init
             >>> net = nn.Sequential(nn.Dense(3, in_units=2), nn.Dense(1))
@@ -136,11 +204,16 @@ class ParameterDict(dict[str, torch.nn.Parameter]):
         return self
 
     def setattr(self, name: str, value: Any) -> None:
-        """Gluon's ``setattr``: set an attribute on every parameter. ``grad_req`` also sets
-        ``requires_grad`` (``"null"``: no gradient), in every state; ``lr_mult``,
-        ``wd_mult`` and others are plain attributes.
+        """Gluon's `setattr`: set an attribute on every parameter. `grad_req` also sets
+        `requires_grad` (`"null"`: no gradient), in every state; `lr_mult`,
+        `wd_mult` and others are plain attributes (read by
+        [`Trainer`][lateinit.Trainer]).
 
-        Example:
+        Args:
+            name: the attribute (`"grad_req"`, `"lr_mult"`, `"wd_mult"`...).
+            value: its value; for `grad_req`, `"write"`, `"add"` or `"null"`.
+
+        Examples:
             >>> from lateinit import nn
             >>> net = nn.Dense(2, in_units=3)
             >>> net.collect_params().setattr("grad_req", "null")
@@ -157,12 +230,32 @@ class ParameterDict(dict[str, torch.nn.Parameter]):
                 setattr(p, name, value)
 
     def list_ctx(self) -> list[torch.device]:
-        """Gluon's ``list_ctx``: the devices of these parameters (once each, in order)."""
+        """Gluon's `list_ctx`: the devices of these parameters (once each, in order).
+
+        A deferred parameter counts with the device it will be created on.
+
+        Examples:
+            >>> from lateinit import nn
+            >>> nn.Sequential(nn.Dense(4), nn.Dense(2)).collect_params().list_ctx()
+            [device(type='cpu')]
+        """
         return list(dict.fromkeys(p.device for p in self.values()))
 
     def reset_ctx(self, ctx: Any) -> None:
-        """Gluon's ``reset_ctx``: move every parameter to ``ctx`` (a device), keeping each
-        object (deferred ones will be created there)."""
+        """Gluon's `reset_ctx`: move every parameter to `ctx` (a device), keeping each
+        object (deferred ones will be created there).
+
+        Args:
+            ctx: a device (`"cuda:0"`, a `torch.device`).
+
+        Examples:
+            >>> import torch
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(4), nn.Dense(2))  # deferred
+            >>> net.collect_params().reset_ctx("meta")  # created there, later
+            >>> net[0].weight.device, net[1].bias.device
+            (device(type='meta'), device(type='meta'))
+        """
         device = device_arg(ctx, None)
         with transaction(list(self.values())), torch.no_grad():
             for p in self.values():
@@ -172,8 +265,32 @@ class ParameterDict(dict[str, torch.nn.Parameter]):
                     p.data = p.data.to(device)
 
     def save(self, path: str | os.PathLike[str], strip_prefix: str = "") -> None:
-        """Gluon's ``save``: write these parameters to a safetensors file keyed by their
-        names (less ``strip_prefix``). Every parameter must be READY."""
+        """Gluon's `save`: write these parameters to a safetensors file keyed by their
+        names (less `strip_prefix`). Every parameter must be READY.
+
+        For a whole network, [`Block.save_parameters`][lateinit.Block.save_parameters]
+        writes the buffers too, atomically, with checksums.
+
+        Args:
+            path: the file to write.
+            strip_prefix: a prefix every name starts with, left out of the keys.
+
+        Raises:
+            DeferredInitializationError: some parameter is not READY (nothing is written).
+            ValueError: a name does not start with `strip_prefix`.
+
+        Examples:
+            >>> import os, tempfile, torch
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(2, in_units=3)).initialize()
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> path = os.path.join(tmp.name, "params.safetensors")
+            >>> net.collect_params().save(path, strip_prefix="0.")
+            >>> sorted(lateinit.load(path))
+            ['bias', 'weight']
+            >>> tmp.cleanup()
+        """
         waiting = [n for n, p in self.items() if isinstance(p, Parameter)]
         if waiting:
             raise DeferredInitializationError(
@@ -201,11 +318,43 @@ class ParameterDict(dict[str, torch.nn.Parameter]):
         *,
         ctx: Any = None,
     ) -> None:
-        """Gluon's ``load``: read a file written by :meth:`save` into these parameters,
-        all or nothing. Deferred ones take their unknown dims from the file and become
-        READY (created on ``device`` if given); READY ones are overwritten in place.
-        Values are converted to each parameter's dtype, unless ``cast_dtype`` with
-        ``dtype_source="saved"`` (then a parameter takes the file's dtype)."""
+        """Gluon's `load`: read a file written by [`save`][lateinit.ParameterDict.save]
+        into these parameters, all or nothing.
+
+        Deferred ones take their unknown dims from the file and become READY (created on
+        `device` if given), with no forward pass and no initializer; READY ones are
+        overwritten in place. Values are converted to each parameter's dtype, unless
+        `cast_dtype` with `dtype_source="saved"` (then a parameter takes the file's
+        dtype). Keys may use Gluon's names (`"1.gamma"`).
+
+        Args:
+            path: a safetensors file of name -> tensor.
+            device: where deferred parameters are created.
+            allow_missing: leave parameters the file lacks as they are.
+            ignore_extra: skip keys of the file that name no parameter here.
+            restore_prefix: a prefix added to every key of the file (undoes `save`'s
+                `strip_prefix`).
+            cast_dtype: with `dtype_source="saved"`, keep the file's dtypes.
+            dtype_source: `"current"` (the parameters' dtypes) or `"saved"`.
+            ctx: Gluon's name for `device`.
+
+        Raises:
+            ValueError: missing or extra keys, or a shape that contradicts a known dim;
+                nothing is changed.
+
+        Examples:
+            >>> import os, tempfile, torch
+            >>> from lateinit import nn
+            >>> trained = nn.Sequential(nn.Dense(2, in_units=3)).initialize()
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> path = os.path.join(tmp.name, "params.safetensors")
+            >>> trained.collect_params().save(path)
+            >>> fresh = nn.Sequential(nn.Dense(2))  # input size unknown
+            >>> fresh.collect_params().load(path)
+            >>> fresh[0].weight.shape, torch.equal(fresh[0].weight, trained[0].weight)
+            (torch.Size([2, 3]), True)
+            >>> tmp.cleanup()
+        """
         loaded = tensorfile.load(path)
         if not isinstance(loaded, dict):
             raise ValueError(f"{os.fspath(path)!r} holds a list of tensors, not named parameters")

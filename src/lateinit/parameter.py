@@ -77,7 +77,32 @@ def _draw_seed() -> int:
 
 
 class State(str, enum.Enum):
-    """A parameter's place in the lifecycle; compares equal to its name (``"READY"``)."""
+    """A parameter's place in the lifecycle; compares equal to its name (`"READY"`).
+
+    Every lateinit parameter goes DECLARED -> SHAPED -> READY, and only forward:
+
+    - `DECLARED`: some dims are unknown (`-1` in its shape); no memory.
+    - `SHAPED`: every dim is known (from the first batch's shapes,
+      [`Block.infer_shape`][lateinit.Block.infer_shape], or a file), still no memory.
+    - `READY`: created and filled by its initializer (or given values); from then on it
+      is a plain `torch.nn.Parameter`.
+
+    [`state`][lateinit.state] tells the state of any tensor.
+
+    Examples:
+        >>> import torch
+        >>> import lateinit
+        >>> from lateinit import nn
+        >>> net = nn.Sequential(nn.Dense(4))
+        >>> lateinit.state(net[0].weight)
+        DECLARED
+        >>> _ = net.infer_shape((1, 3))
+        >>> lateinit.state(net[0].weight)
+        SHAPED
+        >>> _ = net(torch.ones(1, 3))
+        >>> lateinit.state(net[0].weight) == lateinit.State.READY == "READY"
+        True
+    """
 
     DECLARED = "DECLARED"  #: some dims unknown (-1), no storage
     SHAPED = "SHAPED"  #: every dim known, no storage yet
@@ -378,25 +403,64 @@ _OK_ATTRS = {
 class Parameter(torch.nn.Parameter):
     """A parameter whose shape may be unknown until the first batch.
 
-    Args:
-        shape: the full shape, with ``-1`` (or ``None``) for each unknown dim.
-        init: its own initializer (an :class:`lateinit.init.Initializer`, a name such as
-            ``"zeros"``, or a ``torch.nn.init`` function); when ``None``, the one
-            registered by ``Block.initialize(init)`` or the layer's default is used.
-        dtype: dtype of the values once created (default: torch's default dtype).
-        device: device on which the values will be created (default: the device of the
-            first input, or the one given to ``initialize``/``.to``).
-        requires_grad: as in torch.
+    What a layer declares in its constructor (`Parameter((units, -1))`) when an input
+    size is not known. It goes through the lifecycle DECLARED (some dims `-1`, no
+    memory) -> SHAPED (every dim known, no memory) -> READY: the layer's
+    [`infer_param_shapes`][lateinit.Block.infer_param_shapes] fills the unknown dims
+    from the first input (`p.shape = full_shape`; known dims must agree), then the
+    parameter is created on its device, filled by its initializer from its own seed
+    (drawn at declaration, so values do not depend on when parameters are created). The
+    object stays the same throughout: once READY it is a plain `torch.nn.Parameter`
+    (no longer an instance of this class), so a READY network runs plain torch. Until
+    then any computation with it raises
+    [`DeferredInitializationError`][lateinit.DeferredInitializationError].
 
-    Example:
+    Call it as `Parameter(shape, init=None, *, dtype=None, device=None,
+    requires_grad=True)`, or with Gluon's signature, `Parameter(name, grad_req="write",
+    shape=..., dtype=None, lr_mult=1.0, wd_mult=1.0, init=None, ...)` (a `str` first;
+    a `0` dim in a Gluon shape is unknown too). Its Python signature is therefore
+    `(*args, **kwargs)`; the arguments are listed under "Other Parameters".
+
+    Args:
+        *args: `shape`, then `init` (lateinit's form); or Gluon's `name`, then
+            `grad_req`, `shape`...
+        **kwargs: any of them by name, and the keyword-only ones below.
+
+    Other Parameters:
+        shape (Sequence[int]): the full shape, with `-1` (or `None`) for each unknown
+            dim.
+        init (Initializer | str | Callable | None): its own initializer (an
+            [`Initializer`][lateinit.init.Initializer], a name such as `"zeros"`, or a
+            `torch.nn.init` function); when `None`, the one registered by
+            [`Block.initialize(init)`][lateinit.Block.initialize] or the layer's default
+            is used.
+        dtype (torch.dtype | None): dtype of the values once created (default: torch's
+            default dtype).
+        device (torch.device | str | None): device on which the values will be created
+            (default: the device of the first input, or the one given to
+            `initialize`/`.to`).
+        requires_grad (bool): as in torch.
+        default_init (Initializer | str | Callable | None): for layer authors: the
+            layer's fallback initializer (see `default_init`).
+        in_size_arg (str): for layer authors: the constructor argument that would give
+            the unknown size (`"in_units"`), named in error messages.
+
+    Examples:
+        >>> import torch
         >>> import lateinit
         >>> p = lateinit.Parameter((4, -1), init="ones")
-        >>> p.shape
-        torch.Size([4, -1])
+        >>> p
+        Parameter(shape=(4, -1), dtype=float32, device=cpu, state=DECLARED)
+        >>> p * 2
+        Traceback (most recent call last):
+        ...
+        lateinit.shapes.DeferredInitializationError: Parameter '<unnamed>' with shape (4, -1) ...
         >>> p.shape = (4, 3)  # what a layer's infer_param_shapes does
-        >>> lateinit.parameter.materialize(p)
-        >>> lateinit.is_deferred(p), p.sum().item()
-        (False, 12.0)
+        >>> p.state
+        SHAPED
+        >>> p.initialize()  # created now that the shape is known
+        >>> lateinit.state(p), type(p) is torch.nn.Parameter, p.sum().item()
+        (READY, True, 12.0)
     """
 
     _record: ParamRecord
@@ -518,7 +582,31 @@ class Parameter(torch.nn.Parameter):
     def from_record(
         cls, record: ParamRecord, empty: torch.Tensor, requires_grad: bool
     ) -> Parameter:
-        """A deferred parameter with this record and this (empty) placeholder."""
+        """Internal: a deferred parameter with this record and this (empty) placeholder.
+
+        Plumbing for lateinit's own copies (`deepcopy`, pickling, tools that rebuild
+        parameters as `type(p)(p.to(device), **p.__dict__)`); not meant for user code,
+        which declares parameters with `Parameter(shape, init)`. The record is used as
+        it is, not copied: the new parameter and any other holder of `record` share its
+        shape, initializer and seed (use `private_copy` for an independent copy).
+
+        Args:
+            record: lateinit's record of a parameter (`Parameter.record`).
+            empty: an empty tensor (`numel() == 0`) whose dtype and device are where the
+                values will be created.
+            requires_grad: as in torch.
+
+        Returns:
+            A new deferred parameter (DECLARED or SHAPED, as `record.shape` says).
+
+        Examples:
+            >>> import torch
+            >>> import lateinit
+            >>> p = lateinit.Parameter((2, -1))
+            >>> q = lateinit.Parameter.from_record(p.record, torch.empty(0), True)
+            >>> q.record is p.record, q.shape
+            (True, torch.Size([2, -1]))
+        """
         self = torch.Tensor._make_subclass(cls, empty, requires_grad)
         self._record = record
         return self
@@ -563,23 +651,26 @@ class Parameter(torch.nn.Parameter):
 
     @property
     def is_deferred(self) -> bool:
-        """True until the parameter is READY (then it is a plain torch.nn.Parameter)."""
+        """True until the parameter is READY (then it is a plain `torch.nn.Parameter`, and
+        [`lateinit.is_deferred`][lateinit.is_deferred] answers for any tensor)."""
         return True
 
     @property
     def is_shaped(self) -> bool:
-        """True when every dim is known (SHAPED): it can be materialized."""
+        """True when every dim is known (SHAPED): it can be created."""
         return UNKNOWN not in self._record.shape
 
     @property
     def state(self) -> State:
-        """``DECLARED`` (some dims unknown) or ``SHAPED`` (all known, no storage); see
-        :func:`lateinit.state` for any tensor."""
+        """`DECLARED` (some dims unknown) or `SHAPED` (all known, no storage); see
+        [`lateinit.state`][lateinit.state] for any tensor (a READY one included)."""
         return State.SHAPED if self.is_shaped else State.DECLARED
 
     @property
     def record(self) -> ParamRecord:
-        """lateinit's record of this parameter (see :class:`ParamRecord`)."""
+        """lateinit's record of this parameter (a `ParamRecord`): its logical shape, its
+        initializers, its seed and its names. Internal; it stays with the parameter once
+        READY (for `force_reinit`)."""
         return self._record
 
     @property
@@ -600,7 +691,10 @@ class Parameter(torch.nn.Parameter):
 
     @property
     def initializer(self) -> _init.Initializer:
-        """The initializer that materializing will run."""
+        """The initializer that creating the values will run: its own, else the one
+        registered by `initialize(init)`, else the layer's default, else
+        [`init.linear_default()`][lateinit.init.linear_default]. Setting it sets the
+        parameter's own (a name or callable is resolved)."""
         return self._record.effective_init
 
     @initializer.setter
@@ -652,9 +746,39 @@ class Parameter(torch.nn.Parameter):
         ctx: Any = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        """Gluon's ``Parameter.initialize``: register ``init`` and create the values if
-        the shape is known (see :func:`initialize_parameter`, which works in every state:
-        this method exists only while the parameter is deferred)."""
+        """Gluon's `Parameter.initialize`: register `init` and create the values if the
+        shape is known.
+
+        A DECLARED parameter keeps `init` and is created with it once its shape is
+        known; a SHAPED one is created now (READY). Its own initializer (`init=` at
+        declaration) still wins, as in Gluon. This method exists only while the
+        parameter is deferred: once READY it is a plain `torch.nn.Parameter` (re-draw a
+        whole network with `Block.initialize(force_reinit=True)`).
+
+        Args:
+            init: the initializer to register (an
+                [`Initializer`][lateinit.init.Initializer], a name, or a callable).
+            device: where the values are created.
+            default_init: a fallback initializer, used if the parameter has no default
+                yet.
+            force_reinit: accepted for Gluon's signature; a deferred parameter has no
+                values to re-draw.
+            ctx: Gluon's name for `device`.
+            dtype: the dtype of the values.
+
+        Examples:
+            >>> import torch
+            >>> import lateinit
+            >>> from lateinit import init
+            >>> p = lateinit.Parameter((2, 3))  # SHAPED
+            >>> p.initialize(init.Constant(0.5))
+            >>> lateinit.state(p), p.tolist()
+            (READY, [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]])
+            >>> q = lateinit.Parameter((2, -1))  # DECLARED: init waits for the shape
+            >>> q.initialize(init.One())
+            >>> q.state, q.initializer
+            (DECLARED, One())
+        """
         if default_init is not None and self._record.default is None:
             self.default_init = default_init
         initialize_parameter(
@@ -662,22 +786,72 @@ class Parameter(torch.nn.Parameter):
         )
 
     def set_data(self, value: Any) -> None:
-        """Gluon's ``set_data`` while deferred: READY with a copy of ``value`` (see
-        :func:`set_data`; once READY, ``with torch.no_grad(): p.copy_(value)``)."""
+        """Gluon's `set_data` while deferred: READY with a copy of `value`.
+
+        The copy is in the parameter's dtype and on its device; known dims must agree
+        with `value`'s shape (a [`ShapeMismatchError`][lateinit.ShapeMismatchError]
+        otherwise) and unknown ones are taken from it. No initializer runs. Once READY
+        the parameter is a plain torch tensor: use
+        `with torch.no_grad(): p.copy_(value)`.
+
+        Args:
+            value: a tensor, array or nested list.
+
+        Examples:
+            >>> import torch
+            >>> import lateinit
+            >>> p = lateinit.Parameter((2, -1))
+            >>> p.set_data(torch.ones(2, 3, dtype=torch.float64))
+            >>> lateinit.state(p), p.dtype, tuple(p.shape)
+            (READY, torch.float32, (2, 3))
+        """
         set_data(self, value)
 
     def list_ctx(self) -> list[torch.device]:
-        """Gluon's ``list_ctx``: the device the values will be created on."""
+        """Gluon's `list_ctx`: the device the values will be created on.
+
+        Returns:
+            A list of one device.
+
+        Examples:
+            >>> import lateinit
+            >>> lateinit.Parameter((2, -1)).list_ctx()
+            [device(type='cpu')]
+        """
         return [self.device]
 
     def reset_ctx(self, ctx: Any) -> None:
-        """Gluon's ``reset_ctx`` while deferred: create the values on ``ctx`` instead."""
+        """Gluon's `reset_ctx` while deferred: create the values on `ctx` instead.
+
+        The device is then explicit: the first batch's device no longer moves it.
+
+        Args:
+            ctx: a device (`"cuda:0"`, a `torch.device`).
+
+        Examples:
+            >>> import lateinit
+            >>> p = lateinit.Parameter((2, -1))
+            >>> p.reset_ctx("meta")
+            >>> p.list_ctx()
+            [device(type='meta')]
+        """
         with transaction([self]):
             move_placeholder(self, device_arg(ctx, None), None)
             self._record.device_explicit = True
 
     def cast(self, dtype: Any) -> None:
-        """Gluon's ``cast`` while deferred: create the values in ``dtype`` instead."""
+        """Gluon's `cast` while deferred: create the values in `dtype` instead.
+
+        Args:
+            dtype: a torch dtype or a name such as `"float16"`.
+
+        Examples:
+            >>> import lateinit
+            >>> p = lateinit.Parameter((2, -1))
+            >>> p.cast("float16")
+            >>> p
+            Parameter(shape=(2, -1), dtype=float16, device=cpu, state=DECLARED)
+        """
         with transaction([self]):
             move_placeholder(self, None, as_dtype(dtype))
 
@@ -701,8 +875,24 @@ class Parameter(torch.nn.Parameter):
         return new
 
     def private_copy(self) -> Parameter:
-        """A deferred copy with its own record and a meta placeholder: filling its shape
-        changes nothing anyone else holds (data-free inference works on such copies)."""
+        """Internal: a deferred copy with its own record and a meta placeholder.
+
+        Filling the copy's shape changes nothing anyone else holds: data-free inference
+        ([`Block.infer_shape`][lateinit.Block.infer_shape]) runs layers on such copies.
+        Not meant for user code; the copy is never created (its device is `meta`).
+
+        Returns:
+            A new deferred parameter with a copy of this one's record (same shape,
+            initializers and seed) on the `meta` device.
+
+        Examples:
+            >>> import lateinit
+            >>> p = lateinit.Parameter((4, -1))
+            >>> q = p.private_copy()
+            >>> q.shape = (4, 3)
+            >>> p.shape, q.shape, q.device
+            (torch.Size([4, -1]), torch.Size([4, 3]), device(type='meta'))
+        """
         empty = torch.empty(0, dtype=placeholder(self).dtype, device="meta")
         return self._deferred_copy(empty)
 
@@ -1192,8 +1382,15 @@ def state(tensor: Any) -> State:
     """The lifecycle state of any tensor: ``DECLARED`` or ``SHAPED`` for a deferred
     parameter or buffer, ``READY`` for every other tensor (a READY parameter included).
 
-    Example:
-        >>> import torch, lateinit
+    Args:
+        tensor: any tensor (or other object: not a deferred parameter, so `READY`).
+
+    Returns:
+        A [`State`][lateinit.State].
+
+    Examples:
+        >>> import torch
+        >>> import lateinit
         >>> p = lateinit.Parameter((3, -1))
         >>> lateinit.state(p), lateinit.state(torch.ones(2))
         (DECLARED, READY)
@@ -1215,10 +1412,19 @@ def is_deferred(tensor: Any) -> bool:
     """True for a parameter that is not READY (DECLARED or SHAPED); False for any other
     tensor, a READY parameter included.
 
-    Example:
-        >>> import torch, lateinit
-        >>> lateinit.is_deferred(lateinit.Parameter((3, -1))), lateinit.is_deferred(torch.ones(2))
+    Args:
+        tensor: any tensor (or other object).
+
+    Examples:
+        >>> import torch
+        >>> import lateinit
+        >>> from lateinit import nn
+        >>> net = nn.Sequential(nn.Dense(4))
+        >>> lateinit.is_deferred(net[0].weight), lateinit.is_deferred(torch.ones(2))
         (True, False)
+        >>> _ = net(torch.ones(1, 3))
+        >>> lateinit.is_deferred(net[0].weight)
+        False
     """
     return isinstance(tensor, Parameter)
 

@@ -110,15 +110,33 @@ def in_size(value: Any, arg: str, owner: str) -> int:
 class Spec:
     """The shape and dtype of an input, without data.
 
-    Args:
-        shape: the dims; ``None`` means any size (e.g. the batch).
-        dtype: the input's dtype (default: torch's default dtype).
+    A `Spec` describes what a network would be called with, for
+    [`Block.infer_shape`][lateinit.Block.infer_shape] and
+    [`Block.summary`][lateinit.Block.summary], which run the forward on `meta` tensors
+    and allocate nothing. Wherever a `Spec` is accepted, a tensor (any device, `meta`
+    included) or a plain shape tuple such as `(None, 20)` (in torch's default dtype) is
+    accepted too, and so are nested tuples, lists and dicts of them (for a forward taking
+    several inputs). A `Spec` is needed for another dtype, e.g. `torch.int64` token ids.
+    `infer_shape` also returns its outputs as `Spec`s.
 
-    Example:
+    Args:
+        shape: the dims, each an `int` or `None`; `None` means any size (e.g. the
+            batch): the inference runs at two stand-in sizes, and an output dim that
+            depends on it comes back as `None`.
+        dtype: the input's dtype (default: torch's default dtype, `torch.float32` unless
+            changed).
+
+    Examples:
         >>> import torch
-        >>> from lateinit import Spec
-        >>> Spec((None, 20))
+        >>> import lateinit
+        >>> from lateinit import nn
+        >>> lateinit.Spec((None, 20))
         Spec(shape=(None, 20), dtype=torch.float32)
+        >>> net = nn.Sequential(nn.Embedding(100, 16), nn.Dense(4, flatten=False))
+        >>> net.infer_shape(lateinit.Spec((None, 7), torch.int64))  # token ids
+        Spec(shape=(None, 7, 4), dtype=torch.float32)
+        >>> net[1].weight.shape
+        torch.Size([4, 16])
     """
 
     shape: tuple[int | None, ...]
@@ -131,8 +149,35 @@ class Spec:
 class ShapeMismatchError(ValueError):
     """An input's shape disagrees with a size a layer already knows.
 
-    The message says what happened, what was expected, which layer (its path inside the
-    network that was called, and its type) and how to fix it.
+    Raised when a layer whose parameters are SHAPED or READY gets an input of another
+    size (a first pass that fixed `in_units=3`, then an input with 5 features), when two
+    shared parameters disagree, or when a file's shapes contradict known dims. Nothing
+    changes when it is raised. The message says what happened, what was expected, which
+    layer (its path inside the network that was called, and its type) and how to fix
+    it. A `ValueError`.
+
+    Args:
+        detail: the message.
+        param: the name of the parameter whose known size disagrees, if any.
+        expected: that parameter's shape (`-1` for unknown dims).
+        got: the shape the input implies for it.
+        dim: the parameter's dim where the two disagree.
+        layer: the structural path of the layer (`"0"`, `"body.2"`), set by the block
+            that adds it to the message.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> net = nn.Sequential(nn.Dense(4, in_units=3))
+        >>> net(torch.ones(2, 5))
+        Traceback (most recent call last):
+        ...
+        lateinit.shapes.ShapeMismatchError: layer '0' (Dense) got an input of shape (2, 5), ...
+        >>> try:
+        ...     net(torch.ones(2, 5))
+        ... except ValueError as err:  # a ShapeMismatchError is a ValueError
+        ...     print(err.layer, err.param, err.expected, err.got)
+        0 weight (4, 3) (4, 5)
     """
 
     def __init__(
@@ -154,7 +199,25 @@ class ShapeMismatchError(ValueError):
         self.layer = layer
 
     def with_message(self, message: str, layer: str) -> ShapeMismatchError:
-        """A copy of this error carrying a complete message and the layer's path."""
+        """A copy of this error carrying a complete message and the layer's path.
+
+        Used by a block to add its path and type to the detail a parameter raised; the
+        copy keeps `param`, `expected`, `got`, `dim` and the original `detail`.
+
+        Args:
+            message: the complete message of the copy.
+            layer: the structural path of the layer that raised it.
+
+        Returns:
+            A new `ShapeMismatchError`; this one is unchanged.
+
+        Examples:
+            >>> import lateinit
+            >>> err = lateinit.ShapeMismatchError("weight: 3 vs 5", param="weight", dim=1)
+            >>> named = err.with_message("layer '0' (Dense): weight: 3 vs 5", "0")
+            >>> str(named), named.layer, named.param, named.dim, named.detail
+            ("layer '0' (Dense): weight: 3 vs 5", '0', 'weight', 1, 'weight: 3 vs 5')
+        """
         new = ShapeMismatchError(
             message,
             param=self.param,
@@ -168,4 +231,28 @@ class ShapeMismatchError(ValueError):
 
 
 class DeferredInitializationError(RuntimeError):
-    """A parameter was used before it was READY (its initialization is deferred)."""
+    """A parameter was used before it was READY (its initialization is deferred).
+
+    A deferred parameter (DECLARED: some dims unknown, or SHAPED: every dim known but no
+    values yet) holds no data, so any computation with it, saving it, converting the
+    network, or tracing it raises this error instead of returning garbage. The message
+    names the parameter, its layer and shape (`-1` for an unknown dim), and the fixes:
+    pass one batch through the network, or call
+    [`Block.infer_shape`][lateinit.Block.infer_shape] then
+    [`Block.initialize`][lateinit.Block.initialize], or give the input size when
+    building the layer (`in_units=`). A `RuntimeError`.
+
+    Examples:
+        >>> import torch
+        >>> from lateinit import nn
+        >>> net = nn.Sequential(nn.Dense(4))
+        >>> net[0].weight.shape  # DECLARED: the input size is not known yet
+        torch.Size([4, -1])
+        >>> net[0].weight + 1
+        Traceback (most recent call last):
+        ...
+        lateinit.shapes.DeferredInitializationError: Parameter '0.weight' of Dense ...
+        >>> _ = net(torch.ones(2, 3))  # the first batch creates it
+        >>> (net[0].weight + 1).shape
+        torch.Size([4, 3])
+    """

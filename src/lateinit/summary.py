@@ -82,12 +82,12 @@ def count_params(block: torch.nn.Module, trainable_only: bool = False) -> int:
         DeferredInitializationError: some parameter still has unknown dims (DECLARED); the
             message names it and the fix (``infer_shape(...)`` or one batch).
 
-    Example:
+    Examples:
+        >>> import lateinit
         >>> from lateinit import nn
-        >>> from lateinit.summary import count_params
         >>> net = nn.Sequential(nn.Dense(8), nn.Dense(2))
-        >>> _ = net.infer_shape((1, 3))
-        >>> count_params(net)  # 3*8 + 8 + 8*2 + 2
+        >>> _ = net.infer_shape((1, 3))  # SHAPED: nothing allocated
+        >>> lateinit.count_params(net)  # 3*8 + 8 + 8*2 + 2
         50
     """
     total = 0
@@ -111,15 +111,21 @@ def param_bytes(block: torch.nn.Module) -> dict[torch.dtype, int]:
     Raises:
         DeferredInitializationError: some parameter still has unknown dims (DECLARED).
 
-    Example:
+    Args:
+        block: the network (any `torch.nn.Module`).
+
+    Returns:
+        Bytes per dtype.
+
+    Examples:
         >>> import torch
+        >>> import lateinit
         >>> from lateinit import nn
-        >>> from lateinit.summary import param_bytes
         >>> net = nn.Sequential(nn.Dense(8), nn.Dense(2))
         >>> _ = net.infer_shape((1, 3))
-        >>> param_bytes(net)
+        >>> lateinit.param_bytes(net)
         {torch.float32: 200}
-        >>> param_bytes(net.to(torch.bfloat16))
+        >>> lateinit.param_bytes(net.to(torch.bfloat16))
         {torch.bfloat16: 100}
     """
     out: dict[torch.dtype, int] = {}
@@ -197,10 +203,16 @@ class SummaryTotals:
 
 @dataclass(frozen=True)
 class Summary:
-    """A network's summary: one :class:`SummaryRow` per module, and the totals.
+    """A network's summary: one `SummaryRow` per module, and the totals.
 
-    ``str(summary)`` is the table as plain text; ``summary.print()`` shows it on a terminal
-    (``rich``); ``rows`` and ``totals`` are the data for programs.
+    What [`Block.summary`][lateinit.Block.summary] returns. `str(summary)` is the table
+    as plain text; `summary.print()` shows it on a terminal (`rich`); `rows` and
+    `totals` are the data for programs. Each row (`SummaryRow`) has `path`, `type`,
+    `depth`, `called`, `output` (a [`Spec`][lateinit.Spec]), `output_shape` (as text),
+    `params` (its own), `shared` and `flops` (its children's included); `totals`
+    (`SummaryTotals`) has `params`, `trainable`, `non_trainable`, `param_bytes` (per
+    dtype), `total_bytes`, `flops`, `output` and `deferred` (the names of parameters
+    whose dims are still unknown). Counts are `None` while they are unknown.
 
     Attributes:
         title: the network's class name and its inputs.
@@ -209,6 +221,18 @@ class Summary:
         max_depth: rows nested deeper than this are left out of the table (not of
             ``rows``); ``None`` shows every row.
         none_dims: whether an input had ``None`` dims (FLOPs then depend on them).
+
+    Examples:
+        >>> from lateinit import nn
+        >>> net = nn.Sequential(nn.Dense(8, activation="relu"), nn.Dense(2))
+        >>> s = net.summary((4, 3))  # meta tensors: nothing is allocated
+        >>> s.title
+        'Sequential on (4, 3)'
+        >>> [(r.path, r.type, r.output_shape, r.params) for r in s.rows]
+        [('', 'Sequential', '(4, 2)', 0), ('0', 'Dense', '(4, 8)', 32),
+         ('1', 'Dense', '(4, 2)', 18)]
+        >>> s.totals.params, s.totals.total_bytes, s.totals.flops
+        (50, 200, 320)
     """
 
     title: str
@@ -276,7 +300,34 @@ class Summary:
         return lines
 
     def render(self, width: int = _WIDTH) -> str:
-        """The table as plain text (no colors), ``width`` columns at most."""
+        """The table as plain text (no colors), `width` columns at most; `str(summary)`.
+
+        Args:
+            width: the most columns a line takes (the default is wide enough that rows
+                do not wrap).
+
+        Returns:
+            The table and the totals, lines without trailing spaces.
+
+        Examples:
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(8, activation="relu"), nn.Dense(2))
+            >>> print(net.summary((4, 3)).render(width=80))
+            Sequential on (4, 3)
+            ┏━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━┓
+            ┃ Layer (path) ┃ Type       ┃ Output shape ┃ Params ┃ FLOPs ┃
+            ┡━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━┩
+            │ (network)    │ Sequential │ (4, 2)       │      - │   320 │
+            │ 0            │ Dense      │ (4, 8)       │     32 │   192 │
+            │ 1            │ Dense      │ (4, 2)       │     18 │   128 │
+            └──────────────┴────────────┴──────────────┴────────┴───────┘
+            Parameters        50
+              trainable       50
+              non-trainable   0
+            Memory (float32)  200 B (200 bytes)
+            FLOPs             320 FLOPs (320, forward)
+            Output            (4, 2)
+        """
         from rich.console import Console
 
         console = Console(
@@ -290,7 +341,33 @@ class Summary:
         return self.render()
 
     def print(self, console: Any = None) -> None:
-        """Show the table on ``console`` (default: a new ``rich`` console on stdout)."""
+        """Show the table on `console` (default: a new `rich` console on stdout).
+
+        On a terminal the table has `rich`'s styles; elsewhere it is the text of
+        [`render`][lateinit.Summary.render].
+
+        Args:
+            console: a `rich.console.Console` to print on.
+
+        Examples:
+            >>> from rich.console import Console
+            >>> from lateinit import nn
+            >>> s = nn.Sequential(nn.Dense(3)).summary((2, 4))
+            >>> s.print(Console(width=80, color_system=None))  # s.print() on a terminal
+            Sequential on (2, 4)
+            ┏━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━┓
+            ┃ Layer (path) ┃ Type       ┃ Output shape ┃ Params ┃ FLOPs ┃
+            ┡━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━┩
+            │ (network)    │ Sequential │ (2, 3)       │      - │    48 │
+            │ 0            │ Dense      │ (2, 3)       │     15 │    48 │
+            └──────────────┴────────────┴──────────────┴────────┴───────┘
+            Parameters        15
+              trainable       15
+              non-trainable   0
+            Memory (float32)  60 B (60 bytes)
+            FLOPs             48 FLOPs (48, forward)
+            Output            (2, 3)
+        """
         if console is None:
             from rich.console import Console
 

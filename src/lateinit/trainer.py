@@ -317,7 +317,8 @@ class Trainer:
 
     Args:
         params: ``net.collect_params()`` (or any ``dict`` of names to parameters; the
-            names are used in messages and in :meth:`save_states`), a network (its
+            names are used in messages and in
+            [`save_states`][lateinit.Trainer.save_states]), a network (its
             ``collect_params()``), or any iterable of parameters (then named ``param0``,
             ``param1``, ...). A parameter listed twice (shared) is counted once.
         optimizer: a name — ``sgd``, ``nag`` (SGD with Nesterov momentum, default
@@ -332,30 +333,35 @@ class Trainer:
             element to ``±value`` after rescaling; default none).
         grad_req: Gluon's gradient request, for every parameter (a string) or by name (a
             ``dict``; unnamed ones default to ``"write"``). ``"write"`` (default): each
-            :meth:`step` clears the gradients after the update, so every backward
-            between two steps starts afresh (Gluon's loop needs no ``zero_grad``).
-            ``"add"``: gradients accumulate across steps until :meth:`zero_grad`.
+            [`step`][lateinit.Trainer.step] clears the gradients after the update, so
+            every backward between two steps starts afresh (Gluon's loop needs no
+            ``zero_grad``). ``"add"``: gradients accumulate across steps until
+            [`zero_grad`][lateinit.Trainer.zero_grad].
             ``"null"``: frozen (``requires_grad=False``, never updated). A parameter's
             own ``grad_req`` attribute (``p.grad_req = "add"``, as Gluon's
             ``Parameter.grad_req``) wins over a string given here; a ``dict`` entry wins
             over the attribute.
-        lr_mult, wd_mult: multipliers of the learning rate and weight decay by parameter
-            name (``dict``); a parameter's own ``lr_mult`` / ``wd_mult`` attribute is
-            used otherwise (default 1). As in MXNet, the multiplier scales the
-            parameter's learning rate inside the update (momentum included): the
-            parameter lives in a torch parameter group with ``lr`` and
-            ``weight_decay`` multiplied.
+        lr_mult: multipliers of the learning rate by parameter name (``dict``); a
+            parameter's own ``lr_mult`` attribute is used otherwise (default 1). As in
+            MXNet, the multiplier scales the parameter's learning rate inside the update
+            (momentum included): the parameter lives in a torch parameter group with
+            ``lr`` multiplied.
+        wd_mult: multipliers of the weight decay by parameter name (``dict``); a
+            parameter's own ``wd_mult`` attribute is used otherwise (default 1): its
+            parameter group's ``weight_decay`` is multiplied.
 
     Parameter settings (``grad_req``, ``lr_mult``, ``wd_mult``) are read when the Trainer
-    is built; build a new Trainer (keeping states with :meth:`save_states` /
-    :meth:`load_states`) to change them.
+    is built; build a new Trainer (keeping states with
+    [`save_states`][lateinit.Trainer.save_states] /
+    [`load_states`][lateinit.Trainer.load_states]) to change them.
 
-    The torch optimizer (:attr:`optimizer`) exists from the start and only ever holds
-    READY parameters; deferred ones join their parameter group (the first, unless they
-    have multipliers) at the first :meth:`step` after they become READY. Its step must
-    not need a closure (so not ``LBFGS``).
+    The torch optimizer ([`optimizer`][lateinit.Trainer.optimizer]) exists from the
+    start and only ever holds READY parameters; deferred ones (DECLARED or SHAPED) wait
+    in [`pending`][lateinit.Trainer.pending] and join their parameter group (the first,
+    unless they have multipliers) at the first [`step`][lateinit.Trainer.step] after
+    they become READY. Its step must not need a closure (so not ``LBFGS``).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from lateinit import nn
         >>> from lateinit import Trainer
@@ -585,6 +591,24 @@ class Trainer:
 
         Parameters still deferred (a layer no batch has reached) are skipped, with one
         ``UserWarning`` per layer; they join the optimizer once READY.
+
+        Raises:
+            ValueError: `batch_size` is not positive.
+            RuntimeError: a parameter has no (or a stale) gradient, unless
+                `ignore_stale_grad`.
+
+        Examples:
+            >>> import torch
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(2, weight_initializer="ones"))
+            >>> trainer = lateinit.Trainer(net, "sgd", {"learning_rate": 0.5})
+            >>> trainer.pending  # nothing to optimize yet: the shapes are unknown
+            ['0.weight', '0.bias']
+            >>> net(torch.ones(4, 3)).sum().backward()  # READY; every gradient is 4
+            >>> trainer.step(batch_size=4)  # joins, rescales by 1/4, updates, clears
+            >>> net[0].weight[0].tolist(), net[0].weight.grad  # 1 - 0.5 * 4 / 4
+            ([0.5, 0.5, 0.5], None)
         """
         if not batch_size > 0:
             raise ValueError(f"Trainer.step: batch_size must be > 0, got {batch_size!r}")
@@ -681,9 +705,26 @@ class Trainer:
             )
 
     def zero_grad(self) -> None:
-        """Set every gradient to ``None`` (``set_to_none``, as torch's default): what a
-        ``grad_req="add"`` parameter needs between accumulations (``"write"`` ones are
-        cleared by each :meth:`step` already)."""
+        """Set every gradient to `None` (`set_to_none`, as torch's default).
+
+        What a `grad_req="add"` parameter needs between accumulations (`"write"` ones
+        are cleared by each [`step`][lateinit.Trainer.step] already).
+
+        Examples:
+            >>> import torch
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(2, in_units=3)).initialize()
+            >>> trainer = lateinit.Trainer(net, "sgd", {"learning_rate": 0.1}, grad_req="add")
+            >>> for _ in range(2):  # two backwards accumulate
+            ...     net(torch.ones(1, 3)).sum().backward()
+            >>> net[0].bias.grad.tolist()
+            [2.0, 2.0]
+            >>> trainer.step(batch_size=2)
+            >>> trainer.zero_grad()
+            >>> net[0].bias.grad is None
+            True
+        """
         if self._optimizer is not None:
             self._optimizer.zero_grad(set_to_none=True)
         for _, p in self._pending:
@@ -704,7 +745,19 @@ class Trainer:
 
     def set_learning_rate(self, lr: float) -> None:
         """Set the learning rate of every parameter group (times the group's
-        ``lr_mult``); parameters that join later get it too."""
+        `lr_mult`); parameters that join later get it too.
+
+        Args:
+            lr: the base learning rate.
+
+        Examples:
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> trainer = lateinit.Trainer(nn.Dense(2), "adam", {"learning_rate": 1e-3})
+            >>> trainer.set_learning_rate(1e-4)
+            >>> trainer.learning_rate
+            0.0001
+        """
         self._kwargs["lr"] = lr
         if self._optimizer is not None:
             for group in self._optimizer.param_groups:
@@ -734,6 +787,27 @@ class Trainer:
 
         The file is independent of the order in which parameters joined. It is written
         beside ``path`` under a temporary name, flushed, then renamed over ``path``.
+        States loaded for parameters that are still pending are written too.
+
+        Args:
+            path: the file to write.
+
+        Examples:
+            >>> import os, tempfile, torch
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(2, in_units=3)).initialize()
+            >>> trainer = lateinit.Trainer(net, "adam", {"learning_rate": 1e-3})
+            >>> net(torch.ones(1, 3)).sum().backward()
+            >>> trainer.step(1)
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> path = os.path.join(tmp.name, "trainer.states")
+            >>> trainer.save_states(path)
+            >>> again = lateinit.Trainer(net, "adam", {"learning_rate": 5e-3})
+            >>> again.load_states(path)
+            >>> again.learning_rate, again.optimizer.state[net[0].weight]["step"].item()
+            (0.001, 1.0)
+            >>> tmp.cleanup()
         """
         opt = self._optimizer
         group = opt.param_groups[0] if opt is not None else self._kwargs
@@ -758,14 +832,40 @@ class Trainer:
         atomic_write(os.fspath(path), lambda tmp: torch.save(data, tmp), sync=True)
 
     def load_states(self, path: str | os.PathLike[str]) -> None:
-        """Load a file written by :meth:`save_states`: hyperparameters and per-parameter
-        optimizer state, matched by name.
+        """Load a file written by [`save_states`][lateinit.Trainer.save_states]:
+        hyperparameters and per-parameter optimizer state, matched by name.
 
         States of parameters that are still deferred are kept and applied when they
         join. Never unpickles arbitrary objects (``torch.load(weights_only=True)``).
         Everything is checked before anything changes: a file that is not a states file,
         was written for another optimizer class, or names other parameters or shapes
         raises ``ValueError`` naming the file and the parameter.
+
+        Args:
+            path: a file written by `save_states`.
+
+        Raises:
+            ValueError: not a states file, another optimizer class, other parameter
+                names or shapes (nothing is changed).
+            FileNotFoundError: the path does not exist.
+
+        Examples:
+            >>> import os, tempfile
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(2))  # deferred: its states wait for it
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> path = os.path.join(tmp.name, "trainer.states")
+            >>> lateinit.Trainer(net, "sgd", {"learning_rate": 0.5}).save_states(path)
+            >>> trainer = lateinit.Trainer(net, "sgd", {"learning_rate": 0.1})
+            >>> trainer.load_states(path)
+            >>> trainer.learning_rate
+            0.5
+            >>> lateinit.Trainer(net, "adam").load_states(path)
+            Traceback (most recent call last):
+            ...
+            ValueError: ...: holds the states of a SGD optimizer, but this Trainer uses ...
+            >>> tmp.cleanup()
         """
         path = os.fspath(path)
         try:

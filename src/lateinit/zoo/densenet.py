@@ -24,8 +24,26 @@ def _dense_layer(growth_rate: int, bn_size: int) -> nn.Concatenate:
 def densenet121(num_classes: int = 1000, growth_rate: int = 32, bn_size: int = 4) -> nn.Sequential:
     """DenseNet-121: dense blocks of (6, 12, 24, 16) layers with halving transitions.
 
-    The channel counts of the transitions come from the architecture's own plan
-    (64 + layers * growth_rate), not from any input size.
+    As torchvision's: 7,978,856 parameters at 1000 classes. The channel counts of the
+    transitions come from the architecture's own plan (64 + layers * growth_rate), not
+    from any input size.
+
+    Args:
+        num_classes: the width of the output layer.
+        growth_rate: the channels each dense layer adds.
+        bn_size: the bottleneck width of a dense layer, in multiples of `growth_rate`.
+
+    Returns:
+        An `nn.Sequential`, every parameter deferred.
+
+    Examples:
+        >>> import lateinit
+        >>> from lateinit import zoo
+        >>> net = zoo.densenet121()
+        >>> net.infer_shape((1, 3, 224, 224))
+        Spec(shape=(1, 1000), dtype=torch.float32)
+        >>> lateinit.count_params(net)
+        7978856
     """
     net = nn.Sequential(
         nn.Conv2D(64, 7, strides=2, padding=3, use_bias=False),

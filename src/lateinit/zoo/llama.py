@@ -51,7 +51,7 @@ def rotary(x: torch.Tensor, theta: float = 10000.0, layout: str = "interleaved")
 class Attention(nn.Block):
     """Causal multi-head self-attention with rotary positions and ``n_kv_heads`` key/value
     heads (grouped-query attention when fewer than ``n_heads``). ``rope_theta`` and
-    ``rope_layout`` are :func:`rotary`'s ``theta`` and ``layout``."""
+    ``rope_layout`` are ``rotary``'s ``theta`` and ``layout``."""
 
     def __init__(
         self,
@@ -210,18 +210,51 @@ def llama(
     rope_layout: str = "interleaved",
     tie_embeddings: bool = False,
 ) -> Llama:
-    """A Llama-style decoder (defaults: Llama-2-7B's shape).
+    """A Llama-style decoder (defaults: Llama-2-7B's shape, 6,738,415,616 parameters).
 
-    ``rope_theta`` is the rotary base, ``rope_layout`` which features rotate together
-    (:func:`rotary`; Hugging Face checkpoints use ``"half"``), and ``tie_embeddings=True``
-    computes the logits with the token embedding's weight (no ``output`` layer).
+    Token embedding, `n_layers` pre-norm decoder layers (RMSNorm, causal self-attention
+    with rotary positions and optional grouped-query heads, a SwiGLU MLP), a final
+    RMSNorm and the output projection; its `forward(tokens)` maps `(N, T)` token ids
+    (`int64`) to `(N, T, vocab_size)` logits. Every `Dense` inside is declared without
+    its input size; [`infer_shape`][lateinit.Block.infer_shape] with a `Spec` of
+    `int64` tokens shapes even the 7B model without allocating, ready for
+    `initialize(device=, dtype=)`, FSDP2, or
+    [`load_parameters`][lateinit.Block.load_parameters].
 
-    Example:
+    Args:
+        vocab_size: the number of tokens.
+        dim: the model width (the embedding size).
+        n_layers: the number of decoder layers.
+        n_heads: the number of attention heads (`dim` must be divisible by it).
+        hidden_dim: the width of the SwiGLU MLP.
+        n_kv_heads: the number of key/value heads (grouped-query attention when fewer
+            than `n_heads`, which must be divisible by it); `None`: `n_heads`.
+        norm_eps: the RMSNorms' epsilon.
+        positions: `"rotary"` (rotary embeddings in the attention) or `"learned"` (a
+            learned position embedding added to the tokens').
+        max_seq_len: the longest sequence, for `positions="learned"`.
+        rope_theta: the rotary base.
+        rope_layout: which features rotate together: `"interleaved"` (`2i` with
+            `2i+1`, Meta's reference code) or `"half"` (`i` with `i + head_dim/2`,
+            Hugging Face checkpoints).
+        tie_embeddings: compute the logits with the token embedding's weight (no
+            `output` layer).
+
+    Returns:
+        The network (a `Llama` block), every parameter deferred.
+
+    Examples:
         >>> import torch
+        >>> import lateinit
         >>> from lateinit import zoo
         >>> net = zoo.llama(vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=64)
         >>> net(torch.randint(0, 100, (2, 8))).shape
         torch.Size([2, 8, 100])
+        >>> big = zoo.llama()  # Llama-2-7B, shaped without allocating
+        >>> big.infer_shape(lateinit.Spec((1, 16), torch.int64))
+        Spec(shape=(1, 16, 32000), dtype=torch.float32)
+        >>> lateinit.count_params(big), lateinit.param_bytes(big.to(torch.bfloat16))
+        (6738415616, {torch.bfloat16: 13476831232})
     """
     return Llama(
         vocab_size,
@@ -239,9 +272,6 @@ def llama(
     )
 
 
-#: Hugging Face Llama parameter names (regular expressions) -> :func:`llama`'s structural
-#: names (``re.sub`` replacements). Every tensor is used as it is in the file: the rotary
-#: layout is chosen with ``rope_layout="half"`` instead of permuting ``q``/``k``.
 HF_KEY_MAP: dict[str, str] = {
     r"^model\.embed_tokens\.weight$": "tok_embeddings.weight",
     r"^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$": r"layers.\1.attention.wq.weight",
@@ -256,6 +286,16 @@ HF_KEY_MAP: dict[str, str] = {
     r"^model\.norm\.weight$": "norm.weight",
     r"^lm_head\.weight$": "output.weight",
 }
+"""Hugging Face Llama parameter names (regular expressions) -> [`llama`][lateinit.zoo.llama]'s
+structural names (`re.sub` replacements).
+
+The `key_map` that [`from_hf`][lateinit.zoo.from_hf] gives
+[`Block.load_parameters`][lateinit.Block.load_parameters]; pass it (or a modified copy)
+yourself to load a Llama checkpoint into a network of your own. Every tensor is used as
+it is in the file: the rotary layout is chosen with `rope_layout="half"` instead of
+permuting `q`/`k`. For example `model.layers.3.mlp.gate_proj.weight` becomes
+`layers.3.feed_forward.w1.weight`, and `lm_head.weight` becomes `output.weight`.
+"""
 
 
 def _hf_config(directory: str) -> dict[str, Any]:
@@ -337,29 +377,75 @@ def from_hf(
     key_map: dict[str, str] | Callable[[str], str | None] | None = None,
     **overrides: Any,
 ) -> Llama:
-    """A Hugging Face Llama checkpoint as a :func:`llama` network, every parameter READY.
+    """A Hugging Face Llama checkpoint as a [`llama`][lateinit.zoo.llama] network, every
+    parameter READY.
 
-    ``path_or_dir`` is the directory ``LlamaForCausalLM.save_pretrained`` wrote (or its
-    ``config.json``): ``config.json`` gives :func:`llama`'s arguments (``vocab_size``,
-    ``hidden_size`` -> ``dim``, ``num_hidden_layers``, ``num_attention_heads``,
-    ``num_key_value_heads``, ``intermediate_size`` -> ``hidden_dim``, ``rms_norm_eps``,
-    ``max_position_embeddings``, the rope theta, ``tie_word_embeddings``; rotary layout
-    ``"half"``); ``overrides`` replace any of them. The network is built without sizes
-    and ``model.safetensors`` (or the shards of ``model.safetensors.index.json``) fills
-    every parameter, renamed by :data:`HF_KEY_MAP` (or ``key_map``: regex -> replacement,
-    or a callable key -> name); no initializer runs. The parameters keep the file's dtype
-    (a bfloat16 checkpoint loads as bfloat16) unless ``dtype`` is given. transformers is
-    not needed. A key of the file with no parameter, a parameter the file lacks, or a
-    shape that contradicts ``config.json`` raises, naming the Hugging Face key.
+    `config.json` gives `llama`'s arguments (`vocab_size`, `hidden_size` -> `dim`,
+    `num_hidden_layers`, `num_attention_heads`, `num_key_value_heads`,
+    `intermediate_size` -> `hidden_dim`, `rms_norm_eps`, `max_position_embeddings`, the
+    rope theta, `tie_word_embeddings`; rotary layout `"half"`). The network is built
+    without sizes and `model.safetensors` (or the shards of
+    `model.safetensors.index.json`) fills every parameter, renamed by
+    [`HF_KEY_MAP`][lateinit.zoo.HF_KEY_MAP]: the deferred parameters take their shapes
+    from the file and are created with its values, all or nothing
+    ([`Block.load_parameters`][lateinit.Block.load_parameters]); no initializer runs.
+    The parameters keep the file's dtype (a bfloat16 checkpoint loads as bfloat16)
+    unless `dtype` is given. transformers is not needed.
 
-    Its logits equal ``LlamaForCausalLM``'s on the same tokens (grouped-query attention,
+    Its logits equal `LlamaForCausalLM`'s on the same tokens (grouped-query attention,
     tied or untied embeddings; default rotary positions only).
 
-    Example (``tmp`` holds ``LlamaForCausalLM(config).save_pretrained(tmp)``)::
+    Args:
+        path_or_dir: the directory `LlamaForCausalLM.save_pretrained` wrote, or its
+            `config.json`.
+        dtype: the floating dtype of the parameters (default: the file's).
+        key_map: replaces `HF_KEY_MAP`: a dict of regex -> replacement, or a callable
+            key -> name (`None` drops the key).
+        **overrides: `llama` arguments that replace those from `config.json`
+            (`rope_theta=5e5`).
 
-        net = zoo.from_hf(tmp)                     # config.json + safetensors, READY
-        logits = net(tokens)                       # (N, T, vocab_size)
-        long = zoo.from_hf(tmp, rope_theta=5e5)    # an argument of zoo.llama overridden
+    Returns:
+        The network (a `Llama` block), every parameter READY.
+
+    Raises:
+        FileNotFoundError: no `config.json` in the directory.
+        ValueError: the config is not a Llama model's.
+        NotImplementedError: a config option `llama` does not support (biases, another
+            activation, scaled rotary positions).
+        TypeError: an override that is not an argument of `llama`.
+        ParameterFileError: a key of the file with no parameter, or a parameter the
+            file lacks (naming the Hugging Face key).
+        ShapeMismatchError: a stored shape contradicts `config.json`.
+
+    Examples:
+        A tiny checkpoint written with `safetensors` (what `save_pretrained` writes):
+
+        >>> import json, os, tempfile, torch
+        >>> from safetensors.torch import save_file
+        >>> from lateinit import zoo
+        >>> config = {"model_type": "llama", "vocab_size": 32, "hidden_size": 16,
+        ...           "num_hidden_layers": 1, "num_attention_heads": 2,
+        ...           "intermediate_size": 24}
+        >>> layer = "model.layers.0."
+        >>> shapes = {"model.embed_tokens.weight": (32, 16), "model.norm.weight": (16,),
+        ...           "lm_head.weight": (32, 16), layer + "input_layernorm.weight": (16,),
+        ...           layer + "post_attention_layernorm.weight": (16,),
+        ...           layer + "mlp.gate_proj.weight": (24, 16),
+        ...           layer + "mlp.up_proj.weight": (24, 16),
+        ...           layer + "mlp.down_proj.weight": (16, 24)}
+        >>> for name in "qkvo":
+        ...     shapes[layer + f"self_attn.{name}_proj.weight"] = (16, 16)
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> with open(os.path.join(tmp.name, "config.json"), "w") as f:
+        ...     json.dump(config, f)
+        >>> tensors = {k: torch.full(s, 0.01) for k, s in shapes.items()}
+        >>> save_file(tensors, os.path.join(tmp.name, "model.safetensors"))
+        >>> net = zoo.from_hf(tmp.name)
+        >>> net.layers[0].feed_forward.w1.weight.shape  # from gate_proj
+        torch.Size([24, 16])
+        >>> net(torch.tensor([[1, 2, 3]])).shape
+        torch.Size([1, 3, 32])
+        >>> tmp.cleanup()
     """
     directory = os.fspath(path_or_dir)
     if os.path.basename(directory) == "config.json":

@@ -71,17 +71,49 @@ def _resnet(unit: str, layers: tuple[int, ...], num_classes: int) -> nn.Sequenti
 
 
 def resnet18(num_classes: int = 1000) -> nn.Sequential:
-    """ResNet-18 (11,689,512 parameters at 1000 classes).
+    """ResNet-18 (11,689,512 parameters at 1000 classes), torchvision's architecture.
 
-    Example:
-        >>> import torch
+    The global average pool makes it work at any resolution (224, 96, ...).
+
+    Args:
+        num_classes: the width of the output layer.
+
+    Returns:
+        An `nn.Sequential`, every parameter deferred.
+
+    Examples:
+        >>> import lateinit
         >>> from lateinit import zoo
-        >>> zoo.resnet18(num_classes=10)(torch.rand(1, 3, 64, 64)).shape
-        torch.Size([1, 10])
+        >>> net = zoo.resnet18()
+        >>> net.infer_shape((1, 3, 96, 96))  # meta tensors: nothing is allocated
+        Spec(shape=(1, 1000), dtype=torch.float32)
+        >>> lateinit.count_params(net)
+        11689512
     """
     return _resnet("basic", (2, 2, 2, 2), num_classes)
 
 
 def resnet50(num_classes: int = 1000) -> nn.Sequential:
-    """ResNet-50 (25,557,032 parameters at 1000 classes)."""
+    """ResNet-50 (25,557,032 parameters at 1000 classes), torchvision's architecture.
+
+    Bottleneck units (1x1, 3x3, 1x1 convolutions, 4x expansion) in stages of
+    (3, 4, 6, 3); the global average pool makes it work at any resolution.
+
+    Args:
+        num_classes: the width of the output layer.
+
+    Returns:
+        An `nn.Sequential`, every parameter deferred.
+
+    Examples:
+        >>> import lateinit
+        >>> from lateinit import zoo
+        >>> net = zoo.resnet50()
+        >>> net.infer_shape(lateinit.Spec((None, 3, 224, 224)))
+        Spec(shape=(None, 1000), dtype=torch.float32)
+        >>> lateinit.count_params(net)
+        25557032
+        >>> net[0].weight.shape  # SHAPED: the first convolution's input channels are 3
+        torch.Size([64, 3, 7, 7])
+    """
     return _resnet("bottleneck", (3, 4, 6, 3), num_classes)
