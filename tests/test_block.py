@@ -784,3 +784,38 @@ def test_to_empty_that_fails_changes_nothing():
     assert torch.equal(net[0].weight, before)  # the READY layer kept its values
     assert lateinit.state(net[1].weight) == "DECLARED"
     assert net(torch.ones(1, 3)).shape == (1, 2)
+
+
+class _Scale(lateinit.Block):
+    """A layer of one's own that explains its kernel's failures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = lateinit.Parameter((-1,), init="ones")
+
+    def infer_param_shapes(self, x: torch.Tensor) -> None:
+        self.weight.shape = (x.shape[-1],)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            if x.shape[0] == 0:
+                raise ValueError("an unrelated failure")
+            return x * self.weight
+        except (RuntimeError, ValueError) as err:
+            raise self.explain_error(err, x)
+
+
+def test_explain_error_names_a_custom_layer_and_leaves_it_unchanged():
+    net = nn.Sequential(nn.Dense(3), _Scale())
+    net(torch.ones(2, 5))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(lateinit.ShapeMismatchError) as info:
+        net[1](torch.ones(1, 4))
+    msg = str(info.value)
+    assert "(_Scale)" in msg and "(1, 4)" in msg and "Fix:" in msg, msg
+    assert isinstance(info.value.__cause__, RuntimeError)  # the kernel's error, kept
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    # an error the inputs do not explain is raised as it was
+    with pytest.raises(ValueError, match="an unrelated failure"):
+        net[1](torch.ones(0, 3))
+    assert net[1](torch.ones(1, 3)).shape == (1, 3)

@@ -651,15 +651,54 @@ class Block(torch.nn.Module):
         """Say what input size the layer expects; layers override to name the axis."""
         return f"its parameter {param!r} needs size {size} on dim {dim}"
 
-    def _explain(self, err: BaseException, *inputs: Any) -> BaseException:
-        """Turn a raw kernel error into a named ShapeMismatchError/TypeError when the
-        inputs disagree with this layer's known sizes or dtype; else return ``err``
-        (see :func:`lateinit.explain.explain`).
+    def explain_error(self, err: BaseException, *inputs: Any) -> BaseException:
+        """The error to raise for a failed computation of this layer: a named
+        [`ShapeMismatchError`][lateinit.ShapeMismatchError] or `TypeError` when the
+        inputs disagree with the layer's known sizes or its parameters' dtype, else `err`
+        itself.
 
-        Layers call it from an ``except`` branch around their kernels, so it costs nothing
-        until something fails.
+        For layer authors: once a layer is READY its
+        [`infer_param_shapes`][lateinit.Block.infer_param_shapes] no longer runs, so an
+        input of another size reaches the kernel, whose message (`mat1 and mat2 shapes
+        cannot be multiplied`) names neither the layer nor the fix. Wrap the kernel in
+        `try`/`except` and `raise self.explain_error(err, *inputs)`: the hook runs again,
+        on a private replica of the layer, against the sizes it already knows, and the
+        mismatch is reported like a built-in layer's (the layer's path in the network
+        called, its type, the expected and received shapes, the fix). The `try` costs
+        nothing until something fails; the live layer is never changed.
+
+        Args:
+            err: the exception the computation raised.
+            *inputs: the inputs the layer was called with.
+
+        Returns:
+            The exception to raise (`err` when the inputs do not explain it).
+
+        Examples:
+            >>> import torch
+            >>> import lateinit
+            >>> class Scale(lateinit.Block):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.weight = lateinit.Parameter((-1,), init="ones")
+            ...     def infer_param_shapes(self, x):
+            ...         self.weight.shape = (x.shape[-1],)
+            ...     def forward(self, x):
+            ...         try:
+            ...             return x * self.weight
+            ...         except RuntimeError as err:
+            ...             raise self.explain_error(err, x)
+            >>> layer = Scale()
+            >>> layer(torch.ones(2, 3)).shape
+            torch.Size([2, 3])
+            >>> layer(torch.ones(2, 4))
+            Traceback (most recent call last):
+            ...
+            lateinit.shapes.ShapeMismatchError: layer Scale (the network called) got an input of shape (2, 4), ...
         """
         return explain(self, err, inputs, self._lateinit.fixed_by)
+
+    _explain = explain_error  # the built-in layers' spelling (nn/basic.py explain_call)
 
     # -- public API -----------------------------------------------------------------------
     def initialize(
