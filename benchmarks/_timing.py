@@ -222,22 +222,27 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+#: What a run measures, for :func:`git_commit`'s dirty flag (git pathspecs).
+MEASURED = ("src", "benchmarks", ":!benchmarks/results")
+
+
 def git_commit() -> dict[str, Any] | None:
-    """The commit of the working tree this file is in (``{"commit": short hash, "dirty":
-    uncommitted changes?}``), or None when git or the repository is unavailable."""
-    here = Path(__file__).resolve().parent
+    """The commit of the working tree this file is in, or None when git or the repository
+    is unavailable: ``{"commit": short hash, "dirty": bool}``, dirty when tracked files
+    of what is measured (``src/``, ``benchmarks/`` but its ``results/``) differ from it."""
+    root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=here,
+            cwd=root,
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *MEASURED],
+            cwd=root,
             capture_output=True,
             text=True,
             timeout=10,
