@@ -222,14 +222,15 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-#: What a run measures, for :func:`git_commit`'s dirty flag (git pathspecs).
-MEASURED = ("src", "benchmarks", ":!benchmarks/results")
+#: What a run measures, for :func:`git_commit`'s dirty flag (git pathspecs): the library
+#: and the benchmark scripts, not the results, plots or notes.
+MEASURED = ("src", "benchmarks/*.py", ":!benchmarks/plot.py")
 
 
 def git_commit() -> dict[str, Any] | None:
     """The commit of the working tree this file is in, or None when git or the repository
     is unavailable: ``{"commit": short hash, "dirty": bool}``, dirty when tracked files
-    of what is measured (``src/``, ``benchmarks/`` but its ``results/``) differ from it."""
+    of what is measured (:data:`MEASURED`: ``src/``, the benchmark scripts) differ from it."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(
