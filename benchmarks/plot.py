@@ -156,7 +156,7 @@ def figure(data: dict[str, Any]) -> Any:
             f"{ratio:.3f}{inverse}  ({fmt_value(r['lateinit']['value'], unit)} vs "
             f"{fmt_value(r['peer']['value'], unit)})"
         )
-        right = max(ratio, r.get("target") or 0.0, 1.0 if log else 0.0)
+        right = max(ratio, r.get("target") or 0.0, 1.0)  # clear of the parity line
         x = right * 1.08 if log else right + 0.012 * top
         ax.text(x, y, text, va="center", ha="left", fontsize=8.5, zorder=4)
     ax.axvline(1.0, color="black", lw=0.9, zorder=1)
