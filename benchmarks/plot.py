@@ -22,8 +22,8 @@ From Python (the docs' Benchmarks page embeds the figures inline at build time):
 ``svg(benchmark, results_dir=...)`` is deterministic (fixed ``svg.hashsalt``, text kept
 as text with ``svg.fonttype = "none"``, no date in the metadata): the same JSON gives
 the same text, byte for byte. It starts at ``<svg`` (no XML declaration), so it can be
-pasted into HTML as it is; ids are salted with the benchmark's name so that several
-figures can share one page. matplotlib draws with its object-oriented API
+pasted into HTML as it is; every id is prefixed with the benchmark's name so that
+several figures can share one page. matplotlib draws with its object-oriented API
 (``matplotlib.figure.Figure``): no pyplot, no display; ``main`` also selects the Agg
 backend.
 """
@@ -87,7 +87,7 @@ def _label(row: dict[str, Any]) -> str:
     """The row's name (its case alone where that already starts with the measurement),
     then what it divides by what; wrapped."""
     case, measurement = row["case"], row["measurement"]
-    first = case if case.split()[0] == measurement.split()[0] else row["row"]
+    first = case if case.split()[0].split("(")[0] == measurement.split()[0] else row["row"]
     first = textwrap.fill(first, 58)
     second = textwrap.fill(f"{row['lateinit']['label']} vs {row['peer']['label']}", 62)
     return f"{first}\n{second}"
@@ -133,8 +133,8 @@ def figure(data: dict[str, Any]) -> Any:
     top = max([1.0, *ratios, *targets])
     low = min([1.0, *ratios, *targets])
     # ratios far apart (infer.py: 0.16 and 4.2) read better on a log scale, with the
-    # bars growing from parity; a zero ratio (no RSS growth) needs the linear one
-    log = low > 0 and top / low > 8
+    # bars growing from parity; a ratio near zero (no RSS growth) needs the linear one
+    log = low >= 0.02 and top / low > 8
     colors = [COLORS[r.get("met")] for r in rows]
     if log:
         ax.set_xscale("log")
@@ -151,7 +151,7 @@ def figure(data: dict[str, Any]) -> Any:
         if r.get("target") is not None:
             ax.plot([r["target"]] * 2, [y - 0.42, y + 0.42], color=TARGET_COLOR, lw=2.2, zorder=3)
         unit, ratio = r["unit"], r["ratio"]
-        inverse = f" = 1/{1 / ratio:.1f}" if 0 < ratio < 0.5 else ""
+        inverse = f" = 1/{1 / ratio:.1f}" if 0.01 <= ratio < 0.5 else ""
         text = (
             f"{ratio:.3f}{inverse}  ({fmt_value(r['lateinit']['value'], unit)} vs "
             f"{fmt_value(r['peer']['value'], unit)})"
@@ -190,7 +190,7 @@ def svg(benchmark: str, results_dir: str | os.PathLike[str] = RESULTS) -> str:
     """The SVG text of one benchmark's figure, from ``results_dir/<benchmark>.json``.
 
     Deterministic: the same file gives the same text. It starts at ``<svg`` (no XML
-    declaration), ready to be embedded in HTML.
+    declaration), ready to be embedded in HTML; its ids start with ``<benchmark>-``.
     """
     import matplotlib
 
@@ -201,7 +201,13 @@ def svg(benchmark: str, results_dir: str | os.PathLike[str] = RESULTS) -> str:
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
-    return text[text.index("<svg") :]
+    text = text[text.index("<svg") :]
+    # every id (matplotlib's "figure_1", "patch_3", ... too) prefixed with the
+    # benchmark's name, so that the figures of one HTML page share none
+    prefix = f"{benchmark}-"
+    for old, new in ((' id="', f' id="{prefix}'), ("url(#", f"url(#{prefix}")):
+        text = text.replace(old, new)
+    return text.replace('xlink:href="#', f'xlink:href="#{prefix}')
 
 
 def main(argv: Sequence[str] | None = None) -> int:
