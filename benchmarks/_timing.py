@@ -19,14 +19,18 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import json
+import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,9 +38,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CLOCKS",
     "Comparison",
+    "Results",
+    "add_json_option",
     "add_run_options",
     "clocks_from",
+    "command_line",
     "environment",
+    "environment_facts",
+    "format_environment",
     "fmt_time",
     "interleaved",
     "load_average",
@@ -213,19 +222,81 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+#: What a run measures, for :func:`git_commit`'s dirty flag (git pathspecs): the library
+#: and the benchmark scripts, not the results, plots or notes.
+MEASURED = ("src", "benchmarks/*.py", ":!benchmarks/plot.py")
+
+
+def git_commit() -> dict[str, Any] | None:
+    """The commit of the working tree this file is in, or None when git or the repository
+    is unavailable: ``{"commit": short hash, "dirty": bool}``, dirty when tracked files
+    of what is measured (:data:`MEASURED`: ``src/``, the benchmark scripts) differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *MEASURED],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head, "dirty": bool(status.strip())} if head else None
+
+
+def environment_facts(clock: str | None = None, quick: bool | None = None) -> dict[str, Any]:
+    """Where a run is made, as data: date, torch, python, CPUs, torch threads, the
+    headline clock (None where a script has none), the load average, ``--quick`` and the
+    git commit. :func:`environment` prints the same facts as one line."""
+    import torch
+
+    repo = git_commit()
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "clock": clock,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "quick": quick,
+        "commit": repo["commit"] if repo else None,
+        "dirty": repo["dirty"] if repo else None,
+    }
+
+
+def format_environment(facts: Mapping[str, Any]) -> str:
+    """The one-line form of :func:`environment_facts`."""
+    quick = {True: "; --quick", False: "", None: ""}[facts.get("quick")]
+    commit = ""
+    if facts.get("commit"):
+        commit = f"; commit {facts['commit']}" + (" (dirty)" if facts.get("dirty") else "")
+    return (
+        f"date {facts['date']}; torch {facts['torch']}; python {facts['python']}; "
+        f"{facts['cpus']} CPUs ({facts['machine']}); torch threads {facts['torch_threads']}; "
+        + (f"clock {facts['clock']}; " if facts.get("clock") is not None else "")
+        + "load average "
+        + " ".join(f"{x:.2f}" for x in facts["load_average"])
+        + quick
+        + commit
+    )
+
+
 def environment(clock: str | None = None) -> str:
     """One line on where a run was made: date, torch, python, CPUs, torch threads, the
     headline clock (if given) and the load average."""
-    import torch
-
-    return (
-        f"date {datetime.datetime.now().isoformat(timespec='seconds')}; "
-        f"torch {torch.__version__}; python {platform.python_version()}; "
-        f"{os.cpu_count()} CPUs ({platform.machine()}); torch threads "
-        f"{torch.get_num_threads()}; "
-        + (f"clock {clock}; " if clock is not None else "")
-        + f"load average {load_average()}"
-    )
+    return format_environment(environment_facts(clock))
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -245,11 +316,24 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="clock of the verdict: cpu = process CPU time (default; robust when other "
         "processes share the cores), wall = elapsed time",
     )
+    add_json_option(parser)
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    """``--json PATH``: also write the results as data (:class:`Results`)."""
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the results (environment, one entry per row) as JSON to PATH",
+    )
 
 
 def start_run(args: argparse.Namespace, title: str) -> Console:
     """Set up a run with :func:`add_run_options`' options (torch threads, seed 0) and
-    print its title and :func:`environment` line; returns the console to report on."""
+    print its title and :func:`environment` line; returns the console to report on.
+    The environment's facts are kept in ``args.environment`` (for :class:`Results`)."""
     import torch
     from rich.console import Console
 
@@ -257,10 +341,153 @@ def start_run(args: argparse.Namespace, title: str) -> Console:
     torch.manual_seed(0)
     console = Console(width=None if sys.stdout.isatty() else 170)
     quick = " (--quick: smoke run, figures not meaningful)" if args.quick else ""
-    console.print(f"{title}{quick}\n" + environment(args.clock))
+    args.environment = environment_facts(args.clock, args.quick)
+    console.print(f"{title}{quick}\n" + format_environment(args.environment))
     return console
 
 
 def clocks_from(headline: str) -> tuple[str, ...]:
     """Every clock of :data:`CLOCKS`, the headline one first."""
     return (headline, *(c for c in sorted(CLOCKS) if c != headline))
+
+
+# -- results as data (``--json PATH``) ------------------------------------------------------
+
+#: Version of the JSON layout :meth:`Results.write` produces (``benchmarks/plot.py`` reads it).
+SCHEMA = 1
+
+
+@dataclass
+class Results:
+    """The rows a benchmark run prints, kept as data and written by ``--json PATH``.
+
+    Every row compares lateinit with one peer (``torch.nn``, ``Lazy*``, safetensors,
+    ``torch.save``, ...) on one measurement: both figures in ``unit``, their ratio
+    ``lateinit / peer`` (lower is better for lateinit), and the largest ratio the row's
+    target allows (None when the row is only reported). The scripts fill it from the
+    very values they print, so the file and the printed table cannot disagree.
+
+    Example:
+        >>> r = Results("demo", {"date": "2026-12-01T00:00:00"}, command="demo.py")
+        >>> row = r.add("step", "tiny", "lateinit", 2.0, "torch.nn", 4.0, "s", target=1.03)
+        >>> row["ratio"], row["met"], row["row"]
+        (0.5, True, 'step: tiny')
+    """
+
+    benchmark: str
+    environment: dict[str, Any]
+    command: str = ""
+    note: str | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        measurement: str,
+        case: str,
+        lateinit_label: str,
+        lateinit: float,
+        peer_label: str,
+        peer: float,
+        unit: str,
+        *,
+        target: float | None = None,
+        met: bool | None = None,
+        clock: str | None = None,
+        headline: bool = True,
+        detail: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Add one row; ``ratio`` is ``lateinit / peer`` (None if ``peer`` is 0), ``met``
+        defaults to ``ratio <= target``. ``headline`` is False for a row read on the
+        other clock (the plot shows headline rows only). Returns the row."""
+        ratio = lateinit / peer if peer else None
+        if target is not None and math.isinf(target):
+            target = None
+        if met is None and target is not None and ratio is not None:
+            met = ratio <= target
+        row = {
+            "benchmark": self.benchmark,
+            "row": f"{measurement}: {case}",
+            "measurement": measurement,
+            "case": case,
+            "clock": clock,
+            "headline": headline,
+            "lateinit": {"label": lateinit_label, "value": lateinit},
+            "peer": {"label": peer_label, "value": peer},
+            "unit": unit,
+            "ratio": ratio,
+            "target": target,
+            "met": met,
+            "detail": dict(detail or {}),
+        }
+        self.rows.append(row)
+        return row
+
+    def add_comparison(
+        self,
+        c: Comparison,
+        *,
+        measurement: str | None = None,
+        case: str | None = None,
+        lateinit_label: str | None = None,
+        peer_label: str | None = None,
+        target: float | None = None,
+        headline: bool | None = None,
+        headline_clock: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Add a :class:`Comparison` (medians in seconds on its clock, ``a`` being
+        lateinit's side), with its min-of-medians ratio, per-round ratios and sample
+        count in ``detail``. ``target`` defaults to ``c.target`` (``math.inf``: none);
+        ``headline`` to ``c.clock == headline_clock`` (True without one)."""
+        if headline is None:
+            headline = headline_clock is None or c.clock == headline_clock
+        rr = c.round_ratios
+        return self.add(
+            measurement or c.name,
+            case or c.detail,
+            lateinit_label or c.a_label,
+            c.a_median,
+            peer_label or c.b_label,
+            c.b_median,
+            "s",
+            target=c.target if target is None else target,
+            clock=c.clock,
+            headline=headline,
+            detail={
+                "min_of_medians_ratio": c.ratio_min_of_medians,
+                "round_ratios": [min(rr), max(rr)],
+                "rounds": len(rr),
+                "samples": len(c.a),
+                **(detail or {}),
+            },
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "benchmark": self.benchmark,
+            "command": self.command,
+            "environment": self.environment,
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+            "note": self.note,
+            "rows": self.rows,
+        }
+
+    def write(self, path: str | os.PathLike[str] | None) -> None:
+        """Write the JSON file (nothing when ``path`` is None, i.e. no ``--json``)."""
+        if path is None:
+            return
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.as_dict(), indent=1, ensure_ascii=False) + "\n")
+
+
+def command_line() -> str:
+    """How this run was started, for the JSON file: ``python benchmarks/x.py --opts``
+    (the interpreter's path left out)."""
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(Path(__file__).resolve().parent.parent)
+    except ValueError:
+        pass
+    return " ".join(["python", str(script), *sys.argv[1:]])

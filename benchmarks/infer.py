@@ -38,7 +38,9 @@ marginal per-layer cost 32->64 over 8->16, 1.0 when linear, 4.0 when quadratic; 
 Run: ``python benchmarks/infer.py`` (3-5 minutes on 2 shared cores), ``--quick`` for a
 smoke run on tiny configurations (figures meaningless), ``--profile`` to print where
 lateinit's time goes (also printed when a target is missed). The exit status is 0
-whether targets are met or not: this is a measurement, not a test.
+whether targets are met or not: this is a measurement, not a test. ``--json PATH`` also
+writes the comparisons with torch (Lazy*, ``torch.nn`` on meta) as data (for
+``benchmarks/plot.py``).
 """
 
 from __future__ import annotations
@@ -64,7 +66,17 @@ from rich.console import Console
 from rich.table import Table
 
 import lateinit
-from _timing import Comparison, environment, fmt_time, interleaved, load_average
+from _timing import (
+    Comparison,
+    Results,
+    add_json_option,
+    command_line,
+    environment_facts,
+    fmt_time,
+    format_environment,
+    interleaved,
+    load_average,
+)
 from lateinit import zoo
 from lateinit.zoo.llama import rotary
 
@@ -283,6 +295,10 @@ VARIANTS = {
     ),
 }
 FRESH_VARIANTS = ("lateinit", "lazy", "plain")
+PEER_LABELS = {  # the torch variants as peers of lateinit in the JSON rows
+    "lazy": "torch.nn.Lazy* on meta + dry run",
+    "plain": "torch.nn on meta, every size given",
+}
 
 
 @dataclass
@@ -705,7 +721,10 @@ def compute_targets(
     scale_name: str,
     depths: Sequence[int],
     scaling: dict[int, Phases],
+    data: Results | None = None,
 ) -> list[Target]:
+    """The target lines; with ``data``, also the rows that compare lateinit with torch
+    (Lazy* speedups, ``torch.nn`` construction on meta, RSS growth) as JSON rows."""
     c7 = configs["7B"]
     ph7, _ = timed["7B"]
     li7 = ph7["lateinit"]
@@ -771,6 +790,23 @@ def compute_targets(
                 what, cfg.name, "lateinit", "lazy", series, 1 / SPEEDUP_TARGET, rounds, "wall"
             )
             rr = [1 / r for r in c.round_ratios]
+            if data is not None:
+                goal = {}
+                if key == "7B" and what == "shape pass only":
+                    goal = {"goal": f"lateinit < {fmt_time(TIME_TARGET)}"}
+                    goal["goal_met"] = li7.median("pass", "wall") < TIME_TARGET
+                for clock in ("wall", "cpu"):
+                    data.add_comparison(
+                        replace(c, clock=clock),
+                        measurement=f"vs Lazy*, {what}",
+                        case=f"{cfg.name} ({cfg.label})",
+                        lateinit_label="lateinit "
+                        + ("infer_shape" if "pass" in what else "zoo.llama() + infer_shape"),
+                        peer_label="torch.nn.Lazy* on meta, "
+                        + ("dry run" if "pass" in what else "construction + dry run"),
+                        headline_clock="wall",
+                        detail={"speedup": 1 / c.ratio_on(clock), **goal},
+                    )
             targets.append(
                 (
                     f"{cfg.name} speedup vs Lazy*, {what}",
@@ -781,6 +817,47 @@ def compute_targets(
                     c.met,
                 )
             )
+    if data is not None:
+        for key, cfg in configs.items():
+            _, samples = timed[key]
+            for clock in ("wall", "cpu"):
+                c = Comparison(
+                    "vs torch.nn construction",
+                    cfg.name,
+                    "lateinit",
+                    "plain",
+                    samples,
+                    math.inf,
+                    min(5, repeats[key]),
+                    clock,
+                )
+                data.add_comparison(
+                    c,
+                    case=f"{cfg.name} ({cfg.label})",
+                    lateinit_label="lateinit zoo.llama() + infer_shape",
+                    peer_label=PEER_LABELS["plain"],
+                    headline_clock="wall",
+                )
+            warm_li = fresh.get((key, "lateinit", "warm"))
+            for peer in ("plain", "lazy"):
+                warm_peer = fresh.get((key, peer, "warm"))
+                if not (warm_li and warm_li.runs and warm_peer and warm_peer.runs):
+                    continue
+                goal = {}
+                if key == "7B":
+                    growth = warm_li.median("growth_total_b")
+                    goal = {"goal": f"lateinit < {fmt_mb(RSS_TARGET)}"}
+                    goal["goal_met"] = growth < RSS_TARGET
+                data.add(
+                    "peak RSS growth, warm process",
+                    f"{cfg.name} ({cfg.label})",
+                    "lateinit zoo.llama() + infer_shape",
+                    warm_li.median("growth_total_b") / 1e6,
+                    PEER_LABELS[peer],
+                    warm_peer.median("growth_total_b") / 1e6,
+                    "MB",
+                    detail={"processes": len(warm_li.runs), **goal},
+                )
     names = {"total": "total", "construct": "construction", "pass": "infer_shape"}
     for what, name in names.items():
         lin = {
@@ -856,6 +933,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--child", nargs=3, metavar=("VARIANT", "CONFIG", "MODE"), help=argparse.SUPPRESS
     )
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if args.child:
         return child(*args.child, quick=args.quick)
@@ -870,7 +948,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 170)
     quick = " (--quick: tiny configs, figures meaningless)" if args.quick else ""
     load_start = load_average()
-    console.print(f"lateinit data-free shape inference benchmark{quick}\n" + environment())
+    facts = environment_facts("wall", args.quick)
+    title = f"lateinit data-free shape inference benchmark{quick}"
+    console.print(title + "\n" + format_environment(facts))
     started = time.perf_counter()
 
     # 1. checks (also the first, untimed meta run of every variant in this process)
@@ -904,12 +984,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_end = load_average()
 
     render_times(configs, timed, fresh, console)
-    targets = compute_targets(configs, timed, fresh, repeats, scale_name, depths, scaling)
+    data = Results("infer", facts, command_line())
+    targets = compute_targets(configs, timed, fresh, repeats, scale_name, depths, scaling, data)
     render_targets(targets, scale_name, depths, scaling, console)
     console.print(
         f"load average at start {load_start}, at end {load_end}; "
         f"wall time {time.perf_counter() - started:.0f} s"
     )
+    data.write(args.json)
     if args.profile or (any(ok is False for *_, ok in targets) and not args.quick):
         profile_lateinit(configs["7B"], console)
     return 0

@@ -45,9 +45,10 @@ Face ``model.safetensors.index.json``: lateinit ``load_parameters(index)`` into 
 and a READY network, against ``load_file`` of every shard + ``load_state_dict`` (into
 fresh memory and into a READY twin). Same targets: within 1.2x, peak RSS growth <= 1.1x.
 
-Run: ``python benchmarks/io.py`` (~3 minutes on 2 shared cores, 4-5 GB of free disk in
+Run: ``python benchmarks/io.py`` (~8 minutes on 2 shared cores, 4-5 GB of free disk in
 ``--dir``, default a temporary folder), ``--quick`` for a smoke run (64 MB, figures
-meaningless). Exit status 0 whether targets are met or not: a measurement, not a test.
+meaningless); ``--json PATH`` also writes the target rows as data (for
+``benchmarks/plot.py``). Exit status 0 whether targets are met or not: a measurement, not a test.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from _timing import Results, add_json_option, command_line, environment_facts, format_environment
 
 SAVES = {
     "lateinit save_parameters": "save_lateinit",
@@ -297,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sharded", action="store_true", help="only the sharded loads")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--layers", type=int, default=0, help=argparse.SUPPRESS)
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.dir, args.width, args.layers)))
@@ -304,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.size_mb, args.width, args.repeats = 64, 1024, 2
     layers = max(1, round(args.size_mb * 2**20 / (args.width * args.width * 4)))
+    import torch
+
+    torch.set_num_threads(1)  # as in every worker
+    facts = environment_facts("wall", args.quick)
+    print(format_environment(facts))
+    data = Results("io", facts, command_line())
     folder = Path(tempfile.mkdtemp(prefix="lateinit-io-", dir=args.dir))
     try:
         file_mb = _run("prepare", folder, args.width, layers)["file_mb"]
@@ -319,15 +329,64 @@ def main(argv: list[str] | None = None) -> int:
                     sample = _run(group[name], folder, args.width, layers)
                     results.setdefault(name, []).append(sample)
         if args.sharded:
-            _report_sharded(results, file_mb)
+            _report_sharded(results, file_mb, data)
         else:
-            _report(results, file_mb)
+            _report(results, file_mb, data)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if args.json:
+        data.note = (
+            f"{layers} x Dense({args.width}) float32, file {file_mb:.0f} MB; {args.repeats} "
+            "samples per variant, each in a fresh process; medians of wall time; peak RSS "
+            "growth is the largest of the samples"
+            + ("; --sharded: only the sharded loads" if args.sharded else "")
+        )
+        data.write(args.json)
     return 0
 
 
-def _report(results: dict[str, list[dict[str, float]]], file_mb: float) -> None:
+def _row(
+    data: Results,
+    measurement: str,
+    label: str,
+    a: str,
+    b: str,
+    value: dict[str, float],
+    unit: str,
+    target: float | None,
+    results: dict[str, list[dict[str, float]]],
+) -> None:
+    """One target line as a JSON row: ``a`` (lateinit) against ``b``, medians in seconds
+    (``unit`` "s") or peak RSS growth in MB."""
+    key = "seconds" if unit == "s" else "rss_mb"
+    data.add(
+        measurement,
+        label,
+        a,
+        value[a],
+        b,
+        value[b],
+        unit,
+        target=target,
+        clock="wall" if unit == "s" else None,
+        detail={"samples": {n: [s[key] for s in results[n]] for n in (a, b)}},
+    )
+
+
+def _rss_row(data: Results, name: str, rss_mb: float, file_mb: float, target: float) -> None:
+    data.add(
+        "peak RSS growth",
+        name,
+        name,
+        rss_mb,
+        "the file's size",
+        file_mb,
+        "MB",
+        target=target,
+    )
+
+
+def _report(results: dict[str, list[dict[str, float]]], file_mb: float, data: Results) -> None:
     med = {n: statistics.median(s["seconds"] for s in r) for n, r in results.items()}
     rss = {n: max(s["rss_mb"] for s in r) for n, r in results.items()}
     for name, samples in results.items():
@@ -379,6 +438,8 @@ def _report(results: dict[str, list[dict[str, float]]], file_mb: float) -> None:
         ratio = med[a] / med[b]
         goal = "(reported)" if "reference" in label else ("met" if ratio <= TARGET else "MISSED")
         print(f"target {label}: ratio {ratio:.3f}; goal <= {TARGET}: {goal}")
+        target = None if "reference" in label else TARGET
+        _row(data, label.split(maxsplit=1)[0].split("(")[0], label, a, b, med, "s", target, results)
     checksum_checks = [
         (
             "save with checksums vs without (sync=False)",
@@ -400,13 +461,17 @@ def _report(results: dict[str, list[dict[str, float]]], file_mb: float) -> None:
         ratio = med[a] / med[b]
         goal = "met" if ratio <= CHECKSUM_TARGET else "MISSED"
         print(f"target {label}: ratio {ratio:.3f}; goal <= {CHECKSUM_TARGET}: {goal}")
+        _row(data, "checksums", label, a, b, med, "s", CHECKSUM_TARGET, results)
     for name in ("lateinit load_parameters (deferred)", "lateinit load_parameters (READY)"):
         ratio = rss[name] / file_mb
         goal = "met" if ratio <= TARGET else "MISSED"
         print(f"target peak RSS growth, {name}: {ratio:.2f}x the file; goal <= {TARGET}: {goal}")
+        _rss_row(data, name, rss[name], file_mb, TARGET)
 
 
-def _report_sharded(results: dict[str, list[dict[str, float]]], file_mb: float) -> None:
+def _report_sharded(
+    results: dict[str, list[dict[str, float]]], file_mb: float, data: Results
+) -> None:
     med = {n: statistics.median(s["seconds"] for s in r) for n, r in results.items()}
     rss = {n: max(s["rss_mb"] for s in r) for n, r in results.items()}
     for name in SHARDED:
@@ -420,6 +485,7 @@ def _report_sharded(results: dict[str, list[dict[str, float]]], file_mb: float) 
         ratio = med[ours] / med[raw]
         goal = "met" if ratio <= TARGET else "MISSED"
         print(f"target {ours} vs {raw}: ratio {ratio:.3f}; goal <= {TARGET}: {goal}")
+        _row(data, "load", f"{ours} vs {raw}", ours, raw, med, "s", TARGET, results)
     for name in names[:2]:
         ratio = rss[name] / file_mb
         goal = "met" if ratio <= SHARDED_RSS_TARGET else "MISSED"
@@ -427,6 +493,7 @@ def _report_sharded(results: dict[str, list[dict[str, float]]], file_mb: float) 
             f"target peak RSS growth, {name}: {ratio:.2f}x the checkpoint; "
             f"goal <= {SHARDED_RSS_TARGET}: {goal}"
         )
+        _rss_row(data, name, rss[name], file_mb, SHARDED_RSS_TARGET)
 
 
 if __name__ == "__main__":

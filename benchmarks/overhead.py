@@ -20,7 +20,8 @@ grow when other processes take the cores; the other clock's ratio is shown besid
 
 Run: ``python benchmarks/overhead.py`` (about 2 minutes on 2 CPU cores), or
 ``--quick`` for a smoke run of a few seconds (smaller compute-bound MLP, few repeats:
-its figures mean nothing). The exit status is 0 whether targets are met or not: this is
+its figures mean nothing); ``--json PATH`` also writes the rows as data (for
+``benchmarks/plot.py``). The exit status is 0 whether targets are met or not: this is
 a measurement, not a test.
 """
 
@@ -39,7 +40,9 @@ from rich.table import Table
 
 from _timing import (
     Comparison,
+    Results,
     add_run_options,
+    command_line,
     fmt_time,
     interleaved,
     start_run,
@@ -360,6 +363,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"measuring {what}, {case.name} ({case.label}) ...")
         results.append(run())
     render(results, console)
+    if args.json:
+        data = Results("overhead", args.environment, command_line())
+        other = "wall" if args.clock == "cpu" else "cpu"
+        for c in results:
+            data.add_comparison(
+                c, peer_label="torch.nn", detail={f"ratio_{other}": c.ratio_on(other)}
+            )
+        data.write(args.json)
     return 0
 
 

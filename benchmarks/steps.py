@@ -22,7 +22,8 @@ output. The two steps are then timed interleaved (``_timing.interleaved``, ABBA 
 the process CPU-time clock and the wall clock. Target: ratio lateinit/torch <= 1.03.
 
 Run: ``python benchmarks/steps.py`` (about 2 minutes on 2 CPU cores), or ``--quick`` for
-a smoke run of a few seconds (32x32 images, few samples: figures mean nothing). The exit
+a smoke run of a few seconds (32x32 images, few samples: figures mean nothing);
+``--json PATH`` also writes the rows as data (for ``benchmarks/plot.py``). The exit
 status is 0 whether the target is met or not: this is a measurement, not a test; it is 1
 if a check before timing fails (then the two networks are not comparable).
 """
@@ -41,8 +42,10 @@ from rich.table import Table
 
 from _timing import (
     Comparison,
+    Results,
     add_run_options,
     clocks_from,
+    command_line,
     fmt_time,
     interleaved,
     start_run,
@@ -389,6 +392,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[bold red]CHECK FAILED, the networks are not comparable:[/] {err}")
         return 1
     render(results, args.clock, console)
+    if args.json:
+        data = Results("steps", args.environment, command_line())
+        for c, number in results:
+            data.add_comparison(
+                c,
+                measurement="training step",
+                case=f"{c.name} ({c.detail})",
+                peer_label="torch.nn",
+                headline_clock=args.clock,
+                detail={"steps_per_sample": number},
+            )
+        data.write(args.json)
     return 0
 
 

@@ -25,13 +25,15 @@ Trainer step and one plain-torch step from the same weights give the same weight
 Target: ratio trainer/torch <= 1.03.
 
 Run: ``python benchmarks/train.py`` (about 3 minutes on 2 CPU cores), or ``--quick`` for a
-smoke run of a few seconds (figures mean nothing). The exit status is 0 whether the target
+smoke run of a few seconds (figures mean nothing); ``--json PATH`` also writes the rows as
+data (for ``benchmarks/plot.py``). The exit status is 0 whether the target
 is met or not; 1 if a check before timing fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,8 +45,10 @@ from rich.table import Table
 
 from _timing import (
     Comparison,
+    Results,
     add_run_options,
     clocks_from,
+    command_line,
     fmt_time,
     interleaved,
     load_average,
@@ -331,6 +335,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load average at the end " + load_average(),
         soft_wrap=False,
     )
+    if args.json:
+        data = Results("train", args.environment, command_line())
+        peers = {
+            "torch": "torch.nn + torch.optim.SGD",
+            "lateinit+SGD": "lateinit + torch.optim.SGD",
+        }
+        for row in rows:
+            c = row.comparison
+            data.add_comparison(
+                c,
+                measurement="training step" if row.target is not None else "Trainer overhead",
+                case=f"{c.name} ({c.detail})",
+                lateinit_label="lateinit.Trainer",
+                peer_label=peers[c.b_label],
+                target=math.inf if row.target is None else row.target,
+                headline_clock=args.clock,
+                detail={"steps_per_sample": row.number},
+            )
+        data.write(args.json)
     return 0
 
 

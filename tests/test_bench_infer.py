@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_json import check_results
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def test_infer_quick_runs_and_prints_table() -> None:
+def test_infer_quick_runs_and_prints_table(tmp_path) -> None:
+    json_path = tmp_path / "x.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "infer.py"), "--quick"],
+        [sys.executable, str(BENCHMARKS / "infer.py"), "--quick", "--json", str(json_path)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -53,3 +56,23 @@ def test_infer_quick_runs_and_prints_table() -> None:
     assert sum("linear in layers" in n for n in names) == 3, out
     assert len(re.findall(r"^layers \[tiny-7B, \d+ layers\]: ", out, re.M)) == 4, out
     assert "Targets (docs/design.md, Promises)" in out and "load average" in out, out
+    # --json: the speedup lines as rows (ratio = lateinit / Lazy* = 1 / speedup), on
+    # both clocks, and lateinit against torch.nn construction on meta
+    data = check_results(json_path, "infer")
+    printed = re.findall(
+        r"^target (\S+) speedup vs Lazy\*, (.+?): (\d+\.\d+)x \(.*cpu (\d+\.\d+)x\)", out, re.M
+    )
+    assert len(printed) == 4, out
+    rows = {
+        (r["case"].split()[0], r["measurement"].removeprefix("vs Lazy*, "), r["clock"]): r
+        for r in data["rows"]
+        if r["measurement"].startswith("vs Lazy*")
+    }
+    assert len(rows) == 8
+    for config, what, wall, cpu in printed:
+        for clock, speedup in (("wall", wall), ("cpu", cpu)):
+            row = rows[(config, what, clock)]
+            assert f"{1 / row['ratio']:.1f}" == speedup, (row, speedup)
+            assert row["headline"] == (clock == "wall") and row["target"] == 0.2
+    assert sum(r["measurement"] == "vs torch.nn construction" for r in data["rows"]) == 4
+    assert data["environment"]["clock"] == "wall"

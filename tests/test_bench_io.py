@@ -4,16 +4,23 @@ figures are never asserted here."""
 from __future__ import annotations
 
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from bench_json import check_results, ratios
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def test_io_quick_runs_and_prints_every_line(tmp_path) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    json_path = tmp_path / "x.json"
+    cmd = [sys.executable, str(BENCHMARKS / "io.py"), "--quick", "--dir", str(folder)]
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "io.py"), "--quick", "--dir", str(tmp_path)],
+        [*cmd, "--json", str(json_path)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -42,4 +49,17 @@ def test_io_quick_runs_and_prints_every_line(tmp_path) -> None:
     assert len(verdicts) == 10, out
     checksums = re.findall(r"^target (.+): ratio [\d.]+; goal <= 1\.15: (met|MISSED)$", out, re.M)
     assert len(checksums) == 3, out
-    assert list(tmp_path.iterdir()) == []  # the benchmark cleans up its files
+    assert list(folder.iterdir()) == []  # the benchmark cleans up its files
+    # --json: one row per printed target line, the same figures
+    data = check_results(json_path, "io")
+    times = dict(re.findall(r"^target (.+): ratio (\d+\.\d+); goal", out, re.M))
+    assert ratios(data, lambda r: r["case"] if r["unit"] == "s" else None) == times
+    rss = dict(re.findall(r"^target peak RSS growth, (.+): (\d+\.\d+)x the file", out, re.M))
+    assert ratios(data, lambda r: r["case"] if r["unit"] == "MB" else None, ".2f") == rss
+    for r in data["rows"]:
+        assert r["lateinit"]["label"].startswith("lateinit "), r
+        if r["unit"] == "s":  # the medians of the samples it also lists
+            for side in ("lateinit", "peer"):
+                samples = r["detail"]["samples"][r[side]["label"]]
+                assert r[side]["value"] == statistics.median(samples), r
+    assert "--quick" in data["command"] and data["environment"]["quick"] is True

@@ -12,14 +12,16 @@ from types import ModuleType
 import pytest
 import torch
 
+from bench_json import check_results, ratios
 from lateinit import nn
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def test_steps_quick_runs_and_prints_ratios() -> None:
+def test_steps_quick_runs_and_prints_ratios(tmp_path) -> None:
+    json_path = tmp_path / "x.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "steps.py"), "--quick"],
+        [sys.executable, str(BENCHMARKS / "steps.py"), "--quick", "--json", str(json_path)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -36,6 +38,15 @@ def test_steps_quick_runs_and_prints_ratios() -> None:
     # both networks have the same number of parameters (the script asserts it too)
     counts = re.findall(r"parameters lateinit ([\d,]+), torch ([\d,]+)", out)
     assert len(counts) == 2 and all(a == b for a, b in counts), out
+    # --json: one row per printed ratio line, the same figures
+    data = check_results(json_path, "steps")
+    printed = re.findall(r"^ratio step \[(\S+): (.*)\] (cpu|wall): (\d+\.\d+) ", out, re.M)
+    assert ratios(data, lambda r: (r["case"], r["clock"])) == {
+        (f"{net} ({detail})", clock): ratio for net, detail, clock, ratio in printed
+    }
+    assert all(r["headline"] == (r["clock"] == "cpu") for r in data["rows"])
+    assert {r["peer"]["label"] for r in data["rows"]} == {"torch.nn"}
+    assert {r["target"] for r in data["rows"]} == {1.03}
 
 
 def _load_steps() -> ModuleType:

@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_json import check_results, ratios
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def test_train_quick_runs_and_prints_ratios() -> None:
+def test_train_quick_runs_and_prints_ratios(tmp_path) -> None:
+    json_path = tmp_path / "x.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "train.py"), "--quick"],
+        [sys.executable, str(BENCHMARKS / "train.py"), "--quick", "--json", str(json_path)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -33,3 +36,18 @@ def test_train_quick_runs_and_prints_ratios() -> None:
     assert out.count("same weights after one Trainer step and one torch step") == 2, out
     counts = re.findall(r"parameters lateinit ([\d,]+), torch ([\d,]+)", out)
     assert len(counts) == 2 and all(a == b for a, b in counts), out
+    # --json: one row per printed ratio line, the same figures
+    data = check_results(json_path, "train")
+    printed = re.findall(
+        r"^ratio (train|trainer-overhead) \[(\S+): (.*)\] (cpu|wall): (\d+\.\d+) ", out, re.M
+    )
+    kinds = {"train": "training step", "trainer-overhead": "Trainer overhead"}
+    assert ratios(data, lambda r: (r["measurement"], r["case"], r["clock"])) == {
+        (kinds[kind], f"{net} ({detail})", clock): ratio
+        for kind, net, detail, clock, ratio in printed
+    }
+    for r in data["rows"]:
+        assert r["lateinit"]["label"] == "lateinit.Trainer"
+        reported = r["measurement"] == "Trainer overhead"
+        assert r["target"] == (None if reported else 1.03), r
+        assert r["peer"]["label"].endswith("torch.optim.SGD"), r
