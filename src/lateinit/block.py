@@ -963,6 +963,54 @@ class Block(torch.nn.Module):
 
         return summary(self, *inputs, max_depth=max_depth)
 
+    def plot(
+        self,
+        *inputs: Any,
+        path: str | os.PathLike[str] | None = None,
+        max_depth: int | None = None,
+        show_shapes: bool = True,
+        show_params: bool = True,
+    ) -> str:
+        """A picture of the network as SVG: one box per layer in call order, each with its
+        path, type, output shape and parameter count; containers framed around their
+        children. Returns the SVG text, and writes it to ``path`` (an ``.svg`` file).
+
+        Like [`Block.summary`][lateinit.Block.summary], it runs the forward on meta
+        tensors, here on a private replica: nothing is allocated and the network does not
+        change (a DECLARED parameter stays DECLARED). See `lateinit.plot.plot`.
+
+        Args:
+            *inputs: what the network would be called with: tensors, shape tuples or
+                `lateinit.Spec` (``None`` dims allowed). Without inputs, output shapes and
+                the counts of parameters of unknown shape show ``?``.
+            path: write the SVG there; a suffix other than ``.svg`` is a ``ValueError``
+                and nothing is written.
+            max_depth: draw modules nested at most this deep (the network's children are
+                at depth 1); deeper ones count in their drawn ancestor's box.
+            show_shapes: write each layer's output shape in its box.
+            show_params: write each layer's parameter count in its box.
+
+        Examples:
+            >>> import lateinit
+            >>> from lateinit import nn
+            >>> net = nn.Sequential(nn.Dense(8, activation="relu"), nn.Dense(2))
+            >>> svg = net.plot(lateinit.Spec((None, 5)))
+            >>> svg.startswith("<svg"), "(None, 8) · 48 params" in svg
+            (True, True)
+            >>> lateinit.state(net[0].weight)  # inspecting changed nothing
+            DECLARED
+        """
+        from .plot import plot
+
+        return plot(
+            self,
+            *inputs,
+            path=path,
+            max_depth=max_depth,
+            show_shapes=show_shapes,
+            show_params=show_params,
+        )
+
     def collect_params(self, select: str | None = None) -> ParameterDict:
         """An ordered dict of structural names (`"0.weight"`) to parameters.
 
