@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import lateinit
-from lateinit import Spec, nn, zoo
+from lateinit import Spec, cli, nn, zoo
 from lateinit.plot import plot
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -272,3 +272,79 @@ def test_zoo_models_render() -> None:
     lines = texts(tiny.plot(Spec((2, 8), torch.int64)))
     assert "layers.1.attention.wq · Dense(32 -> 32)" in lines
     assert "(2, 8, 100)" in lines
+
+
+# ---------------------------------------------------------------------------------------
+# lateinit plot
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = cli.main(["plot", *argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_writes_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "resnet.svg"
+    argv = ["lateinit.zoo:resnet18", "--input", "1x3x64x64", "--depth", "1", "-o", str(target)]
+    status, out, err = run_cli(argv, capsys)
+    assert status == 0, err
+    assert out == "" and err == ""
+    lines = texts(target.read_text(encoding="utf-8"))
+    assert lines[:2] == [
+        "Sequential on (1, 3, 64, 64)",
+        "11,689,512 parameters · 44.6 MiB (float32)",
+    ]
+    assert not any(line.startswith("4.body") for line in lines)  # --depth 1
+
+
+def test_cli_writes_stdout_with_kwargs_and_dtype(capsys: pytest.CaptureFixture[str]) -> None:
+    kwargs = '{"vocab_size": 100, "dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64}'
+    argv = ["lateinit.zoo:llama", "--kwargs", kwargs, "--input", "Nx8:int64", "--dtype", "bfloat16"]
+    status, out, err = run_cli(argv, capsys)
+    assert status == 0, err
+    lines = texts(out)
+    assert lines[0] == "Llama on (None, 8) int64"
+    assert lines[1].endswith("(bfloat16)")
+    assert "(None, 8, 100) bfloat16" in lines
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["nosuchmodule_xyz:build"], "no module named 'nosuchmodule_xyz'"),
+        (["lateinit.zoo:nope"], "has no attribute 'nope'"),
+        (["lateinit.zoo:mlp", "--input", "2xa"], "'a' is not a size"),
+        (["lateinit.zoo:mlp", "--kwargs", "{bad"], "is not valid JSON"),
+        (["lateinit.zoo:resnet18", "--input", "2x20"], "ShapeMismatchError: layer '0'"),
+        (["lateinit.zoo:llama", "--input", "1x16"], "1x16:int64"),
+        (
+            ["lateinit.zoo:mlp", "--input", "2x20", "-o", "net.png"],
+            "Fix: give a path ending in .svg",
+        ),
+        (
+            ["lateinit.zoo:mlp", "-o", "no/such/dir/net.svg"],
+            "cannot write -o 'no/such/dir/net.svg'",
+        ),
+    ],
+)
+def test_cli_errors_are_one_clear_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(argv, capsys)
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("lateinit plot: error: ")
+    assert expected in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_cli_help_lists_plot(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    assert "plot" in capsys.readouterr().out
+    assert cli.main(["plot", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "MODULE:FACTORY" in out and "--output" in out and "--depth" in out
