@@ -169,13 +169,16 @@ def test_long_labels_are_cut_with_the_whole_label_as_tooltip() -> None:
     label = group.findall(f"{SVG}text")[0].text or ""
     assert label.endswith("…") and len(label) == 64
     assert group.findtext(f"{SVG}title") == (
-        "0 · Conv2D(3 -> 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)"
+        "0 · Conv2D(3 -> 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)\n"
+        "(2, 64, 16, 16) · 9,408 params"
     )
 
 
 def test_any_torch_module_and_a_clear_type_error() -> None:
     svg = plot(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU()), (2, 3))
     assert "0 · Linear(in_features=3, out_features=4, bias=True)" in texts(svg)
+    lazy = torch.nn.Sequential(torch.nn.LazyLinear(4))  # unknown, as in its summary
+    assert texts(plot(lazy, (2, 3)))[1] == "? parameters (2 with unknown dims)"
     with pytest.raises(TypeError, match=r"expects a torch\.nn\.Module"):
         plot("not a network", (2, 3))  # type: ignore[arg-type]
 
@@ -189,7 +192,9 @@ def test_a_declared_network_stays_declared() -> None:
     before = states(net)
     assert {s[3] for s in before} == {"DECLARED", "SHAPED"}
     forwards = {id(m): m.__dict__.get("forward") for m in net.modules()}
+    rng = torch.random.get_rng_state()
     svg = net.plot(Spec((None, 3, 32, 32)))
+    assert torch.equal(torch.random.get_rng_state(), rng)
     assert "11,689,512 parameters · 44.6 MiB (float32)" in texts(svg)
     assert states(net) == before
     assert {id(m): m.__dict__.get("forward") for m in net.modules()} == forwards
@@ -203,7 +208,7 @@ def test_a_7b_llama_from_a_spec_in_well_under_seconds() -> None:
     before = states(net)
     plot(nn.Dense(2), (1, 3))  # warm up: torch's first meta pass imports and caches
     start = time.perf_counter()
-    svg = net.plot(Spec((1, 16), torch.int64), max_depth=2)
+    svg = net.plot(Spec((1, 16), torch.int64))  # every one of its 389 modules
     elapsed = time.perf_counter() - start
     assert elapsed < 5, elapsed  # about 0.05 s; loose for a loaded machine
     assert texts(svg)[:2] == [

@@ -1,10 +1,10 @@
 """Pictures of networks: one SVG box per layer, without data (like Keras' ``plot_model``).
 
-[`plot`][lateinit.plot.plot] draws what [`summary`][lateinit.summary.summary] knows: per
-module its output shape (from a forward on meta tensors) and its parameter count. It runs
-on a private replica of the network (`inference.Replica`), so the network itself does not
-change: a DECLARED parameter stays DECLARED and nothing is allocated (`docs/design.md`,
-"Inspecting never mutates").
+`plot` draws what `lateinit.summary.summary` knows: per module its output shape (from a
+forward on meta tensors) and its parameter count. It runs on a private replica of the
+network (`inference.Replica`), so the network itself does not change: a DECLARED
+parameter stays DECLARED and nothing is allocated (`docs/design.md`, "Inspecting never
+mutates").
 
 The layout is a vertical stack in call order: the input(s), one box per layer, the
 output, with an arrow between consecutive boxes; a module with children (``Sequential``,
@@ -35,7 +35,7 @@ PAD = 8  # inside a box, around its text
 GAP = 22  # between two boxes of a stack (room for the arrow)
 INDENT = 14  # a frame's children, from its left and right edges
 MARGIN = 16  # around the picture
-MAX_LABEL = 64  # characters of a layer's label before it is cut with "…"
+MAX_CHARS = 64  # characters of a line in a box; a longer one is cut with "…"
 
 _STYLE = {  # kind -> (fill, stroke, dash)
     "layer": ("#e8f0fb", "#4a72b0", ""),
@@ -51,7 +51,7 @@ class _Item:
     kind: str
     lines: list[str]  # the first one bold
     path: str = ""
-    tooltip: str = ""
+    tooltip: str = ""  # the lines uncut
     children: list[_Item] = field(default_factory=list)
 
     def width(self) -> float:
@@ -144,9 +144,11 @@ def plot(
     network = _items(result, modules, max_depth, show_shapes, show_params)
     items = network.children or [network]  # the title names the network: no frame for it
     if inputs:
-        items.insert(0, _Item("io", ["input", ", ".join(fmt_input(x) for x in inputs)]))
-        items.append(_Item("io", ["output", result.rows[0].output_shape]))
-    svg = _render(_title(result), items)
+        shown = ", ".join(fmt_input(x) for x in inputs)
+        items.insert(0, _Item("io", ["input", _cut(shown)], tooltip=shown))
+        shown = result.rows[0].output_shape
+        items.append(_Item("io", ["output", _cut(shown)], tooltip=shown))
+    svg = _render(_title(result, bool(inputs)), items)
     if out is not None:
         out.write_text(svg, encoding="utf-8")
     return svg
@@ -166,6 +168,10 @@ def _label(path: str, module: torch.nn.Module) -> str:
     extra = _clean(module.extra_repr())
     text = f"{type(module).__name__}({extra})" if extra else type(module).__name__
     return f"{_clean(path)} · {text}" if path else text
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= MAX_CHARS else line[: MAX_CHARS - 1] + "…"
 
 
 def _count(n: int | None) -> str:
@@ -211,21 +217,24 @@ def _items(
     def item(row: SummaryRow) -> _Item:
         below = children.get(row.path, [])
         drawn = below if max_depth is None or row.depth < max_depth else []
-        full = _label(row.path, modules[row.path])
-        label = full if len(full) <= MAX_LABEL else full[: MAX_LABEL - 1] + "…"
-        info = _info(result, row, bool(below), shapes, params)
+        full = [
+            _label(row.path, modules[row.path]),
+            _info(result, row, bool(below), shapes, params),
+        ]
+        full = [line for line in full if line]
         kind = "frame" if drawn else "layer"
-        lines = [label, info] if info else [label]
-        return _Item(kind, lines, row.path, full, [item(r) for r in drawn])
+        lines = [_cut(line) for line in full]
+        return _Item(kind, lines, row.path, "\n".join(full), [item(r) for r in drawn])
 
     return item(result.rows[0])
 
 
-def _title(result: Summary) -> list[str]:
+def _title(result: Summary, inputs: bool) -> list[str]:
     totals = result.totals
     if totals.params is None:
         n = len(totals.deferred)
-        counts = f"? parameters ({n} with unknown dims: give the inputs to know them)"
+        fix = "" if inputs else ": give the inputs to know them"
+        counts = f"? parameters ({n} with unknown dims{fix})"
     else:
         memory = totals.param_bytes or {}
         dtypes = ", ".join(str(d).replace("torch.", "") for d in memory)
