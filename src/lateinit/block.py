@@ -971,24 +971,30 @@ class Block(torch.nn.Module):
         show_shapes: bool = True,
         show_params: bool = True,
     ) -> str:
-        """A picture of the network as SVG: one box per layer in call order, each with its
-        path, type, output shape and parameter count; containers framed around their
-        children. Returns the SVG text, and writes it to ``path`` (an ``.svg`` file).
+        """A picture of the network as SVG: one box per layer in call order.
 
-        Like [`Block.summary`][lateinit.Block.summary], it runs the forward on meta
-        tensors, here on a private replica: nothing is allocated and the network does not
-        change (a DECLARED parameter stays DECLARED). See `lateinit.plot.plot`.
+        Each box shows the layer's path and type, its output shape and its parameter
+        count; a module with children (a `Sequential`, a residual unit, a Block of your
+        own) is a frame around them; the inputs come first, the title holds the totals.
+        As for [`summary`][lateinit.Block.summary], the forward runs on `meta` tensors, here
+        on a private replica of the network: nothing is allocated and the network does not
+        change (a DECLARED parameter stays DECLARED).
 
         Args:
-            *inputs: what the network would be called with: tensors, shape tuples or
-                `lateinit.Spec` (``None`` dims allowed). Without inputs, output shapes and
-                the counts of parameters of unknown shape show ``?``.
-            path: write the SVG there; a suffix other than ``.svg`` is a ``ValueError``
-                and nothing is written.
+            *inputs: what the network would be called with, as for `infer_shape`:
+                tensors, shape tuples or [`Spec`][lateinit.Spec]s (`None` dims allowed).
+                Without inputs, output shapes and the counts of parameters of unknown
+                shape show `?`.
+            path: also write the SVG to this file; a name not ending in `.svg` is a
+                `ValueError`, raised before anything is done.
             max_depth: draw modules nested at most this deep (the network's children are
-                at depth 1); deeper ones count in their drawn ancestor's box.
+                at depth 1); a deeper module counts in its drawn ancestor's box.
             show_shapes: write each layer's output shape in its box.
-            show_params: write each layer's parameter count in its box.
+            show_params: write each layer's parameter count in its box (a frame's count
+                is its whole subtree's).
+
+        Returns:
+            The SVG document as text (`lateinit plot` draws the same from the shell).
 
         Examples:
             >>> import lateinit
