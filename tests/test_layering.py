@@ -41,6 +41,7 @@ LAYERS: list[set[str]] = [
         "lateinit.inference",
         "lateinit.io",
         "lateinit.summary",
+        "lateinit.plot",
         "lateinit.trainer",
         "lateinit.distributed",
         "lateinit.convert",
@@ -61,6 +62,7 @@ LAYERS: list[set[str]] = [
 ALLOWED_IN_FUNCTIONS = {
     ("lateinit.block", "infer_shape"),
     ("lateinit.block", "summary"),
+    ("lateinit.block", "plot"),
     ("lateinit.block", "save_parameters"),
     ("lateinit.block", "load_parameters"),
     ("lateinit.block", "__prepare_scriptable__"),

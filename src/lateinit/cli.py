@@ -1,4 +1,4 @@
-"""The ``lateinit`` command line: ``lateinit tour`` and ``lateinit summary``.
+"""The ``lateinit`` command line: ``lateinit tour``, ``lateinit summary``, ``lateinit plot``.
 
 ``lateinit tour`` tells the story of deferred initialization on the terminal: a network
 declared without input sizes, the parameter listing with ``-1`` for unknown dims, the
@@ -12,6 +12,9 @@ a last bare expression is shown as the Python prompt would show it).
 builds a network from a factory and prints its summary (:mod:`lateinit.summary`) without
 allocating its parameters. ``--input`` sizes are joined by ``x``, ``N`` for any size, with
 an optional dtype suffix for integer inputs (``2x16:int64``); repeat it for several inputs.
+
+``lateinit plot MODULE:FACTORY --input ... [--depth N] [-o net.svg]`` takes the same
+arguments and draws the network as SVG (:mod:`lateinit.plot`), to the file or to stdout.
 
 Each subcommand is registered by one small function listed in ``_COMMANDS``.
 """
@@ -464,11 +467,10 @@ def _import_target(target: str) -> tuple[Callable[..., Any], str]:
     return factory, f"{module_name}:{attr}"
 
 
-def _build_summary(args: argparse.Namespace) -> Any:
+def _load_network(args: argparse.Namespace) -> tuple[Any, list[Any], str]:
+    """The network the arguments name (``MODULE:FACTORY``, ``--kwargs``, ``--dtype``), its
+    ``--input`` specs and its display name."""
     import torch
-
-    from .shapes import ShapeMismatchError
-    from .summary import summary
 
     dtype = _parse_dtype(args.dtype, "--dtype") if args.dtype else None
     if dtype is not None and not dtype.is_floating_point:
@@ -486,12 +488,21 @@ def _build_summary(args: argparse.Namespace) -> Any:
         raise _UsageError(f"{name}() returned a {type(net).__name__}, not a torch.nn.Module")
     if dtype is not None:
         net.to(dtype)  # deferred parameters stay deferred; they will be created in dtype
+    return net, inputs, name
+
+
+def _inspect(command: str, args: argparse.Namespace, run: Callable[..., Any]) -> Any:
+    """``run(net, *inputs)`` for the network and inputs the arguments name; every
+    problem is a one-line ``_UsageError``."""
+    from .shapes import ShapeMismatchError
+
+    net, inputs, name = _load_network(args)
     try:
         # The first dim of an --input is the batch: the network must take any size there.
         # (A 1x3x224 image for a 2-D CNN would otherwise be read as one unbatched
         # 1-channel 3x224 image and give a wrong summary.)
         try:
-            summary(net, *(_any_batch(spec) for spec in inputs), max_depth=args.depth)
+            run(net, *(_any_batch(spec) for spec in inputs))
         except ShapeMismatchError as err:
             shapes = ", ".join("x".join(str(d) for d in spec.shape) for spec in inputs)
             raise _UsageError(
@@ -500,54 +511,46 @@ def _build_summary(args: argparse.Namespace) -> Any:
                 "batch. Fix: give the whole input shape, batch first (e.g. 1x3x224x224 for "
                 "images)."
             ) from None
-        return summary(net, *inputs, max_depth=args.depth)
+        return run(net, *inputs)
     except _UsageError:
         raise
     except Exception as err:
         hint = ""
         if isinstance(err, TypeError) and "int" in str(err):
             hint = " (an --input takes a dtype suffix, e.g. 1x16:int64)"
-        raise _UsageError(f"summary of {name} failed: {_one_line(err)}{hint}") from None
+        raise _UsageError(f"{command} of {name} failed: {_one_line(err)}{hint}") from None
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `lateinit summary ... | head`: the reader has gone
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from .summary import summary
+
     try:
-        result = _build_summary(args)
+        result = _inspect("summary", args, lambda net, *x: summary(net, *x, max_depth=args.depth))
     except _UsageError as err:
         print(f"lateinit summary: error: {err}", file=sys.stderr)
         return 2
     console = Console(highlight=False)
-    try:
-        if console.is_terminal:
-            result.print(console)
-        else:  # a file or a pipe: plain text, rows never wrapped
-            print(result.render())
-            sys.stdout.flush()
-    except BrokenPipeError:  # `lateinit summary ... | head`: the reader has gone
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+    if console.is_terminal:
+        result.print(console)
+    else:  # a file or a pipe: plain text, rows never wrapped
+        _write_stdout(result.render() + "\n")
     return 0
 
 
-def _register_summary(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "summary",
-        help="print a network's layers, shapes, parameters and FLOPs (allocates nothing)",
-        description=(
-            "Build a network from a factory and print its summary: per layer the output "
-            "shape, parameter count and forward FLOPs, then totals (parameters, memory per "
-            "dtype, FLOPs). The forward runs on meta tensors: no parameter memory is "
-            "allocated, even for a 70B-parameter model. Errors are one line; exit status 2."
-        ),
-        epilog=(
-            "examples: lateinit summary lateinit.zoo:resnet18 --input 1x3x224x224 | "
-            "lateinit summary lateinit.zoo:llama --input 1x16:int64 --dtype bfloat16 | "
-            "lateinit summary models.py:build --kwargs '{\"num_classes\": 10}' --input Nx20"
-        ),
-    )
+def _add_network_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """The arguments that name a network and its inputs (``summary``, ``plot``)."""
     parser.add_argument(
         "target",
         metavar="MODULE:FACTORY",
@@ -566,13 +569,84 @@ def _register_summary(subparsers: Any) -> None:
         "--kwargs", metavar="JSON", help="keyword arguments for the factory, e.g. '{\"n\": 10}'"
     )
     parser.add_argument(
-        "--depth", type=int, metavar="N", help="show only layers nested at most N deep"
+        "--depth", type=int, metavar="N", help=f"{what} only layers nested at most N deep"
     )
+
+
+def _register_summary(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "summary",
+        help="print a network's layers, shapes, parameters and FLOPs (allocates nothing)",
+        description=(
+            "Build a network from a factory and print its summary: per layer the output "
+            "shape, parameter count and forward FLOPs, then totals (parameters, memory per "
+            "dtype, FLOPs). The forward runs on meta tensors: no parameter memory is "
+            "allocated, even for a 70B-parameter model. Errors are one line; exit status 2."
+        ),
+        epilog=(
+            "examples: lateinit summary lateinit.zoo:resnet18 --input 1x3x224x224 | "
+            "lateinit summary lateinit.zoo:llama --input 1x16:int64 --dtype bfloat16 | "
+            "lateinit summary models.py:build --kwargs '{\"num_classes\": 10}' --input Nx20"
+        ),
+    )
+    _add_network_arguments(parser, "show")
     parser.set_defaults(handler=_cmd_summary)
 
 
+# ---------------------------------------------------------------------------------------
+# lateinit plot MODULE:FACTORY --input 2x20 -o net.svg
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot, svg_path
+
+    try:
+        try:
+            out = svg_path(args.output) if args.output is not None else None
+        except ValueError as err:
+            raise _UsageError(f"-o: {err}") from None
+        svg = _inspect("plot", args, lambda net, *x: plot(net, *x, max_depth=args.depth))
+        if out is not None:
+            try:
+                out.write_text(svg, encoding="utf-8")
+            except OSError as err:
+                raise _UsageError(f"cannot write -o {str(out)!r}: {_one_line(err)}") from None
+    except _UsageError as err:
+        print(f"lateinit plot: error: {err}", file=sys.stderr)
+        return 2
+    if out is None:
+        _write_stdout(svg + "\n")
+    return 0
+
+
+def _register_plot(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "plot",
+        help="draw a network's layers, shapes and parameters as SVG (allocates nothing)",
+        description=(
+            "Build a network from a factory and draw it as an SVG picture: one box per "
+            "layer in call order with its output shape and parameter count, containers "
+            "framed around their children, the totals in the title. The forward runs on "
+            "meta tensors: no parameter memory is allocated. Errors are one line; exit "
+            "status 2."
+        ),
+        epilog=(
+            "examples: lateinit plot lateinit.zoo:resnet18 --input 1x3x224x224 -o resnet18.svg "
+            "| lateinit plot lateinit.zoo:llama --input 1x16:int64 --depth 2 -o llama.svg"
+        ),
+    )
+    _add_network_arguments(parser, "draw")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE.svg",
+        help="write the SVG to this file (default: standard output)",
+    )
+    parser.set_defaults(handler=_cmd_plot)
+
+
 #: The subcommands, in the order ``--help`` lists them.
-_COMMANDS: list[Callable[[Any], None]] = [_register_tour, _register_summary]
+_COMMANDS: list[Callable[[Any], None]] = [_register_tour, _register_summary, _register_plot]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -155,6 +155,9 @@ class SummaryRow:
             one of them still has unknown dims (shown as ``(deferred)``).
         shared: some own parameter is shared with a row above (counted there in totals).
         flops: forward FLOPs of its call, children included; ``None`` when unknown.
+        call_order: when its (first) call ended among the calls of the forward: children
+            end before their parent, siblings in the order the forward called them;
+            ``None`` when not called.
     """
 
     path: str
@@ -165,6 +168,7 @@ class SummaryRow:
     params: int | None
     shared: bool
     flops: int | None
+    call_order: int | None = None
 
     @property
     def output_shape(self) -> str:
@@ -285,9 +289,9 @@ class Summary:
             memory = t.param_bytes or {}
             for dtype, size in memory.items():
                 name = str(dtype).replace("torch.", "")
-                lines.append((f"Memory ({name})", f"{_fmt_bytes(size)} ({size:,} bytes)"))
+                lines.append((f"Memory ({name})", f"{fmt_bytes(size)} ({size:,} bytes)"))
             if len(memory) != 1:
-                lines.append(("Memory (total)", _fmt_bytes(t.total_bytes or 0)))
+                lines.append(("Memory (total)", fmt_bytes(t.total_bytes or 0)))
         if t.flops is not None:
             flops = f"{_fmt_si(t.flops, 'FLOPs')} ({t.flops:,}, forward)"
         elif self.none_dims:
@@ -420,6 +424,7 @@ def summary(block: torch.nn.Module, *inputs: Any, max_depth: int | None = None) 
     if inputs:
         output, records, none_dims = _run(block, inputs)
 
+    call_order = {key: i for i, key in enumerate(records)}  # records: in the order calls end
     rows: list[SummaryRow] = []
     seen: set[int] = set()
     for path, module in block.named_modules():
@@ -438,6 +443,7 @@ def summary(block: torch.nn.Module, *inputs: Any, max_depth: int | None = None) 
                 params=count,
                 shared=shared,
                 flops=record[1] if record is not None else None,
+                call_order=call_order.get(id(module)),
             )
         )
 
@@ -483,10 +489,12 @@ def _title(block: torch.nn.Module, inputs: tuple[Any, ...]) -> str:
     name = type(block).__name__
     if not inputs:
         return name
-    return f"{name} on {', '.join(_fmt_input(x) for x in inputs)}"
+    return f"{name} on {', '.join(fmt_input(x) for x in inputs)}"
 
 
-def _fmt_input(obj: Any) -> str:
+def fmt_input(obj: Any) -> str:
+    """An input as the summary shows it: ``(None, 5)`` for a shape tuple, a tensor or a
+    `lateinit.Spec` of that shape (its dtype added when not the default one)."""
     if isinstance(obj, torch.Tensor):
         obj = Spec(tuple(obj.shape), obj.dtype)
     if isinstance(obj, tuple) and all(isinstance(d, int) or d is None for d in obj):
@@ -520,7 +528,7 @@ def _fmt_si(n: float, unit: str = "") -> str:
     return f"{value:.3g} {prefix}{unit}".rstrip()
 
 
-def _fmt_bytes(n: int) -> str:
+def fmt_bytes(n: int) -> str:
     """``44.6 MiB`` for 46,758,048 bytes (binary units)."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
