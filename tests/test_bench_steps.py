@@ -7,12 +7,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 
-from bench_json import check_results, ratios
+from bench_json import check_results, load_script, ratios
 from lateinit import nn
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -49,27 +48,9 @@ def test_steps_quick_runs_and_prints_ratios(tmp_path) -> None:
     assert {r["target"] for r in data["rows"]} == {1.03}
 
 
-def _load_steps() -> ModuleType:
-    """Import the script (benchmarks/ is not a package), with its directory on the path
-    as when it runs, so that its ``from _timing import ...`` works."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_steps", BENCHMARKS / "steps.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCHMARKS))
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-        del sys.modules[spec.name]
-    return module
-
-
 def test_hot_path_check_is_not_vacuous() -> None:
     """The check the script runs before timing rejects a network that is not READY."""
-    steps = _load_steps()
+    steps = load_script("steps")
     net = nn.Sequential(nn.Dense(4), nn.Dense(2))
     opt = steps.make_sgd(net)
     with pytest.raises(AssertionError, match="per-instance forward"):
