@@ -8,7 +8,7 @@ import torch
 
 from lateinit.nn import Block, GRUCell, LSTMCell, RNNCell, SequentialRNNCell
 from lateinit.nn.rnn import GRU, LSTM, RNN
-from layercase import LayerCase, rand
+from lateinit.testing import LayerCase, rand
 
 
 def copy_rnn(ours: Any, twin: torch.nn.Module) -> None:
