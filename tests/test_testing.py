@@ -212,8 +212,8 @@ def test_several_failures_are_reported_together():
     message = _failure(scale_case(RawKernelError, n_params=6))
     first, *lines = message.splitlines()
     assert first == "scale: 2 of 10 checks failed:"
-    assert lines[0].startswith("- scale: check_output_and_count: the layer has 5 parameter")
-    assert lines[1].startswith("- scale: check_mismatch: an input of another size")
+    assert lines[0].startswith("- check_output_and_count: the layer has 5 parameter")
+    assert lines[1].startswith("- check_mismatch: an input of another size")
 
 
 def test_checks_selects_what_runs():
@@ -223,9 +223,35 @@ def test_checks_selects_what_runs():
     assert message.startswith("scale: check_mismatch: ")
 
 
+def test_a_check_of_ones_own_is_reported_as_the_others():
+    def check_no_bias(case: LayerCase) -> None:
+        if hasattr(case.build(), "bias"):
+            raise AssertionError("the layer has a bias")
+
+    def check_builds_twice(case: LayerCase) -> None:
+        raise RuntimeError("cannot")
+
+    message = _failure(scale_case(), checks=[check_no_bias, check_builds_twice])
+    assert message == "scale: check_builds_twice: raised RuntimeError: cannot"
+    message = _failure(scale_case(), checks=[*CHECKS, lambda case: 1 / 0])
+    assert message == "scale: <lambda>: raised ZeroDivisionError: division by zero"
+
+
+def test_checks_must_be_a_list():
+    with pytest.raises(TypeError, match=r"checks must be a list of checks.*checks=\[check_repr\]"):
+        check_layer(scale_case(), check_repr)  # type: ignore[arg-type]
+
+
 def test_a_check_called_alone_names_the_case_and_itself():
     with pytest.raises(AssertionError, match=r"^scale: check_output_and_count: the layer has"):
         check_output_and_count(scale_case(n_params=6))
+
+
+def test_checks_leave_the_global_random_state_as_it_was():
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    check_layer(scale_case())
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_skipped_checks_pass_without_what_they_need():
@@ -269,10 +295,29 @@ def test_every_field_of_layer_case_is_documented():
 
 
 # -- the module as a public one ---------------------------------------------------------------
-def test_importing_it_imports_no_pytest():
-    code = "import sys, lateinit.testing; print('pytest' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+def test_it_needs_no_pytest_and_no_assert_statements():
+    # pytest is no runtime dependency; under `python -O` assert statements vanish, and
+    # the checks must fail all the same
+    code = (
+        "import sys\n"
+        "from lateinit import nn\n"
+        "from lateinit.testing import LayerCase, check_layer, rand\n"
+        "print('pytest' in sys.modules)\n"
+        "case = LayerCase('d', nn.Dense, {'units': 4}, {'in_units': 3}, rand(2, 3), (2, 4), 1)\n"
+        "try:\n"
+        "    check_layer(case)\n"
+        "except AssertionError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.splitlines() == [
+        "False",
+        "d: check_output_and_count: the layer has 16 parameter elements (weight (4, 3), bias "
+        "(4,)), the case's n_params says 1. Fix: correct n_params, or the shapes "
+        "infer_param_shapes fills in",
+    ]
 
 
 PUBLIC = {

@@ -7,6 +7,7 @@ size, a `torch.nn` twin computing the same thing, and what to compare.
 [`check_layer`][lateinit.testing.check_layer] runs every check of
 [`CHECKS`][lateinit.testing.CHECKS] on it (or the ones given) and raises `AssertionError`
 naming the case, the check and what differed; each `check_*` function runs one check.
+The checks seed torch's global generator as they need and restore its state afterwards.
 
 The library's own layers are checked this way (`tests/test_layers.py` runs every check
 over every row of the table in `tests/cases*.py`); a layer of your own, a `Block` with an
@@ -231,13 +232,15 @@ def rand(*shape: int) -> Callable[[], tuple[torch.Tensor, ...]]:
 def _check(fn: Callable[[LayerCase], None]) -> Callable[[LayerCase], None]:
     """A check whose failure, of any kind, is an `AssertionError` whose message starts
     with the case and the check (`"dense: check_repr: ..."`); another exception is kept
-    as its cause."""
+    as its cause. The check seeds torch's global generator as it needs: its state is
+    restored afterwards."""
 
     @functools.wraps(fn)
     def run(case: LayerCase) -> None:
-        prefix = f"{case.id}: {fn.__name__}: "
+        prefix = f"{case.id}: {getattr(fn, '__name__', 'check')}: "
         try:
-            fn(case)
+            with torch.random.fork_rng(devices=[]):
+                fn(case)
         except AssertionError as err:
             if not str(err).startswith(prefix):
                 err.args = (prefix + str(err), *err.args[1:])
@@ -323,19 +326,23 @@ def _compare_outputs(
 ) -> None:
     """Outputs of two runs, tensor by tensor: equal (or close, `exact=False`)."""
     if len(want) != len(got):
-        raise AssertionError(f"{what}: {len(want)} output tensors against {len(got)}. {fix}")
+        raise AssertionError(
+            f"{what}: {len(want)} output tensors against {len(got)}." + (f" {fix}" if fix else "")
+        )
     for i, (a, b) in enumerate(zip(want, got, strict=True)):
         if exact:
             if a.shape != b.shape or not torch.equal(a, b):
                 raise AssertionError(
                     f"{what}: output tensor {i} differs (shapes {tuple(a.shape)} and "
-                    f"{tuple(b.shape)}). {fix}"
+                    f"{tuple(b.shape)})." + (f" {fix}" if fix else "")
                 )
         else:
             try:
                 torch.testing.assert_close(b, a)
             except AssertionError as err:
-                raise AssertionError(f"{what}: output tensor {i} differs: {err} {fix}") from None
+                raise AssertionError(
+                    f"{what}: output tensor {i} differs: {err}" + (f"\n{fix}" if fix else "")
+                ) from None
 
 
 def _tensor_kinds(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -421,7 +428,9 @@ def check_output_and_count(case: LayerCase) -> None:
     shape = _shape_of(case.output(out))
     if shape != case.output_shape:
         raise AssertionError(
-            f"the output has shape {shape}, the case's output_shape says {case.output_shape}"
+            f"the output has shape {shape}, the case's output_shape says "
+            f"{case.output_shape}. Fix: correct output_shape (nested as the outputs that "
+            "the case's output picks), or the forward"
         )
     params = list(layer.named_parameters())
     count = sum(p.numel() for _, p in params)
@@ -456,8 +465,8 @@ def check_output_and_count(case: LayerCase) -> None:
 def check_mismatch(case: LayerCase) -> None:
     """After a valid batch, `bad_inputs` (another input size) raises a
     `ShapeMismatchError` that names the layer (`mismatch_layer`) and says how to fix it,
-    changes no parameter or buffer, and the layer then still works. Skipped when the
-    case has no `bad_inputs`.
+    changes no parameter or buffer, and the layer then gives the same outputs on the
+    valid batch as before. Skipped when the case has no `bad_inputs`.
 
     Args:
         case: the layer to check.
@@ -478,6 +487,7 @@ def check_mismatch(case: LayerCase) -> None:
         return
     layer, inputs = _ready(case)
     before = _state(layer)
+    good = _outputs(layer, inputs, "the READY layer's call")
     bad = _inputs(case, bad=True)
     expected = case.mismatch_layer or type(layer).__name__
     try:
@@ -515,13 +525,12 @@ def check_mismatch(case: LayerCase) -> None:
             f"the rejected input changed {changed}. Fix: check the input before changing "
             "any parameter or buffer"
         )
-    with torch.no_grad(), _step("the call after the rejected one"):
-        out = layer(*inputs)
-    shape = _shape_of(case.output(out))
-    if shape != case.output_shape:
-        raise AssertionError(
-            f"after the rejected input, the output has shape {shape}, not {case.output_shape}"
-        )
+    _compare_outputs(
+        good,
+        _outputs(layer, inputs, "the call after the rejected one"),
+        "after the rejected input, the layer computes other outputs on the valid batch",
+        "Fix: keep no state of a call that failed",
+    )
 
 
 @_check
@@ -775,7 +784,7 @@ def check_twin(case: LayerCase) -> None:
             torch.testing.assert_close(a, b, atol=case.atol, rtol=1e-4)
         except AssertionError as err:
             raise AssertionError(
-                f"output tensor {i} differs from the twin's ({twin_name}): {err} {hint}"
+                f"output tensor {i} differs from the twin's ({twin_name}): {err}\n{hint}"
             ) from None
     floating = [t for t in ours_out if t.is_floating_point()]
     if not any(t.requires_grad for t in floating):
@@ -785,13 +794,19 @@ def check_twin(case: LayerCase) -> None:
     with _step(f"the twin's ({twin_name}) backward"):
         sum(t.sum() for t in twin_out if t.requires_grad).backward()
     for i, (a, b) in enumerate(zip(ours_in, twin_leaves, strict=True)):
-        if a.grad is not None or b.grad is not None:
-            try:
-                torch.testing.assert_close(a.grad, b.grad, atol=case.atol * 10, rtol=1e-3)
-            except AssertionError as err:
-                raise AssertionError(
-                    f"the gradient of input {i} differs from the twin's ({twin_name}): {err} {hint}"
-                ) from None
+        if a.grad is None and b.grad is None:
+            continue
+        if a.grad is None or b.grad is None:
+            has, lacks = ("the twin", "the layer") if a.grad is None else ("the layer", "the twin")
+            raise AssertionError(
+                f"{has} gives input {i} a gradient, {lacks} none ({twin_name}).\n{hint}"
+            )
+        try:
+            torch.testing.assert_close(a.grad, b.grad, atol=case.atol * 10, rtol=1e-3)
+        except AssertionError as err:
+            raise AssertionError(
+                f"the gradient of input {i} differs from the twin's ({twin_name}): {err}\n{hint}"
+            ) from None
 
 
 @_check
@@ -1012,8 +1027,9 @@ def check_layer(
 
     Args:
         case: the layer to check.
-        checks: the checks to run, in order (functions of `CHECKS`, or your own taking a
-            `LayerCase`); `None` runs all of `CHECKS`.
+        checks: the checks to run, in order: functions of `CHECKS`, or your own taking a
+            `LayerCase` (its failures, and any exception it raises, are reported as the
+            others are); `None` runs all of `CHECKS`.
 
     Raises:
         AssertionError: when a check fails. The message names the case, each failed
@@ -1038,20 +1054,25 @@ def check_layer(
         Traceback (most recent call last):
         ...
         AssertionError: dense: check_output_and_count: the output has shape (2, 4), the
-        case's output_shape says (2, 5)
+        case's output_shape says (2, 5). Fix: ...
     """
+    if callable(checks) or isinstance(checks, str):
+        raise TypeError(
+            f"check_layer: checks must be a list of checks, got {checks!r}. Fix: "
+            "check_layer(case, checks=[check_repr]) (or call the check itself)"
+        )
     chosen = list(CHECKS if checks is None else checks)
     failures: list[AssertionError] = []
     for check in chosen:
         try:
-            check(case)
+            _check(check)(case)  # a check of your own: its failures named as ours are
         except AssertionError as err:
             failures.append(err)
     if not failures:
         return
     if len(failures) == 1:
         raise failures[0]
-    lines = "\n".join(f"- {err}" for err in failures)
+    lines = "\n".join(f"- {str(err).removeprefix(f'{case.id}: ')}" for err in failures)
     raise AssertionError(
         f"{case.id}: {len(failures)} of {len(chosen)} checks failed:\n{lines}"
     ) from failures[0]
