@@ -296,11 +296,12 @@ def test_every_field_of_layer_case_is_documented():
 
 # -- the module as a public one ---------------------------------------------------------------
 def test_it_needs_no_pytest_and_no_assert_statements():
-    # pytest is no runtime dependency; under `python -O` assert statements vanish, and
-    # the checks must fail all the same
+    # lateinit does not import it; pytest is no runtime dependency; under `python -O`
+    # assert statements vanish, and the checks must fail all the same
     code = (
         "import sys\n"
         "from lateinit import nn\n"
+        "print('lateinit.testing' in sys.modules)\n"
         "from lateinit.testing import LayerCase, check_layer, rand\n"
         "print('pytest' in sys.modules)\n"
         "case = LayerCase('d', nn.Dense, {'units': 4}, {'in_units': 3}, rand(2, 3), (2, 4), 1)\n"
@@ -313,6 +314,7 @@ def test_it_needs_no_pytest_and_no_assert_statements():
         [sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.splitlines() == [
+        "False",  # import lateinit does not import lateinit.testing
         "False",
         "d: check_output_and_count: the layer has 16 parameter elements (weight (4, 3), bias "
         "(4,)), the case's n_params says 1. Fix: correct n_params, or the shapes "
