@@ -46,7 +46,7 @@ class Scale(lateinit.Block):
         try:
             return x * self.weight
         except RuntimeError as err:  # a wrong size: named by the hook, run on the input
-            raise self._explain(err, x)
+            raise self.explain_error(err, x)
 
     def extra_repr(self) -> str:
         return str(self.weight.shape[0])
@@ -109,6 +109,17 @@ class SilentlyCrops(Scale):
         return torch.cat([x[..., :n] * self.weight, x[..., n:]], dim=-1)
 
 
+class StaleRepr(Scale):
+    """Shows the size given to the constructor: -1 for ever when it was inferred."""
+
+    def __init__(self, in_features: int | None = None) -> None:
+        super().__init__(in_features)
+        self.in_features = in_features
+
+    def extra_repr(self) -> str:
+        return str(-1 if self.in_features is None else self.in_features)
+
+
 class NoRepr(Scale):
     def extra_repr(self) -> str:
         return ""
@@ -155,6 +166,7 @@ def test_bad_input_not_reported_as_shape_mismatch_fails():
     message = _failure(scale_case(RawKernelError))
     assert message.startswith("scale: check_mismatch: ")
     assert "raised RuntimeError, not lateinit.ShapeMismatchError" in message
+    assert "raise self.explain_error(err, *inputs)" in message
     assert "size of tensor a (6) must match" in message  # torch's own words
     assert "Fix:" in message
 
@@ -162,7 +174,8 @@ def test_bad_input_not_reported_as_shape_mismatch_fails():
 def test_bad_input_taken_silently_fails():
     message = _failure(scale_case(SilentlyCrops))
     assert message.startswith("scale: check_mismatch: ")
-    assert "an input of another size (bad_inputs) did not raise" in message
+    assert "an input of another size (bad_inputs: ((3, 6),)) did not raise; the layer " in message
+    assert "returned (3, 6). Fix: reject inputs" in message
 
 
 def test_wrong_parameter_count_in_the_case_fails():
@@ -185,10 +198,35 @@ def test_error_that_names_another_layer_fails():
     assert "\"'encoder' (Dense)\"" in message
 
 
-def test_repr_without_sizes_fails():
-    message = _failure(scale_case(NoRepr), checks=[check_repr])
-    assert message.startswith("scale: check_repr: the repr is 'NoRepr()' both before and after")
-    assert "define extra_repr" in message
+def test_repr_with_a_stale_size_fails():
+    message = _failure(scale_case(StaleRepr), checks=[check_repr])
+    assert message.startswith(
+        "scale: check_repr: the repr still shows -1 after the first batch inferred the "
+        "unknown sizes: 'StaleRepr(-1)' before, 'StaleRepr(-1)' after. Fix: read the sizes"
+    )
+
+
+def test_repr_without_sizes_passes():
+    check_repr(scale_case(NoRepr))  # it says nothing wrong
+
+
+def test_every_built_in_layer_shows_its_sizes_in_its_repr():
+    # what check_repr cannot ask of every layer, the built-in ones promise: -1 for an
+    # unknown size before the first batch, the inferred size after
+    from cases import CASES
+
+    silent = []
+    for case in CASES:
+        layer = case.build()
+        unknown = any(
+            lateinit.is_deferred(t) and -1 in tuple(t.shape)
+            for t in [*layer.parameters(), *layer.buffers()]
+        )
+        before = repr(layer)
+        layer(*case.inputs())
+        if unknown and ("-1" not in before or repr(layer) == before):
+            silent.append(case.id)
+    assert silent == []
 
 
 def test_twin_without_copied_weights_fails():
