@@ -1,7 +1,7 @@
 """The table of layer cases: one row per layer configuration.
 
-Every generic check in ``test_layers.py`` (through ``harness.py``) runs over every row.
-Adding a layer is one file change (the layer) plus rows here (or in the family's
+Every generic check of ``lateinit.testing`` (``CHECKS``, run by ``test_layers.py``) runs
+over every row. Adding a layer is one file change (the layer) plus rows here (or in the family's
 ``cases_<family>.py``, gathered below).
 
 A row builds the layer deferred with ``cls(**kwargs)`` and eager (every input size given)
@@ -12,6 +12,8 @@ copies our weights into it so outputs can be compared.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 import cases_attention
@@ -19,7 +21,17 @@ import cases_conv
 import cases_norm
 import cases_rnn
 from lateinit import nn
-from layercase import LayerCase, copy_linear, rand
+from lateinit.testing import LayerCase, rand
+
+
+def copy_linear(ours: Any, twin: torch.nn.Module) -> None:
+    """Copy a Dense into a torch.nn.Linear (possibly inside a Sequential twin)."""
+    linear = twin if isinstance(twin, torch.nn.Linear) else twin[0]
+    with torch.no_grad():
+        linear.weight.copy_(ours.weight)
+        if ours.bias is not None:
+            linear.bias.copy_(ours.bias)
+
 
 BASIC: list[LayerCase] = [
     LayerCase(

@@ -13,7 +13,7 @@ import torch
 
 from lateinit import init
 from lateinit.nn.attention import MultiHeadAttention, TransformerEncoderLayer
-from layercase import LayerCase, rand
+from lateinit.testing import LayerCase, rand
 
 
 def mha_params(units: int, q: int, k: int, v: int, bias: bool = True) -> int:

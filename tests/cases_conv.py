@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from lateinit.nn import conv, pool
-from layercase import LayerCase, rand
+from lateinit.testing import LayerCase, rand
 
 T = torch.nn
 

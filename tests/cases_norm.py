@@ -13,7 +13,7 @@ import torch
 
 from lateinit import init
 from lateinit.nn.norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
-from layercase import LayerCase, rand
+from lateinit.testing import LayerCase, rand
 
 # Random affine parameters and statistics, so that comparing with the twin checks them.
 RANDOM_AFFINE: dict[str, Any] = {

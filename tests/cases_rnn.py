@@ -8,7 +8,7 @@ import torch
 
 from lateinit.nn import Block, GRUCell, LSTMCell, RNNCell, SequentialRNNCell
 from lateinit.nn.rnn import GRU, LSTM, RNN
-from layercase import LayerCase, rand
+from lateinit.testing import LayerCase, rand
 
 
 def copy_rnn(ours: Any, twin: torch.nn.Module) -> None:
@@ -25,7 +25,8 @@ def copy_rnn(ours: Any, twin: torch.nn.Module) -> None:
 
 class LSTMWithStates(Block):
     """An LSTM called with initial states, with ``h`` and ``c`` as separate tensor inputs
-    (the harness clones each input, so a list ``[h, c]`` cannot be one)."""
+    (the checks of ``lateinit.testing`` clone each input, so a list ``[h, c]`` cannot be
+    one)."""
 
     def __init__(self, hidden_size: int, input_size: int | None = None, **kwargs: Any) -> None:
         super().__init__()

@@ -1,9 +1,10 @@
 """Block.infer_shape: shapes without data, without allocating, then direct materialization.
 
-The per-layer check over every row of the layer table is ``harness.check_infer_shape``;
-this file covers the input forms, READY networks, ``initialize(device=, dtype=)`` after
-``infer_shape``, the zoo, a 1.1B-parameter Llama without allocation, ``None`` dims,
-errors with rollback, and memoization of identical modules.
+The per-layer check over every row of the layer table is
+``lateinit.testing.check_infer_shape``; this file covers the input forms, READY networks,
+``initialize(device=, dtype=)`` after ``infer_shape``, the zoo, a 1.1B-parameter Llama
+without allocation, ``None`` dims, errors with rollback, and memoization of identical
+modules.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ LAYERS: list[set[str]] = [
         "lateinit.trainer",
         "lateinit.distributed",
         "lateinit.convert",
+        "lateinit.testing",
     },
     {
         "lateinit.zoo",
