@@ -2,7 +2,7 @@
 example runs, and the reference lists every public name.
 
 "Public" is every name in the ``__all__`` of ``lateinit``, ``lateinit.nn``,
-``lateinit.init`` and ``lateinit.zoo``, and every public method or property that a
+``lateinit.init``, ``lateinit.zoo`` and ``lateinit.testing``, and every public method or property that a
 public lateinit class adds itself (torch's inherited ones are torch's to document).
 Properties need a docstring, not an example of their own. An example is a doctest
 (``>>>`` lines) in the docstring's ``Examples:`` section; each runs on its own, in an
@@ -25,9 +25,10 @@ import pytest
 import lateinit
 import lateinit.init
 import lateinit.nn
+import lateinit.testing
 import lateinit.zoo
 
-MODULES = (lateinit, lateinit.nn, lateinit.init, lateinit.zoo)
+MODULES = (lateinit, lateinit.nn, lateinit.init, lateinit.zoo, lateinit.testing)
 
 # Public names that are not functions or classes: data, a version string, sub-packages
 # (documented by their own pages).
@@ -38,6 +39,7 @@ NO_EXAMPLE = {
     "lateinit.init": "a sub-package; its names are checked one by one",
     "lateinit.nn": "a sub-package; its names are checked one by one",
     "lateinit.nn.F": "a module of Gluon's operators; docs/reference/nn.md runs an example",
+    "lateinit.testing.CHECKS": "a tuple of the check functions, each with its example",
     "lateinit.zoo.HF_KEY_MAP": "a dict of key-renaming rules; documented by zoo.from_hf's example",
 }
 
@@ -49,6 +51,8 @@ def _own_members(cls: type) -> Iterator[tuple[str, Any]]:
     for name, value in vars(cls).items():
         if name.startswith("_") or any(name in vars(base) for base in cls.__mro__[1:]):
             continue
+        if name in getattr(cls, "__dataclass_fields__", {}):
+            continue  # a field's default value; fields are documented under Attributes
         if isinstance(value, (staticmethod, classmethod)):
             value = value.__func__
         if isinstance(value, (types.FunctionType, property)):
