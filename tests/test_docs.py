@@ -2,8 +2,9 @@
 example runs, and the reference lists every public name.
 
 "Public" is every name in the ``__all__`` of ``lateinit``, ``lateinit.nn``,
-``lateinit.init``, ``lateinit.zoo`` and ``lateinit.testing``, and every public method or property that a
-public lateinit class adds itself (torch's inherited ones are torch's to document).
+``lateinit.init``, ``lateinit.zoo`` and ``lateinit.testing``, and every public method or
+property that a public lateinit class adds itself (torch's inherited ones are torch's to
+document).
 Properties need a docstring, not an example of their own. An example is a doctest
 (``>>>`` lines) in the docstring's ``Examples:`` section; each runs on its own, in an
 empty namespace, so it can be pasted as it is. ``NO_EXAMPLE`` names the few public names
