@@ -602,3 +602,43 @@ def test_plain_torch_optimizer_built_before_the_first_batch(cls):
         ropt.step()
     for p, q in zip(net.parameters(), ref.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("name", ["sgd", "nag", "adam", "adamw", "adagrad"])
+def test_rescaling_is_fused_into_the_update_and_matches_the_unfused_trainer(name):
+    # The Trainer builds torch's fused kernels when it can and hands them 1/scale as
+    # grad_scale, instead of a separate pass over the gradients; the trajectory is the
+    # one of the unfused Trainer (foreach=False: torch's default CPU kernels), batch sizes
+    # varying, a head joining after the first steps (a zero momentum buffer, which is
+    # torch's first step without dampening).
+    gluon = {**CASES[name][0]} if name in CASES else {"learning_rate": 0.05}
+    runs = []
+    for extra in ({}, {"foreach": False}):
+        torch.manual_seed(3)
+        net = TwoHeads()
+        trainer = Trainer(net.collect_params(), name, {**gluon, **extra})
+        for i, (x, y) in enumerate(_batches(5, seed=4)):
+            n = len(x) - i % 3  # batch sizes 6, 5, 4, 6, 5
+            out = net(x[:n], "ab" if i >= 2 else "a")  # head b joins at the third step
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # head b waits, once
+                F.cross_entropy(out, y[:n], reduction="sum").backward()
+                trainer.step(n)
+        fused = all(g.get("fused") for g in trainer.optimizer.param_groups)
+        runs.append((fused, {k: v.detach().clone() for k, v in net.state_dict().items()}))
+    (fused, values), (unfused, reference) = runs
+    assert fused and not unfused
+    for key, value in values.items():
+        torch.testing.assert_close(value, reference[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_rescaling_is_not_fused_when_the_kernels_cannot_take_it():
+    net = _mlp()
+    net(torch.ones(1, 5))
+    for name, params in [
+        ("sgd", {"learning_rate": 0.1, "dampening": 0.5}),  # fused first step differs
+        ("sgd", {"learning_rate": 0.1, "foreach": True}),  # an implementation chosen
+        ("rmsprop", {"learning_rate": 0.1}),  # no fused kernel in torch
+    ]:
+        trainer = Trainer(net.collect_params(), name, params)
+        assert not any(g.get("fused") for g in trainer.optimizer.param_groups), (name, params)

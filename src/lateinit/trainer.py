@@ -15,8 +15,13 @@ silently dropped: its parameters stay pending, one ``UserWarning`` per layer say
 they join as soon as data reaches it.
 
 Gradients follow Gluon: the loss is usually *summed* over the batch, and ``step(batch_size)``
-multiplies every gradient by ``rescale_grad / batch_size`` (one fused ``_foreach_mul_``),
-clips it to ``±clip_gradient`` if set, then runs the torch optimizer's step.
+multiplies every gradient by ``rescale_grad / batch_size``, clips it to ``±clip_gradient``
+if set, then runs the torch optimizer's step. For ``sgd``/``nag``, ``adam``, ``adamw`` and
+``adagrad`` over CPU or CUDA parameters (unless ``fused``/``foreach``, ``dampening`` or
+``capturable`` are given), the Trainer builds torch's *fused* optimizer and hands it the
+factor as ``grad_scale``, the way a ``GradScaler`` unscales: the rescaling happens inside
+the update kernel, with no pass over the gradients of its own. Otherwise it is one
+``_foreach_mul_`` before the step.
 
 Gradient requests follow Gluon too (``grad_req``): ``"write"`` (the default) parameters
 have their gradients cleared (set to ``None``) by ``step`` after the update, so Gluon's
@@ -312,6 +317,23 @@ def _key_of(group: Mapping[str, Any]) -> tuple[float, float]:
     return (float(group.get("lr_mult", 1.0)), float(group.get("wd_mult", 1.0)))
 
 
+#: torch optimizers whose fused kernels divide the gradients by a ``grad_scale`` inside
+#: the update (the AMP path): the Trainer builds them fused, so Gluon's rescaling by
+#: ``rescale_grad / batch_size`` costs no pass over the gradients of its own
+#: (docs/design.md, "Training").
+_FUSED_RESCALE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)
+
+
+def _fusable(p: torch.Tensor) -> bool:
+    """Whether torch's fused optimizers take ``p``: a plain floating tensor on the CPU or a
+    CUDA device (not a DTensor shard)."""
+    return (
+        p.dtype.is_floating_point
+        and p.device.type in ("cpu", "cuda")
+        and type(p).__name__ != "DTensor"
+    )
+
+
 class Trainer:
     """Gluon's ``Trainer`` on a torch optimizer; can be built before any shape is known.
 
@@ -395,6 +417,18 @@ class Trainer:
         keys, var_kw = _constructor_keys(self._cls)
         self._ctor_keys = set(keys) | (set(self._kwargs) if var_kw else set())
         named = _named_params(params)
+        # Gluon's rescaling inside torch's fused update, unless something asks otherwise
+        # (an implementation chosen, or SGD's dampening: the fused kernel's first step
+        # with a zero momentum buffer would apply it, torch's unfused first step does not)
+        self._fused_rescale = (
+            self._cls in _FUSED_RESCALE
+            and not {"fused", "foreach", "differentiable", "capturable"} & set(self._kwargs)
+            and not self._kwargs.get("dampening")
+            and all(_fusable(p) for _, p in named)
+        )
+        if self._fused_rescale:
+            self._kwargs["fused"] = True
+        self._grad_scale: torch.Tensor | None = None
         self._named = isinstance(params, (Mapping, torch.nn.Module))
         self._params: dict[str, torch.Tensor] = dict(named)
         self._req, self._mult = self._settings(grad_req, lr_mult, wd_mult)
@@ -552,6 +586,8 @@ class Trainer:
                     f"{tuple(saved)}, but the parameter was created with shape "
                     f"{tuple(p.shape)}"
                 )
+        if self._fused_rescale and not all(_fusable(p) for p in params):
+            self._unfuse()
         if self._optimizer is None:
             self._optimizer = self._create(joining)
             assert self._optimizer is not None
@@ -569,6 +605,8 @@ class Trainer:
             if saved_state is not None:
                 group = self._group(self._mult[name])
                 self._optimizer.state[p] = _cast_state(p, saved_state, group)
+        if self._fused_rescale:
+            self._zero_momentum(params)
         self._ready.extend(params)
         self._ready_names.extend(n for n, _ in joining)
         self._track_add(joining)
@@ -625,11 +663,56 @@ class Trainer:
         grads = [g for p in ready if (g := p.grad) is not None]
         if len(grads) != len(ready) and not ignore_stale_grad:
             self._check_stale()
-        if grads:
-            self._rescale_(grads, scale)
-        opt.step()
+        if grads and self._fused_rescale and self._clip is None:
+            self._fused_step(opt, grads[0].device, scale)
+        else:
+            if grads:
+                self._rescale_(grads, scale)
+            opt.step()
         for p in ready:  # grad_req="write": the next backward writes afresh
             p.grad = None
+
+    def _fused_step(self, opt: torch.optim.Optimizer, device: torch.device, scale: float) -> None:
+        """One step of a fused optimizer that multiplies the gradients by ``scale`` in its
+        own kernel (as ``grad_scale = 1 / scale``, the way a ``GradScaler`` unscales)."""
+        if scale == 1.0:
+            opt.step()
+            return
+        t = self._grad_scale
+        if t is None or t.device != device:
+            t = self._grad_scale = torch.empty((), dtype=torch.float32, device=device)
+        t.fill_(1.0 / scale)
+        opt.grad_scale = t  # type: ignore[attr-defined]
+        try:
+            opt.step()
+        finally:
+            del opt.grad_scale  # type: ignore[attr-defined]
+
+    def _zero_momentum(self, params: list[torch.Tensor]) -> None:
+        """Fused SGD takes momentum buffers for all its parameters or for none: parameters
+        joining after the first steps start from a zero buffer. With no dampening (the
+        Trainer fuses only then) that is exactly torch's first step, ``buf = grad``."""
+        opt = self._optimizer
+        if not isinstance(opt, torch.optim.SGD):
+            return
+        have = [st.get("momentum_buffer") is not None for st in opt.state.values()]
+        if not any(have):
+            return
+        for p in params:
+            state = opt.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _unfuse(self) -> None:
+        """Back to torch's default kernels: a parameter joined that the fused ones cannot
+        take (a DTensor shard, another device type, an integer dtype)."""
+        self._fused_rescale = False
+        self._kwargs.pop("fused", None)
+        opt = self._optimizer
+        if opt is not None:
+            opt.defaults["fused"] = None
+            for group in opt.param_groups:
+                group["fused"] = None
 
     def _rescale_(self, grads: list[torch.Tensor], scale: float) -> None:
         """Multiply by ``scale`` and clip, in place."""
