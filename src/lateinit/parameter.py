@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import os
 import sys
 import threading
 import warnings
@@ -1151,12 +1152,38 @@ def use_error(param: Parameter, what: str) -> DeferredInitializationError:
         why = "its input size is not known yet; -1 marks an unknown dim"
     else:
         why = "its shape is known but it has not been created yet"
+    tool = _recording_tool()
+    if tool:  # torch.export / jit.trace read every parameter before tracing anything
+        return DeferredInitializationError(
+            f"{tool} needs every parameter, but {rec.label!r}{owner} with shape "
+            f"{fmt_shape(rec.shape)} does not exist yet ({why}). Fix: call "
+            "net.infer_shape(...) with the input shape and then net.initialize() (or pass "
+            f"one batch through the network) before {tool}."
+        )
     fixes = not_ready_fixes(rec.hint or "in_units / in_channels")
     return DeferredInitializationError(
         f"Parameter {rec.label!r}{owner} with shape {fmt_shape(rec.shape)} is not "
         f"initialized: its initialization was deferred ({why}), so {what} cannot be used "
         f"yet. Fix: {fixes}."
     )
+
+
+def _recording_tool() -> str:
+    """``"torch.export"`` or ``"torch.jit.trace"`` while one of them is recording (error
+    path only), else ``""``."""
+    check = getattr(torch.compiler, "is_exporting", None)
+    if check is not None and check():
+        return "torch.export"
+    if torch.jit.is_tracing():
+        return "torch.jit.trace"
+    # non-strict torch.export fakes the parameters before it sets is_exporting()
+    frame = sys._getframe(1)
+    marker = f"{os.sep}torch{os.sep}export{os.sep}"
+    while frame is not None:
+        if marker in frame.f_code.co_filename:
+            return "torch.export"
+        frame = frame.f_back
+    return ""
 
 
 def _rebuild(
