@@ -46,6 +46,7 @@ from .parameter import (
     move_placeholder,
     placeholder,
     record_of,
+    recording_tool,
     reinitialize,
     set_storage,
     transaction,
@@ -187,12 +188,6 @@ def _same_float_dtype(tensors: list[torch.Tensor], own: list[tuple[str, Any]]) -
     first = next((t for t in tensors if t.is_floating_point()), None)
     mine = next((p for _, p in own if p.is_floating_point()), None)
     return first is None or mine is None or first.dtype == mine.dtype
-
-
-def _exporting() -> bool:
-    """Whether ``torch.export`` is tracing (``torch.compiler.is_exporting``, torch >= 2.5)."""
-    check = getattr(torch.compiler, "is_exporting", None)
-    return bool(check is not None and check())
 
 
 class Block(torch.nn.Module):
@@ -466,15 +461,15 @@ class Block(torch.nn.Module):
         ``torch.jit.trace`` cannot record it: they get a ``DeferredInitializationError``
         saying to call ``infer_shape(...)`` and ``initialize()`` first.
         """
-        if torch.jit.is_tracing() or _exporting():
-            raise self._tracing_error()
+        tool = recording_tool()
+        if tool:
+            raise self._tracing_error(tool)
         dynamo = sys.modules.get("torch._dynamo")
         if dynamo is not None and dynamo.is_compiling():
             return dynamo.disable(Block._first_pass)(self, *args, **kwargs)
         return self._first_pass(*args, **kwargs)
 
-    def _tracing_error(self) -> DeferredInitializationError:
-        tool = "torch.jit.trace" if torch.jit.is_tracing() else "torch.export"
+    def _tracing_error(self, tool: str) -> DeferredInitializationError:
         unknown = [n for n, p in self.named_parameters() if isinstance(p, Parameter)]
         listed = fmt_list(repr(n) for n in unknown)
         return DeferredInitializationError(

@@ -49,6 +49,7 @@ __all__ = [
     "is_deferred",
     "state",
     "record_of",
+    "recording_tool",
     "placeholder",
     "register_integration",
     "integration_for",
@@ -1152,7 +1153,7 @@ def use_error(param: Parameter, what: str) -> DeferredInitializationError:
         why = "its input size is not known yet; -1 marks an unknown dim"
     else:
         why = "its shape is known but it has not been created yet"
-    tool = _recording_tool()
+    tool = recording_tool() or ("torch.export" if _export_on_stack() else "")
     if tool:  # torch.export / jit.trace read every parameter before tracing anything
         return DeferredInitializationError(
             f"{tool} needs every parameter, but {rec.label!r}{owner} with shape "
@@ -1168,22 +1169,26 @@ def use_error(param: Parameter, what: str) -> DeferredInitializationError:
     )
 
 
-def _recording_tool() -> str:
-    """``"torch.export"`` or ``"torch.jit.trace"`` while one of them is recording (error
-    path only), else ``""``."""
-    check = getattr(torch.compiler, "is_exporting", None)
-    if check is not None and check():
-        return "torch.export"
+def recording_tool() -> str:
+    """``"torch.jit.trace"`` or ``"torch.export"`` while one of them is recording a
+    trace (``torch.compiler.is_exporting``, torch >= 2.5), else ``""``. Cheap: Block's
+    first call asks it."""
     if torch.jit.is_tracing():
         return "torch.jit.trace"
-    # non-strict torch.export fakes the parameters before it sets is_exporting()
+    check = getattr(torch.compiler, "is_exporting", None)
+    return "torch.export" if check is not None and check() else ""
+
+
+def _export_on_stack() -> bool:
+    """Whether ``torch.export`` is on the call stack (error path only): non-strict export
+    fakes the parameters before it sets ``is_exporting()``."""
     frame = sys._getframe(1)
     marker = f"{os.sep}torch{os.sep}export{os.sep}"
     while frame is not None:
         if marker in frame.f_code.co_filename:
-            return "torch.export"
+            return True
         frame = frame.f_back
-    return ""
+    return False
 
 
 def _rebuild(
