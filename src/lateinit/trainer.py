@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 
+from .distributed import is_dtensor
 from .io import atomic_write
 from .parameter import is_deferred, record_of
 from .shapes import fmt_list
@@ -330,7 +331,7 @@ def _fusable(p: torch.Tensor) -> bool:
     return (
         p.dtype.is_floating_point
         and p.device.type in ("cpu", "cuda")
-        and type(p).__name__ != "DTensor"
+        and not is_dtensor(p)
     )
 
 
