@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.modules.module as _module_globals
 
 from . import init as _init
 from .compiled import check_compile_options, copied_options, hybrid_call, quiet_fake_tensor_errors
@@ -51,8 +52,10 @@ from .parameter import (
     set_storage,
     transaction,
 )
+from .parameter import _journal as _journal_slot
 from .progress import Progress
 from .shapes import (
+    UNKNOWN,
     DeferredInitializationError,
     ShapeMismatchError,
     fmt_list,
@@ -135,6 +138,12 @@ def gluon_key_map(module: torch.nn.Module) -> dict[str, str]:
     return out
 
 
+_NO_ENTRIES: dict[str, Any] = {}
+# torch's own, to tell when a tool has patched them (Block.__setattr__'s fast paths)
+_TORCH_REGISTER_PARAMETER = torch.nn.Module.register_parameter
+_TORCH_SETATTR = torch.nn.Module.__setattr__
+
+
 def block_state(module: torch.nn.Module) -> BlockState | None:
     """The lateinit state of a Block (``None`` for any other module)."""
     return module.__dict__.get("_lateinit")
@@ -145,16 +154,26 @@ def _named_tensors(
 ) -> tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]]:
     """Every parameter and every buffer under ``module`` by structural name (shared ones
     once, under their first name), in one walk of the tree (the first pass, initialize
-    and disarming each walk it once, not once per question)."""
+    and disarming each walk it once, not once per question). The order and names are
+    ``named_parameters()``'s and ``named_buffers()``'s (a module reached twice is
+    walked once)."""
     params: list[tuple[str, torch.Tensor]] = []
     buffers: list[tuple[str, torch.Tensor]] = []
     seen: set[int] = set()
-    for prefix, m in module.named_modules():
+    modules: set[int] = set()
+
+    def walk(m: torch.nn.Module, prefix: str) -> None:
+        modules.add(id(m))
         for table, out in ((m._parameters, params), (m._buffers, buffers)):
             for name, t in table.items():
                 if t is not None and id(t) not in seen:
                     seen.add(id(t))
-                    out.append((f"{prefix}.{name}" if prefix else name, t))
+                    out.append((prefix + name, t))
+        for name, child in m._modules.items():
+            if child is not None and id(child) not in modules:
+                walk(child, f"{prefix}{name}.")
+
+    walk(module, "")
     return params, buffers
 
 
@@ -168,10 +187,12 @@ def _ready_tables(module: torch.nn.Module) -> bool:
     ``torch.nn.Parameter``: a plain tensor in a parameter's place means a call such as
     ``torch.func.functional_call`` has swapped it in for the duration of the call, and
     the block must stay armed for its own parameters."""
-    return all(
-        p is None or (isinstance(p, torch.nn.Parameter) and not isinstance(p, Parameter))
-        for p in module._parameters.values()
-    ) and not any(isinstance(b, Parameter) for b in module._buffers.values())
+    for p in module._parameters.values():
+        if p is None or type(p) is torch.nn.Parameter:
+            continue
+        if type(p) is Parameter or not isinstance(p, torch.nn.Parameter):
+            return False
+    return not any(type(b) is Parameter for b in module._buffers.values())
 
 
 def _nbytes(t: torch.Tensor) -> int:
@@ -184,10 +205,23 @@ def _nbytes(t: torch.Tensor) -> int:
 
 def _same_float_dtype(tensors: list[torch.Tensor], own: list[tuple[str, Any]]) -> bool:
     """Whether the first floating input has the dtype of the layer's first floating own
-    parameter (the common case, answered without building an error)."""
-    first = next((t for t in tensors if t.is_floating_point()), None)
-    mine = next((p for _, p in own if p.is_floating_point()), None)
-    return first is None or mine is None or first.dtype == mine.dtype
+    parameter (the common case, answered without building an error). The parameters'
+    dtypes are read off their placeholders, past the gate."""
+    first = next((t.dtype for t in tensors if t.is_floating_point()), None)
+    if first is None:
+        return True
+    for _, p in own:
+        dtype = placeholder(p).dtype
+        if dtype.is_floating_point:
+            return first == dtype
+    return True
+
+
+def _deferred_under(module: torch.nn.Module) -> list[tuple[str, Parameter]]:
+    """Every deferred parameter, then every deferred buffer, under ``module`` by
+    structural name (shared ones once), in one walk of the tree."""
+    params, buffers = _named_tensors(module)
+    return [(n, t) for n, t in (*params, *buffers) if type(t) is Parameter]
 
 
 class Block(torch.nn.Module):
@@ -407,10 +441,56 @@ class Block(torch.nn.Module):
         return failed
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if type(value) is Parameter and self._new_entry(name):
+            # a layer declaring a deferred parameter in its constructor: what
+            # torch.nn.Module.__setattr__ + register_parameter do for a new name, without
+            # their checks' exceptions (hasattr on a missing attribute raises inside)
+            self.__dict__["_parameters"][name] = value
+            self._annotate(name, value)
+            return
+        if (
+            not isinstance(value, (torch.Tensor, torch.nn.Module))
+            and torch.nn.Module.__setattr__ is _TORCH_SETATTR
+        ):
+            # a plain attribute (a layer's settings): what torch.nn.Module.__setattr__
+            # ends with, unless the name is one of its tables' entries (or an alias)
+            d = self.__dict__
+            if (
+                name not in d.get("_parameters", _NO_ENTRIES)
+                and name not in d.get("_buffers", _NO_ENTRIES)
+                and name not in d.get("_modules", _NO_ENTRIES)
+                and name not in self._gluon_names
+            ):
+                object.__setattr__(self, name, value)
+                return
         name = self._torch_name(name)
         super().__setattr__(name, value)
         if isinstance(value, torch.nn.Module) and "_lateinit" in self.__dict__:
             self._adopt(name, value)
+
+    def _new_entry(self, name: str) -> bool:
+        """Whether ``name`` is free for a new parameter that torch would register with no
+        more than ``_parameters[name] = p``: a valid name, not an attribute, an entry of
+        the module's tables or a Gluon alias, no global registration hook set and
+        ``register_parameter`` not replaced (by a subclass or a tool)."""
+        d = self.__dict__
+        params = d.get("_parameters")
+        return (
+            params is not None
+            and type(name) is str
+            and name
+            and "." not in name
+            and name not in d
+            and name not in params
+            and name not in d["_buffers"]
+            and name not in d["_modules"]
+            and name not in self._gluon_names
+            and not hasattr(type(self), name)
+            and not _module_globals._global_parameter_registration_hooks
+            # a tool may patch registration (accelerate's init_empty_weights): take it
+            and torch.nn.Module.register_parameter is _TORCH_REGISTER_PARAMETER
+            and type(self).register_parameter is Block.register_parameter
+        )
 
     def add_module(self, name: str, module: torch.nn.Module | None) -> None:
         super().add_module(name, module)
@@ -485,20 +565,26 @@ class Block(torch.nn.Module):
         # The outermost first pass holds the locks of every deferred tensor under it; a
         # nested one (a layer inside it, or another network called from a forward) those
         # of its own (docs/design.md, "Threads").
-        if active_journal() is None:
-            params, buffers = _named_tensors(self)
-            named = [(n, t) for n, t in (*params, *buffers) if isinstance(t, Parameter)]
+        journal = getattr(_journal_slot, "value", None)
+        if journal is None:
+            named = _deferred_under(self)
         else:
             named = self._own_deferred()
-        with transaction([t for _, t in named], restore_rng=True) as outermost:
-            if outermost and not any(isinstance(t, Parameter) for _, t in named):
-                self._disarm_tree()  # another thread finished the pass
+            if all(id(t._record) in journal.held for _, t in named):
+                # a layer inside the first pass that holds its locks: part of it
+                if named:
+                    self._prepare(args, kwargs, named)
                 return forward(self, *args, **kwargs)
+        with transaction([t for _, t in named], restore_rng=journal is None) as outermost:
             if outermost:
+                if not any(type(t) is Parameter for _, t in named):
+                    self._disarm_tree()  # another thread finished the pass
+                    return forward(self, *args, **kwargs)
                 for name, t in named:  # structural names, for messages and Mixed
-                    if isinstance(t, Parameter):
-                        t.record.path = name
-            self._prepare(args, kwargs)
+                    if type(t) is Parameter:
+                        t._record.path = name
+            if named:
+                self._prepare(args, kwargs, None if outermost else named)
             out = forward(self, *args, **kwargs)
         if outermost:
             self._disarm_tree()
@@ -543,12 +629,10 @@ class Block(torch.nn.Module):
 
     def _own_deferred(self) -> list[tuple[str, Parameter]]:
         """This block's own deferred parameters, then its own deferred buffers."""
-        return [
-            (n, p)
-            for table in (self._parameters, self._buffers)
-            for n, p in table.items()
-            if isinstance(p, Parameter)
-        ]
+        own = [(n, p) for n, p in self._parameters.items() if type(p) is Parameter]
+        if self._buffers:
+            own += [(n, b) for n, b in self._buffers.items() if type(b) is Parameter]
+        return own
 
     def _has_ready_declared(self) -> bool:
         """Whether one of this block's own tensors that lateinit declared is READY."""
@@ -558,29 +642,45 @@ class Block(torch.nn.Module):
             for t in table.values()
         )
 
-    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Infer, then create, this block's own deferred parameters for these inputs."""
-        own = self._infer_own(args, kwargs)
+    def _prepare(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        own: list[tuple[str, Parameter]] | None = None,
+    ) -> None:
+        """Infer, then create, this block's own deferred parameters for these inputs
+        (``own``: them, when the caller has listed them already)."""
+        own = self._infer_own(args, kwargs, own)
         if not own:
             return
-        tensors = list(iter_tensors((args, kwargs)))
+        if not kwargs and all(type(a) is torch.Tensor for a in args):
+            tensors = list(args)  # the common call: no nesting to walk
+        else:
+            tensors = list(iter_tensors((args, kwargs)))
         if not _same_float_dtype(tensors, own):  # else nothing to explain: skip the walk
             error = dtype_error(self, tensors)
             if error is not None:
                 raise error
         device = self._creation_device(tensors)
         for _, p in own:
-            if device is not None and not p.record.device_explicit and p.device != device:
-                move_placeholder(p, device, None)
+            if device is not None and not p._record.device_explicit:
+                with torch._C.DisableTorchFunctionSubclass():
+                    moved = p.device != device
+                if moved:
+                    move_placeholder(p, device, None)
             materialize(p)
 
     def _infer_own(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        own: list[tuple[str, Parameter]] | None = None,
     ) -> list[tuple[str, Parameter]]:
         """Fill the unknown dims of this block's own deferred parameters from these inputs
         (through ``infer_param_shapes``); return those parameters, now SHAPED."""
-        own = self._own_deferred()
-        if own and any(not p.is_shaped for _, p in own):
+        if own is None:
+            own = self._own_deferred()
+        if own and any(UNKNOWN in p._record.shape for _, p in own):
             if type(self).infer_param_shapes is Block.infer_param_shapes:
                 # no hook: read the unknown dims off the forward run on fake tensors with
                 # a symbolic size for each (a private replica; first call only)
@@ -624,7 +724,7 @@ class Block(torch.nn.Module):
         device of the first input."""
         for table in (self._parameters, self._buffers):
             for t in table.values():
-                if t is not None and not isinstance(t, Parameter):
+                if t is not None and type(t) is not Parameter:
                     return t.device
         return tensors[0].device if tensors else None
 
@@ -746,16 +846,19 @@ class Block(torch.nn.Module):
         resolved = _init.resolve(init) if init is not None else None
         dev = torch.device(device) if device is not None else None
         params, buffers = _named_tensors(self)
-        todo = [*params, *((n, b) for n, b in buffers if isinstance(b, Parameter))]
-        total = sum(_nbytes(p) for _, p in todo if isinstance(p, Parameter) and p.is_shaped)
+        todo = [*params, *((n, b) for n, b in buffers if type(b) is Parameter)]
+
+        def total() -> int:  # bytes to create, counted only if a bar is shown
+            return sum(_nbytes(p) for _, p in todo if type(p) is Parameter and p.is_shaped)
+
         with (
             transaction([t for _, t in (*params, *buffers)]),
             Progress(total, "initializing", progress) as bar,
         ):
             for name, p in todo:
-                if isinstance(p, Parameter):
+                if type(p) is Parameter:
                     self._initialize_deferred(name, p, resolved, dev, dtype)
-                    if not isinstance(p, Parameter):  # created now (SHAPED before)
+                    if type(p) is not Parameter:  # created now (SHAPED before)
                         bar.advance(_nbytes(p))
                 elif (owner := integration_for(p)) is not None and owner.initialize:
                     # e.g. sharded by FSDP2: lateinit.distributed creates this rank's shard

@@ -110,12 +110,24 @@ class Initializer:
     def __call__(
         self, tensor: torch.Tensor, *, generator: torch.Generator | None = None, name: str = ""
     ) -> torch.Tensor:
-        with torch.no_grad():
+        grad = torch.is_grad_enabled()
+        if grad:
+            torch._C._set_grad_enabled(False)  # torch.no_grad(), without its wrapper objects
+        try:
             if type(self)._fill is Initializer._fill:  # a Gluon-style subclass
                 _seeded_global(tensor, generator, lambda t: self._init_by_name(name, t))
             else:
                 self._fill(tensor, generator)
+        finally:
+            if grad:
+                torch._C._set_grad_enabled(True)
         return tensor
+
+    @property
+    def draws(self) -> bool:
+        """Whether filling draws random numbers (so the caller seeds a generator for it):
+        False only for a [`Constant`][lateinit.init.Constant] that keeps its fill."""
+        return type(self)._fill is not Constant._fill
 
     def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
         raise NotImplementedError  # replaced by the name dispatch above
@@ -377,7 +389,8 @@ class Xavier(Initializer):
 
     def _scale(self, shape: Sequence[int]) -> float:
         fan_in, fan_out = _fans(shape)
-        factor = {"avg": (fan_in + fan_out) / 2.0, "in": fan_in, "out": fan_out}[self.factor_type]
+        kind = self.factor_type
+        factor = fan_in if kind == "in" else fan_out if kind == "out" else (fan_in + fan_out) / 2.0
         return math.sqrt(self.magnitude / max(factor, 1))
 
     def _fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:

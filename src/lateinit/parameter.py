@@ -23,8 +23,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,9 +72,20 @@ __all__ = [
 _ORDER = itertools.count()
 
 
+_seed_cells = threading.local()
+
+
 def _draw_seed() -> int:
-    """Draw a seed from torch's global CPU generator (one int64)."""
-    return int(torch.empty((), dtype=torch.int64, device="cpu").random_())
+    """Draw a seed from torch's global CPU generator (one int64), into this thread's
+    reused scalar (allocating one per parameter cost as much as the draw)."""
+    cell = getattr(_seed_cells, "cell", None)
+    if cell is None:
+        with torch.inference_mode(False):  # usable outside inference mode later
+            cell = torch.empty((), dtype=torch.int64, device="cpu")
+        if type(cell) is not torch.Tensor:  # e.g. a fake tensor mode: not kept
+            return int(cell.random_())
+        _seed_cells.cell = cell
+    return int(cell.random_())
 
 
 class State(str, enum.Enum):
@@ -224,6 +234,9 @@ class Journal:
 
     def __init__(self) -> None:
         self._undo: list[tuple[Any, ...]] = []
+        #: ids of the records whose locks the outermost transaction holds: a nested
+        #: first pass over parameters among them needs no transaction of its own
+        self.held: frozenset[int] = frozenset()
 
     def record_shape(self, param: Parameter, old: tuple[int, ...]) -> None:
         self._undo.append(("shape", param, old))
@@ -260,46 +273,88 @@ def set_journal(journal: Journal | None) -> None:
     _journal.value = journal
 
 
-@contextmanager
-def hold(tensors: Iterable[Any]) -> Iterator[None]:
+class hold:
     """Hold the locks of these tensors' records (lateinit parameters, deferred or READY;
     other tensors have none), taken in the records' global order and released in
-    reverse. Reentrant: a thread may hold a lock again."""
-    records = {id(rec): rec for rec in map(record_of, tensors) if rec is not None}
-    locks = [rec.lock for rec in sorted(records.values(), key=lambda r: r.order)]
-    taken = 0
-    try:
-        for lock in locks:
+    reverse. Reentrant: a thread may hold a lock again.
+
+    A class rather than a generator context manager: every first pass enters one per
+    block, so it is kept lean (docs/design.md, "Speed")."""
+
+    __slots__ = ("_locks", "_records", "_taken")
+
+    def __init__(self, tensors: Iterable[Any]) -> None:
+        records = []
+        for t in tensors:
+            rec = getattr(t, "__dict__", _EMPTY).get("_record")
+            if rec is not None:
+                records.append(rec)
+        if len(records) > 1:
+            records = sorted({id(r): r for r in records}.values(), key=_order_of)
+        self._records = records
+        self._locks = [rec.lock for rec in records]
+        self._taken = 0
+
+    def __enter__(self) -> None:
+        for lock in self._locks:
             lock.acquire()
-            taken += 1
-        yield
-    finally:
-        for lock in reversed(locks[:taken]):
-            lock.release()
+            self._taken += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        locks = self._locks
+        for i in range(self._taken - 1, -1, -1):
+            locks[i].release()
+        self._taken = 0
 
 
-@contextmanager
-def transaction(scope: Iterable[Any] = (), *, restore_rng: bool = False) -> Iterator[bool]:
+_EMPTY: dict[str, Any] = {}
+
+
+def _order_of(rec: ParamRecord) -> int:
+    return rec.order
+
+
+class transaction:
     """Run a block of parameter changes atomically: holding the locks of the tensors in
-    ``scope`` (see :func:`hold`), journaled, and rolled back (with torch's RNG state, if
+    ``scope`` (see :class:`hold`), journaled, and rolled back (with torch's RNG state, if
     ``restore_rng``) if it raises. Nested inside another transaction of this thread it
     joins that one (still taking its own scope's locks). Yields True for the outermost."""
-    with hold(scope):
-        if active_journal() is not None:
-            yield False
-            return
-        journal = Journal()
-        rng = _save_rng() if restore_rng else None
-        set_journal(journal)
+
+    __slots__ = ("_hold", "_journal", "_restore_rng", "_rng")
+
+    def __init__(self, scope: Iterable[Any] = (), *, restore_rng: bool = False) -> None:
+        self._hold = hold(scope)
+        self._restore_rng = restore_rng
+        self._journal: Journal | None = None
+        self._rng: Any = None
+
+    def __enter__(self) -> bool:
+        self._hold.__enter__()
+        if getattr(_journal, "value", None) is not None:
+            return False
+        self._journal = Journal()
+        self._journal.held = frozenset(map(id, self._hold._records))
         try:
-            yield True
+            self._rng = _save_rng() if self._restore_rng else None
         except BaseException:
-            journal.rollback()
-            if rng is not None:
-                _restore_rng(rng)
+            self._hold.__exit__(None, None, None)
             raise
+        _journal.value = self._journal
+        return True
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        journal = self._journal
+        try:
+            if journal is not None:
+                try:
+                    if exc_type is not None:
+                        journal.rollback()
+                        if self._rng is not None:
+                            _restore_rng(self._rng)
+                finally:
+                    _journal.value = None
         finally:
-            set_journal(None)
+            self._hold.__exit__(None, None, None)
 
 
 def _save_rng() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
@@ -1173,10 +1228,13 @@ def recording_tool() -> str:
     """``"torch.jit.trace"`` or ``"torch.export"`` while one of them is recording a
     trace (``torch.compiler.is_exporting``, torch >= 2.5), else ``""``. Cheap: Block's
     first call asks it."""
+    # torch.jit.is_tracing(), not torch._C._is_tracing(): dynamo knows the former
     if torch.jit.is_tracing():
         return "torch.jit.trace"
-    check = getattr(torch.compiler, "is_exporting", None)
-    return "torch.export" if check is not None and check() else ""
+    return "torch.export" if _is_exporting is not None and _is_exporting() else ""
+
+
+_is_exporting = getattr(torch.compiler, "is_exporting", None)
 
 
 def _export_on_stack() -> bool:
@@ -1469,8 +1527,9 @@ def materialize(param: Parameter) -> None:
     rec = param._record
     if UNKNOWN in rec.shape:
         raise use_error(param, "materialize()")
-    raw = placeholder(param)
-    commit_storage(param, initialized(rec, rec.shape, raw.dtype, raw.device, rec.path or rec.name))
+    with torch._C.DisableTorchFunctionSubclass():
+        dtype, device = param.dtype, param.device
+    commit_storage(param, initialized(rec, rec.shape, dtype, device, rec.path or rec.name))
 
 
 def initialized(
@@ -1479,12 +1538,14 @@ def initialized(
     """A new tensor filled by ``rec``'s initializer from a generator seeded with the
     parameter's own seed (drawn at declaration), so values do not depend on when or in
     which order parameters are created. Nothing is drawn on the meta device."""
-    with torch.no_grad():
-        data = torch.empty(tuple(shape), dtype=dtype, device=device)
-        if data.device.type != "meta":
+    data = torch.empty(shape, dtype=dtype, device=device)
+    if data.device.type != "meta":
+        init = rec.effective_init
+        generator = None
+        if init.draws:  # a constant fill needs no seeded generator
             generator = _generator(data.device)
             generator.manual_seed(rec.seed)
-            rec.effective_init(data, generator=generator, name=name)
+        init(data, generator=generator, name=name)  # runs under no_grad itself
     return data
 
 
@@ -1540,18 +1601,23 @@ def reinit_plan(
 
 def commit_storage(param: Parameter, data: torch.Tensor) -> None:
     """Make ``param`` READY with ``data`` as its values (journaled for rollback)."""
-    journal = active_journal()
+    journal = getattr(_journal, "value", None)
+    rec = param._record
     if journal is not None:
         journal.record_storage(param, placeholder(param), Parameter)
-    set_storage(param, data, torch.Tensor if param._record.buffer else torch.nn.Parameter)
+    set_storage(param, data, torch.Tensor if rec.buffer else torch.nn.Parameter)
     # A READY parameter is a plain torch.nn.Parameter (a buffer a plain tensor); the
     # metadata stays in its __dict__ (for force_reinit) and `is_deferred` now reads False.
-    param.__dict__["is_deferred"] = False
+    d = param.__dict__
+    d["is_deferred"] = False
     # Gluon's attributes stay readable as plain attributes (docs/design.md, "Gluon's API")
-    if not param._record.buffer:
-        param.__dict__.setdefault("grad_req", "write" if param.requires_grad else "null")
-        param.__dict__.setdefault("lr_mult", 1.0)
-        param.__dict__.setdefault("wd_mult", 1.0)
+    if not rec.buffer:
+        if "grad_req" not in d:
+            d["grad_req"] = "write" if param.requires_grad else "null"
+        if "lr_mult" not in d:
+            d["lr_mult"] = 1.0
+        if "wd_mult" not in d:
+            d["wd_mult"] = 1.0
 
 
 def move_placeholder(

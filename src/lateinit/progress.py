@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["AUTO_DELAY", "Progress"]
@@ -36,21 +37,34 @@ class Progress:
     """A byte-counting progress bar on stderr (see the module docstring for ``enabled``).
 
     Args:
-        total: the number of bytes the work will go through.
+        total: the number of bytes the work will go through, or a function returning
+            the bytes still to go (called only if a bar is shown; the bytes counted by
+            then are added).
         description: what is being done (``"initializing"``, ``"loading net.safetensors"``).
         enabled: ``None`` automatic, ``True`` always, ``False`` never.
     """
 
-    def __init__(self, total: int, description: str, enabled: bool | None = None) -> None:
+    def __init__(
+        self, total: int | Callable[[], int], description: str, enabled: bool | None = None
+    ) -> None:
         if enabled is not None and not isinstance(enabled, bool):
             raise TypeError(f"progress must be True, False or None (automatic), got {enabled!r}")
-        self.total = max(int(total), 0)
+        self._total = total
         self.description = description
         self.enabled = enabled
         self.done = 0
         self._started = time.monotonic()
         self._bar: Any = None
         self._task: Any = None
+
+    @property
+    def total(self) -> int:
+        """The number of bytes the work goes through (a callable given as ``total``, which
+        returns the bytes still to go, is called the first time this is needed: only when
+        a bar is shown; the bytes already counted are added to it)."""
+        if callable(self._total):
+            self._total = self.done + self._total()
+        return max(int(self._total), 0)
 
     def __enter__(self) -> Progress:
         if self.enabled:

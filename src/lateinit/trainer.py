@@ -328,11 +328,7 @@ _FUSED_RESCALE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.op
 def _fusable(p: torch.Tensor) -> bool:
     """Whether torch's fused optimizers take ``p``: a plain floating tensor on the CPU or a
     CUDA device (not a DTensor shard)."""
-    return (
-        p.dtype.is_floating_point
-        and p.device.type in ("cpu", "cuda")
-        and not is_dtensor(p)
-    )
+    return p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") and not is_dtensor(p)
 
 
 class Trainer:
