@@ -505,9 +505,9 @@ class Block(torch.nn.Module):
         if state is not None:  # count uses, to tell them apart in messages
             state.uses += 1
         params, buffers = _named_tensors(child)
-        deferred = [(n, t) for n, t in (*params, *buffers) if isinstance(t, Parameter)]
+        deferred = [(n, t) for n, t in (*params, *buffers) if type(t) is Parameter]
         for path, t in deferred:
-            t.record.path = f"{name}.{path}"
+            t._record.path = f"{name}.{path}"
         if deferred:
             self._arm()
 
@@ -522,8 +522,8 @@ class Block(torch.nn.Module):
         self._annotate(name, param)
 
     def _annotate(self, name: str, param: Any) -> None:
-        if isinstance(param, Parameter):
-            rec = param.record
+        if type(param) is Parameter:
+            rec = param._record
             rec.name = rec.name or name
             rec.owner = rec.owner or type(self).__name__
             rec.hint = rec.hint or self._in_size_arg
@@ -689,8 +689,8 @@ class Block(torch.nn.Module):
                     p.shape = found[n]
             else:
                 self._run_hook(own, args, kwargs)
-            unfilled = [f"{n} {fmt_shape(tuple(p.shape))}" for n, p in own if not p.is_shaped]
-            if unfilled:
+            if any(UNKNOWN in p._record.shape for _, p in own):
+                unfilled = [f"{n} {fmt_shape(tuple(p.shape))}" for n, p in own if not p.is_shaped]
                 raise missing_hook_error(self, [], filled_nothing=", ".join(unfilled))
             if self._lateinit.uses > 1:  # a block used twice: remember which use fixed
                 self._lateinit.fixed_by = locate(self)[1]  # the sizes
@@ -739,7 +739,7 @@ class Block(torch.nn.Module):
     def _name_params(self) -> None:
         for name, p in self._named_deferred_or_ready():
             if isinstance(p, Parameter):
-                p.record.path = name
+                p._record.path = name
 
     # -- error translation (error path only: nothing runs on the happy path) ------------
     def _describe_expected(self, param: str, dim: int, size: int) -> str:
@@ -857,7 +857,8 @@ class Block(torch.nn.Module):
         ):
             for name, p in todo:
                 if type(p) is Parameter:
-                    self._initialize_deferred(name, p, resolved, dev, dtype)
+                    p._record.path = name
+                    initialize_deferred(p, resolved, dev, dtype)
                     if type(p) is not Parameter:  # created now (SHAPED before)
                         bar.advance(_nbytes(p))
                 elif (owner := integration_for(p)) is not None and owner.initialize:
@@ -868,17 +869,6 @@ class Block(torch.nn.Module):
                     self._initialize_ready(name, p, resolved, dev, dtype, force_reinit)
             self._disarm_tree()
         return self
-
-    @staticmethod
-    def _initialize_deferred(
-        name: str,
-        p: Parameter,
-        init: _init.Initializer | None,
-        device: torch.device | None,
-        dtype: torch.dtype | None,
-    ) -> None:
-        p.record.path = name
-        initialize_deferred(p, init, device, dtype)
 
     def _initialize_ready(
         self,

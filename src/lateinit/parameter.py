@@ -198,9 +198,13 @@ class ParamRecord:
     def effective_init(self) -> _init.Initializer:
         """The initializer materializing runs: its own, else the registered one, else the
         layer's default, else ``torch.nn.Linear``'s distribution."""
-        for candidate in (self.init, self.registered, self.default):
-            if candidate is not None:
-                return _init.resolve(candidate)
+        # each is resolved when it is set (Parameter(), initialize(), the setter)
+        if self.init is not None:
+            return _init.resolve(self.init)
+        if self.registered is not None:
+            return _init.resolve(self.registered)
+        if self.default is not None:
+            return _init.resolve(self.default)
         return _init.linear_default()
 
     @property
@@ -210,6 +214,12 @@ class ParamRecord:
 
 
 def _normalize_shape(shape: Any) -> tuple[int, ...]:
+    if type(shape) is tuple:  # the common case, e.g. (units, -1): nothing to convert
+        for d in shape:
+            if type(d) is not int or d < UNKNOWN:
+                break
+        else:
+            return shape
     if isinstance(shape, int):
         shape = (shape,)
     try:
@@ -521,6 +531,16 @@ class Parameter(torch.nn.Parameter):
     """
 
     _record: ParamRecord
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A deferred parameter is told by its exact type on the hot paths (type(p) is
+        # Parameter), and becomes a plain torch.nn.Parameter once READY: a subclass
+        # would be neither, so it is refused here rather than misbehave later.
+        raise TypeError(
+            f"lateinit.Parameter cannot be subclassed ({cls.__name__}): a deferred "
+            "parameter becomes a plain torch.nn.Parameter once it is READY. Fix: declare "
+            "it with lateinit.Parameter(shape, init) and keep extra state on the layer"
+        )
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Parameter:
         # Gluon's signature, Parameter(name, grad_req=, shape=, ...), is told apart from
@@ -976,6 +996,8 @@ class Parameter(torch.nn.Parameter):
     # -- torch function gate -----------------------------------------------------------
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):  # type: ignore[override]
+        if func in _PLAIN_GETTERS:  # e.g. p.is_leaf, read by every optimizer: answered now
+            return torch._C._disabled_torch_function_impl(func, (), args, kwargs or {})
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         if name == "__get__":
@@ -1075,6 +1097,13 @@ def register_integration(integration: GateIntegration) -> None:
 # raising, does the gate look at who is calling: infer_shape reads these attributes
 # hundreds of times.
 _WATCHED_ATTRS = frozenset({"device", "requires_grad"})
+# The getters of _OK_ATTRS that no integration watches, as the gate receives them
+# (``TensorBase.<attr>.__get__``; equal, and equally hashed, on every access).
+_PLAIN_GETTERS = frozenset(
+    getattr(torch._C.TensorBase, attr).__get__
+    for attr in sorted(_OK_ATTRS - _WATCHED_ATTRS - {"ndim", "shape"})
+    if type(getattr(torch._C.TensorBase, attr, None)).__name__ == "getset_descriptor"
+)
 _PASS_THROUGH = frozenset({"torch.overrides", "torch._tensor", "torch.functional", __name__})
 
 
@@ -1539,11 +1568,13 @@ def initialized(
     parameter's own seed (drawn at declaration), so values do not depend on when or in
     which order parameters are created. Nothing is drawn on the meta device."""
     data = torch.empty(shape, dtype=dtype, device=device)
-    if data.device.type != "meta":
+    if type(device) is not torch.device:
+        device = data.device
+    if device.type != "meta":
         init = rec.effective_init
         generator = None
         if init.draws:  # a constant fill needs no seeded generator
-            generator = _generator(data.device)
+            generator = _generator(device)
             generator.manual_seed(rec.seed)
         init(data, generator=generator, name=name)  # runs under no_grad itself
     return data
@@ -1603,9 +1634,17 @@ def commit_storage(param: Parameter, data: torch.Tensor) -> None:
     """Make ``param`` READY with ``data`` as its values (journaled for rollback)."""
     journal = getattr(_journal, "value", None)
     rec = param._record
-    if journal is not None:
-        journal.record_storage(param, placeholder(param), Parameter)
-    set_storage(param, data, torch.Tensor if rec.buffer else torch.nn.Parameter)
+    cls = torch.Tensor if rec.buffer else torch.nn.Parameter
+    with torch._C.DisableTorchFunctionSubclass():  # set_storage's fast case, inlined
+        if journal is not None:
+            journal.record_storage(param, param.data, Parameter)
+        same_kind = torch._has_compatible_shallow_copy_type(param, data)
+        if same_kind:
+            param.data = data
+    if not same_kind:
+        set_storage(param, data, cls)
+    elif type(param) is not cls:
+        param.__class__ = cls
     # A READY parameter is a plain torch.nn.Parameter (a buffer a plain tensor); the
     # metadata stays in its __dict__ (for force_reinit) and `is_deferred` now reads False.
     d = param.__dict__
