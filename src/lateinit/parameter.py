@@ -295,26 +295,35 @@ class hold:
 
     def __init__(self, tensors: Iterable[Any]) -> None:
         records = []
+        last = -1
+        ordered = True  # a tree's records usually come in creation order already
         for t in tensors:
             rec = getattr(t, "__dict__", _EMPTY).get("_record")
             if rec is not None:
                 records.append(rec)
-        if len(records) > 1:
-            records = sorted({id(r): r for r in records}.values(), key=_order_of)
+                if rec.order <= last:
+                    ordered = False
+                last = rec.order
+        if not ordered:  # out of order, or one record twice (a shared parameter)
+            records = sorted(dict.fromkeys(records), key=_order_of)
         self._records = records
         self._locks = [rec.lock for rec in records]
         self._taken = 0
 
     def __enter__(self) -> None:
-        for lock in self._locks:
-            lock.acquire()
-            self._taken += 1
+        taken = 0
+        try:
+            for lock in self._locks:
+                lock.acquire()
+                taken += 1
+        finally:
+            self._taken = taken
 
     def __exit__(self, *exc: Any) -> None:
-        locks = self._locks
-        for i in range(self._taken - 1, -1, -1):
-            locks[i].release()
-        self._taken = 0
+        if self._taken:
+            for lock in reversed(self._locks[: self._taken]):
+                lock.release()
+            self._taken = 0
 
 
 _EMPTY: dict[str, Any] = {}
