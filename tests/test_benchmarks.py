@@ -51,8 +51,17 @@ def test_overhead_quick_runs_and_prints_ratios(tmp_path) -> None:
             torch,
         )
         assert row["peer"]["label"] == "torch.nn" and row["unit"] == "s"
-        no_target = m == "first call" and case.startswith("dispatch-bound")
-        assert row["target"] == (None if no_target else {"steady step": 1.03, "first call": 1.5}[m])
+        dispatch_first = m == "first call" and case.startswith("dispatch-bound")
+        expected = 1.3 if dispatch_first else {"steady step": 1.03, "first call": 1.5}[m]
+        assert row["target"] == expected
+        if dispatch_first:  # the phase-by-phase breakdown, the same figures as printed
+            phases = row["detail"]["phases_s"]
+            assert set(phases) == {"lateinit", "lateinit, every size given", "torch.nn"}
+            for name, values in phases.items():
+                timed = [v for k, v in values.items() if k != "initialize()"]
+                assert len(values) == 5 and all(v > 0 for v in timed)
+                shown = ", ".join(f"{k} {fmt_time(v)}" for k, v in values.items())
+                assert f"phases [{name}]: {shown}; total " in proc.stdout
     env = data["environment"]
     assert env["clock"] == "cpu" and env["torch_threads"] == 1
     # the printed environment line shows the same facts

@@ -197,6 +197,8 @@ def _ready_tables(module: torch.nn.Module) -> bool:
 
 def _nbytes(t: torch.Tensor) -> int:
     """The bytes a (deferred or READY) tensor's values take."""
+    if type(t) is not Parameter:  # READY: its own answer, no gate in the way
+        return t.numel() * t.element_size()
     n = 1
     for d in t.shape:
         n *= max(d, 0)
