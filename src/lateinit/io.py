@@ -1164,13 +1164,16 @@ def _read_values(
         sum_ = expected.get(item.key) if expected is not None else None
         shard = shards[entry.shard]
         offset = shard.index.data_start + entry.begin
-        if sum_ is None:
-            _read_into(shard.fh, offset, entry.end - entry.begin, value)
-        else:
-            hasher = xxhash.xxh3_64()
-            _read_into(shard.fh, offset, entry.end - entry.begin, value, hasher)
-            if hasher.intdigest() != sum_:
-                damaged.append(item.key)
+        try:
+            if sum_ is None:
+                _read_into(shard.fh, offset, entry.end - entry.begin, value)
+            else:
+                hasher = xxhash.xxh3_64()
+                _read_into(shard.fh, offset, entry.end - entry.begin, value, hasher)
+                if hasher.intdigest() != sum_:
+                    damaged.append(item.key)
+        except ParameterFileError as err:  # cut short; the network is not touched yet
+            raise ParameterFileError(f"{err} Nothing was changed.") from None
         values[i] = value.to(device=item.device, dtype=item.dtype)
         if bar is not None:
             bar.advance(_nbytes(entry))
