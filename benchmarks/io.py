@@ -50,7 +50,7 @@ Face ``model.safetensors.index.json``: lateinit ``load_parameters(index)`` into 
 and a READY network, against ``load_file`` of every shard + ``load_state_dict`` (into
 fresh memory and into a READY twin). Same targets: within 1.2x, peak RSS growth <= 1.1x.
 
-Run: ``python benchmarks/io.py`` (~8 minutes on 2 shared cores, 4-5 GB of free disk in
+Run: ``python benchmarks/io.py`` (~7 minutes on 2 shared cores, 4-5 GB of free disk in
 ``--dir``, default a temporary folder), ``--quick`` for a smoke run (64 MB, figures
 meaningless); ``--json PATH`` also writes the target rows as data (for
 ``benchmarks/plot.py``). Exit status 0 whether targets are met or not: a measurement, not a test.
