@@ -49,6 +49,25 @@ def test_io_quick_runs_and_prints_every_line(tmp_path) -> None:
     assert len(verdicts) == 10, out
     checksums = re.findall(r"^target (.+): ratio [\d.]+; goal <= 1\.15: (met|MISSED)$", out, re.M)
     assert len(checksums) == 3, out
+    # their verdicts come from both variants alternating in one process (4 samples each
+    # with --quick); the fresh-process pairs are printed beside them, as a reference
+    for name in [
+        "lateinit save_parameters(sync=False)",
+        "lateinit save_parameters(sync=False, checksums=False)",
+        "lateinit load_parameters (deferred)",
+        "lateinit load_parameters (deferred, verify=False)",
+        "lateinit load_parameters (READY)",
+        "lateinit load_parameters (READY, verify=False)",
+    ]:
+        line = rf"^{re.escape(name)}, in one process: median [\d.]+ s \(samples( [\d.]+,?){{4}}\)$"
+        assert re.search(line, out, re.M), (name, out)
+    references = re.findall(
+        r"^target (.+), fresh processes \(reference\): ratio [\d.]+; goal <= 1\.15: "
+        r"\(reported\)$",
+        out,
+        re.M,
+    )
+    assert references == [label for label, _ in checksums], out
     assert list(folder.iterdir()) == []  # the benchmark cleans up its files
     # --json: one row per printed target line, the same figures
     data = check_results(json_path, "io")
@@ -62,4 +81,11 @@ def test_io_quick_runs_and_prints_every_line(tmp_path) -> None:
             for side in ("lateinit", "peer"):
                 samples = r["detail"]["samples"][r[side]["label"]]
                 assert r[side]["value"] == statistics.median(samples), r
+    verdicts_in_one_process = [
+        r for r in data["rows"] if r["measurement"] == "checksums" and r["target"] == 1.15
+    ]
+    assert len(verdicts_in_one_process) == 3
+    for r in verdicts_in_one_process:
+        assert r["lateinit"]["label"].endswith(", in one process"), r
+        assert len(r["detail"]["side_by_side_ratios"]) == 4, r
     assert "--quick" in data["command"] and data["environment"]["quick"] is True

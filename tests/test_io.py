@@ -340,19 +340,23 @@ def test_read_error_part_way(saved, monkeypatch):
 
 
 def test_ready_load_reads_into_the_same_memory_without_growth(tmp_path):
-    net = nn.Sequential(nn.Dense(512, in_units=512), nn.Dense(512)).initialize()
-    net(torch.ones(1, 512))
+    net = nn.Sequential(nn.Dense(1024, in_units=1024), nn.Dense(1024)).initialize()
+    net(torch.ones(1, 1024))
     path = tmp_path / "big.safetensors"
     net.save_parameters(path)
     ptrs = [t.data_ptr() for t in net.state_dict().values()]
     import tracemalloc
 
-    tracemalloc.start()
-    net.load_parameters(path)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert [t.data_ptr() for t in net.state_dict().values()] == ptrs
-    assert peak < 200_000  # bookkeeping only: no staging copy of the 2 MB of values
+    for verify in (False, True):
+        tracemalloc.start()
+        lio.load_parameters(net, path, verify=verify)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert [t.data_ptr() for t in net.state_dict().values()] == ptrs
+        # bookkeeping, and the verifying pass's buffer: no staging copy of the 8 MB of
+        # values, nor of one 4 MB weight
+        limit = 200_000 + (lio._VERIFY_BUFFER if verify else 0)
+        assert peak < limit, (verify, peak)
 
 
 def test_missing_file_and_directory(tmp_path):

@@ -176,6 +176,81 @@ def test_flipped_bit_in_tensor_data_is_refused_and_changes_nothing(saved, tmp_pa
             lio.load_parameters(net, bad, verify=False, **kwargs)  # the escape hatch
 
 
+def _multi_chunk(tmp_path, monkeypatch) -> tuple[nn.Sequential, object, int, dict]:
+    """A file whose '0.weight' (4800 bytes) spans five 1 KB chunks, the last partial."""
+    monkeypatch.setattr(lio, "_CHUNK", 1024)  # hashing chunk (saving, reading new memory)
+    monkeypatch.setattr(lio, "_VERIFY_BUFFER", 1024)  # first pass over READY tensors
+    torch.manual_seed(0)
+    donor = nn.Sequential(nn.Dense(40, in_units=30), nn.Dense(5))
+    donor(torch.ones(1, 30))
+    path = tmp_path / "chunks.safetensors"
+    donor.save_parameters(path)
+    start, header = _header(path)
+    return donor, path, start, header
+
+
+def _chunky_target(target: str) -> nn.Sequential:
+    net = nn.Sequential(nn.Dense(40), nn.Dense(5))  # deferred
+    if target != "deferred":
+        net(torch.ones(1, 30))  # READY, its own values
+    return net
+
+
+@pytest.mark.parametrize("target", ["deferred", "ready", "ready converted"])
+def test_flipped_bit_in_any_chunk_of_a_tensor_is_refused(tmp_path, monkeypatch, target):
+    """Values are hashed chunk by chunk (as read into new memory, or in the first pass
+    over READY tensors): a flip in the first, a middle, or the last (partial) chunk of a
+    tensor spanning several, or on either side of a chunk boundary, is refused naming
+    the tensor, with nothing changed; the intact file then loads every value."""
+    donor, path, start, header = _multi_chunk(tmp_path, monkeypatch)
+    begin, end = header["0.weight"]["data_offsets"]
+    assert end - begin == 4800
+    data = path.read_bytes()
+    bad = tmp_path / "flipped.safetensors"
+    kwargs = {"dtype": torch.float64} if target == "ready converted" else {}
+    for offset in (begin, begin + 1023, begin + 1024, begin + 2500, end - 704, end - 1):
+        flipped = bytearray(data)
+        flipped[start + offset] ^= 0x10
+        bad.write_bytes(bytes(flipped))
+        net = _chunky_target(target)
+        before = full_snapshot(net)
+        with pytest.raises(ParameterFileError, match="corrupted") as info:
+            net.load_parameters(bad, **kwargs)
+        message = str(info.value)
+        assert "'0.weight'" in message and "Nothing was changed" in message, (offset, message)
+        assert "'0.bias'" not in message and "'1.weight'" not in message, message
+        assert_unchanged(before, net)
+    net = _chunky_target(target)
+    net.load_parameters(path, **kwargs)
+    for name, value in donor.state_dict().items():
+        assert torch.equal(net.state_dict()[name], value.to(net.state_dict()[name].dtype)), name
+
+
+@pytest.mark.parametrize("target", ["deferred", "ready"])
+def test_file_cut_short_while_being_read_changes_nothing(tmp_path, monkeypatch, target):
+    """Another process truncating the file in place after its header was checked: the
+    read comes up short in the middle of a tensor (the hashed read into new memory, or
+    the first pass over READY tensors), which is an error naming the file, with nothing
+    changed."""
+    _, path, start, header = _multi_chunk(tmp_path, monkeypatch)
+    begin, _ = header["0.weight"]["data_offsets"]
+    real_index = lio._read_index
+
+    def index_then_truncate(fh, name):
+        index = real_index(fh, name)
+        os.truncate(name, start + begin + 2500)  # part-way through '0.weight'
+        return index
+
+    monkeypatch.setattr(lio, "_read_index", index_then_truncate)
+    net = _chunky_target(target)
+    before = full_snapshot(net)
+    with pytest.raises(ParameterFileError, match="ended early") as info:
+        net.load_parameters(path)
+    assert str(path) in str(info.value)
+    assert "Nothing was changed" in str(info.value) or "nothing was changed" in str(info.value)
+    assert_unchanged(before, net)
+
+
 def test_files_without_checksums_still_load(saved, tmp_path):
     net, _ = saved
     plain = tmp_path / "plain.safetensors"
