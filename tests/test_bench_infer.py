@@ -75,4 +75,19 @@ def test_infer_quick_runs_and_prints_table(tmp_path) -> None:
             assert f"{1 / row['ratio']:.1f}" == speedup, (row, speedup)
             assert row["headline"] == (clock == "wall") and row["target"] == 0.2
     assert sum(r["measurement"] == "vs torch.nn construction" for r in data["rows"]) == 4
+    # issue 11's target: the 7B construction + infer_shape over torch.nn construction
+    # on meta, <= 1.5x, as a target line and as the 7B rows' target in the JSON
+    line = re.search(
+        r"^target \S+ construction \+ infer_shape vs torch\.nn construction \(meta, every "
+        r"size given\): (\d+\.\d+)x .*; goal <= 1\.5x: (met|MISSED)$",
+        out,
+        re.M,
+    )
+    assert line, out
+    vs_plain = [r for r in data["rows"] if r["measurement"] == "vs torch.nn construction"]
+    first = [r for r in vs_plain if r["case"].startswith("tiny-7B")]
+    assert [r["target"] for r in first] == [1.5, 1.5], first
+    wall = next(r for r in first if r["clock"] == "wall")
+    assert f"{wall['ratio']:.2f}" == line.group(1) and wall["met"] == (line.group(2) == "met")
+    assert all(r["target"] is None for r in vs_plain if r not in first), vs_plain
     assert data["environment"]["clock"] == "wall"
