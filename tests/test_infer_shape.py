@@ -777,6 +777,18 @@ def test_memo_same_block_used_twice():
     assert net(torch.randn(2, 3)).shape == (2, 2)
 
 
+def test_memo_block_shared_by_two_parents():
+    """A block held by two containers (its signature is needed by both): it used to be
+    looked up before it was computed (a KeyError)."""
+    shared = nn.Dense(4, activation="tanh")
+    net = nn.Sequential(nn.Sequential(nn.Dense(4), shared), nn.Sequential(shared, nn.Dense(2)))
+    assert net.infer_shape(Spec((None, 3))) == Spec((None, 2))
+    assert tuple(shared.weight.shape) == (4, 4)
+    assert tuple(net[1][1].weight.shape) == (2, 4)
+    net.initialize()
+    assert net(torch.randn(5, 3)).shape == (5, 2)
+
+
 def test_memo_lambda_functions_differ():
     def proj(n: int) -> nn.Sequential:
         return nn.Sequential(nn.Lambda(lambda x: x[:, :n]), nn.Dense(3))

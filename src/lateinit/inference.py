@@ -11,6 +11,7 @@ See ``docs/design.md``, "Shapes without data".
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .block import Block
 from .explain import layer_label, locate
-from .parameter import Parameter, is_deferred, transaction
+from .parameter import Parameter, transaction
 from .shapes import NONE_SIZES, ShapeMismatchError, Spec
 
 __all__ = ["infer_shape", "to_meta", "has_none", "merge_specs", "Inference", "Replica"]
@@ -91,10 +92,60 @@ def _from_spec(obj: Any) -> Any:
 _SKIP_ATTRS = {"training", "forward", "_lateinit"}
 
 
+def _skipped_attr(k: str) -> bool:
+    """Attributes a module's signature leaves out: torch's tables and hooks, the
+    per-instance forward, lateinit's state (``training`` is in the memo key itself)."""
+    return (
+        k in _SKIP_ATTRS
+        or k.startswith("_forward")
+        or k.endswith("hooks")
+        or k in ("_parameters", "_buffers", "_modules")
+        or k.startswith("_state_dict")
+        or k.startswith("_load_state_dict")
+        or k == "_non_persistent_buffers_set"
+    )
+
+
+#: A module's attribute names (in ``__dict__`` order) -> the sorted names its signature
+#: keeps. Modules of one class built alike share one entry; bounded (cleared when full).
+_SIGNATURE_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_CACHE_LIMIT = 4096
+
+
+def _signature_keys(state: dict[str, Any]) -> tuple[str, ...]:
+    names = tuple(state)
+    kept = _SIGNATURE_KEYS.get(names)
+    if kept is None:
+        if len(_SIGNATURE_KEYS) >= _CACHE_LIMIT:
+            _SIGNATURE_KEYS.clear()
+        kept = _SIGNATURE_KEYS[names] = tuple(sorted(k for k in names if not _skipped_attr(k)))
+    return kept
+
+
+#: torch.nn.Module's own attributes: tables, hooks and flags, never a module.
+_TORCH_KEYS = frozenset(vars(torch.nn.Module()))
+_PLAIN_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _plain_keys(state: dict[str, Any]) -> tuple[str, ...]:
+    """The names in a module's ``__dict__`` that are not torch.nn.Module's own (where a
+    reference to another module of the tree may be held)."""
+    names = tuple(state)
+    kept = _PLAIN_KEYS.get(names)
+    if kept is None:
+        if len(_PLAIN_KEYS) >= _CACHE_LIMIT:
+            _PLAIN_KEYS.clear()
+        kept = _PLAIN_KEYS[names] = tuple(k for k in names if k not in _TORCH_KEYS)
+    return kept
+
+
+_PLAIN = (bool, int, float, str, torch.dtype, torch.device)
+
+
 def _value_key(value: Any) -> Any:
     """A hashable stand-in for an attribute or argument value, safe for memoizing: plain
     values by value, tensors by shape and dtype, anything else by identity."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
+    if value is None or isinstance(value, _PLAIN):
         return value
     if isinstance(value, torch.Tensor):
         return ("tensor", tuple(value.shape), value.dtype)
@@ -105,6 +156,9 @@ def _value_key(value: Any) -> Any:
     return ("id", id(value))
 
 
+_MISSING = object()
+
+
 class Inference:
     """One data-free pass over a network (see :func:`infer_shape`).
 
@@ -113,102 +167,135 @@ class Inference:
     and buffers, and runs the real forward on meta tensors. Modules of identical structure
     called on identical input specs (the 32 decoder layers of a Llama) run once: the others
     replay the recorded parameter shapes and output spec.
+
+    A module's structure is its *signature* (class, plain attributes, tensors' shapes,
+    dtypes and ``requires_grad``, children's signatures), interned as a small int so that
+    a memo key costs the same for a decoder layer as for the whole network. The context
+    may be entered for several passes (``infer_shape`` runs two for a ``None`` dim): the
+    stand-ins of the first stay in place for the next (a deferred parameter is SHAPED by
+    then, and its stand-in has that shape, as a fresh stand-in would).
     """
 
     def __init__(self, root: torch.nn.Module, flops: bool = False) -> None:
         self.root = root
-        self.modules = list(root.modules())
-        self.signatures: dict[int, Any] = {}
+        self.modules: list[torch.nn.Module] = []  # root.modules(): pre-order, each once
+        self.signatures: dict[int, int] = {}  # id(module) -> interned signature
+        self._interned: dict[Any, int] = {}
+        self.sharing: dict[int, int] = {}  # interned signature -> how many modules have it
+        self.tensor_info: dict[int, tuple[torch.dtype, bool, bool]] = {}
         with torch._C.DisableTorchFunctionSubclass():  # dtype reads skip the gate
-            for module in reversed(self.modules):  # children first
-                self.signatures[id(module)] = self._signature(module)
+            self._signature(root)
         self.owners: dict[int, list[tuple[dict[str, Any], str]]] = {}
-        for module in self.modules:
-            for table in (module._parameters, module._buffers):
-                for name, t in table.items():
-                    if t is not None:
-                        self.owners.setdefault(id(t), []).append((table, name))
-        self.memo: dict[Any, tuple[list[tuple[int, ...]], Any, float, list[Any]]] = {}
+        self.memo: dict[Any, tuple[list[tuple[int, ...]] | None, Any, float, list[Any]]] = {}
         self.subtrees: dict[int, list[tuple[int, str, str]]] = {}
         self.trees: dict[int, list[torch.nn.Module]] = {}  # module.modules(), walked once
         self.saved_tables: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.saved_forwards: dict[int, Any] = {}
+        self.stood_in: dict[int, torch.Tensor] = {}  # id(tensor) -> its stand-in
         self.records: dict[int, tuple[Any, float]] = {}  # per module: output spec, FLOPs
         self.flops = flops
         self.counter: Any = None
         self.replayed_flops = 0  # FLOPs of replayed (memoized) calls
+        self._entered = 0
 
     def _flops_so_far(self) -> float:
         counted = self.counter.get_total_flops() if self.counter is not None else 0
         return counted + self.replayed_flops
 
-    def _signature(self, module: torch.nn.Module) -> Any:
-        attrs = tuple(
-            sorted(
-                (k, _value_key(v))
-                for k, v in vars(module).items()
-                if k not in _SKIP_ATTRS
-                and not k.startswith("_forward")
-                and not k.endswith("hooks")
-                and k not in ("_parameters", "_buffers", "_modules")
-                and not k.startswith("_state_dict")
-                and not k.startswith("_load_state_dict")
-                and k != "_non_persistent_buffers_set"
-            )
+    def _signature(self, module: torch.nn.Module) -> int:
+        """The interned signature of ``module`` (children first; each module once, also
+        one shared by two parents)."""
+        found = self.signatures.get(id(module))
+        if found is not None:
+            return found
+        self.modules.append(module)
+        state = module.__dict__
+        children = tuple(
+            (n, self._signature(c)) for n, c in state["_modules"].items() if c is not None
         )
-        tensors = tuple(
-            (name, "lazy" if is_lazy(t) else tuple(t.shape), t.dtype, t.requires_grad)
-            for table in (module._parameters, module._buffers)
-            for name, t in table.items()
-            if t is not None
-        )
-        children = tuple((n, self.signatures[id(c)]) for n, c in module._modules.items() if c)
-        return (type(module), attrs, tensors, children)
+        attrs = tuple((k, _value_key(state[k])) for k in _signature_keys(state))
+        tensors = []
+        info = self.tensor_info
+        for table in (state["_parameters"], state["_buffers"]):
+            for name, t in table.items():
+                if t is None:
+                    continue
+                dtype, requires_grad = t.dtype, t.requires_grad
+                info[id(t)] = (dtype, requires_grad, isinstance(t, torch.nn.Parameter))
+                shape = "lazy" if is_lazy(t) else tuple(t.shape)
+                tensors.append((name, shape, dtype, requires_grad))
+        key = (type(module), attrs, tuple(tensors), children)
+        sid = self._interned.get(key)
+        if sid is None:
+            sid = self._interned[key] = len(self._interned)
+        self.signatures[id(module)] = sid
+        self.sharing[sid] = self.sharing.get(sid, 0) + 1
+        return sid
 
     # -- stand-ins -----------------------------------------------------------------------
     def stand_in(self, t: torch.Tensor) -> None:
         """Put a meta tensor of ``t``'s (full) shape wherever ``t`` is held."""
         shape = tuple(t.shape)
-        with torch._C.DisableTorchFunctionSubclass():  # dtype reads skip the gate
-            dtype, requires_grad = t.dtype, t.requires_grad
-        if isinstance(t, torch.nn.Parameter):
-            meta = torch.nn.Parameter(torch.empty(shape, dtype=dtype, device="meta"), requires_grad)
-        else:
-            meta = torch.empty(shape, dtype=dtype, device="meta")
+        info = self.tensor_info.get(id(t))
+        if info is None:  # created during the pass (a torch Lazy* module's parameters)
+            with torch._C.DisableTorchFunctionSubclass():  # dtype reads skip the gate
+                info = (t.dtype, t.requires_grad, isinstance(t, torch.nn.Parameter))
+            self.tensor_info[id(t)] = info
+        dtype, requires_grad, is_param = info
+        meta = torch.empty(shape, dtype=dtype, device="meta")
+        if is_param:  # what torch.nn.Parameter(meta, requires_grad) makes
+            meta = torch.Tensor._make_subclass(torch.nn.Parameter, meta, requires_grad)
         for table, name in self.owners.get(id(t), ()):
             table[name] = meta
+        self.stood_in[id(t)] = meta
 
     def __enter__(self) -> Inference:
+        if self._entered:  # stand-ins and forwards already in place
+            self._entered += 1
+            return self
+        owners = self.owners
         for module in self.modules:
-            self.saved_tables[id(module)] = (dict(module._parameters), dict(module._buffers))
-            self.saved_forwards[id(module)] = module.__dict__.get("forward")
+            state = module.__dict__
+            params, buffers = state["_parameters"], state["_buffers"]
+            self.saved_tables[id(module)] = (params, buffers)
+            self.saved_forwards[id(module)] = state.get("forward", _MISSING)
+            for key, table in (("_parameters", params), ("_buffers", buffers)):
+                if not table:
+                    continue
+                state[key] = table = dict(table)  # the pass's own table
+                for name, t in table.items():
+                    if t is not None:
+                        owners.setdefault(id(t), []).append((table, name))
+            state["forward"] = partial(self._forward, module)
         done: set[int] = set()
         for module in self.modules:
-            for table in (module._parameters, module._buffers):
-                for t in list(table.values()):
+            for table in self.saved_tables[id(module)]:
+                for t in table.values():
                     if (
                         t is not None
                         and id(t) not in done
-                        and not is_deferred(t)
+                        and not isinstance(t, Parameter)
                         and not is_lazy(t)
                     ):
                         done.add(id(t))
                         self.stand_in(t)
-            module.__dict__["forward"] = _bound(self, module)
+        self._entered = 1
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._entered -= 1
+        if self._entered:
+            return
         for module in self.modules:
-            params, buffers = self.saved_tables[id(module)]
-            module._parameters.clear()
-            module._parameters.update(params)
-            module._buffers.clear()
-            module._buffers.update(buffers)
+            state = module.__dict__
+            state["_parameters"], state["_buffers"] = self.saved_tables[id(module)]
             previous = self.saved_forwards[id(module)]
-            if previous is None:
-                module.__dict__.pop("forward", None)
+            if previous is _MISSING:
+                state.pop("forward", None)
             else:
-                module.__dict__["forward"] = previous
+                state["forward"] = previous
+        self.owners.clear()
+        self.stood_in.clear()
 
     def _originals(self, module: torch.nn.Module) -> list[torch.Tensor | None]:
         """The subtree's parameters and buffers (the objects, not their stand-ins), in a
@@ -218,11 +305,12 @@ class Inference:
             where = [
                 (id(m), kind, name)
                 for m in self._tree(module)
-                for kind, table in (("p", m._parameters), ("b", m._buffers))
+                for kind, table in enumerate(self.saved_tables[id(m)])
                 for name in table
             ]
             self.subtrees[id(module)] = where
-        return [self.saved_tables[mid][0 if kind == "p" else 1][name] for mid, kind, name in where]
+        saved = self.saved_tables
+        return [saved[mid][kind][name] for mid, kind, name in where]
 
     def _tree(self, module: torch.nn.Module) -> list[torch.nn.Module]:
         """``list(module.modules())``, walked once per module."""
@@ -232,32 +320,35 @@ class Inference:
         return tree
 
     # -- one module call -----------------------------------------------------------------
+    def _forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return self.call(module, args, kwargs)
+
     def call(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        key = (
-            self.signatures[id(module)],
-            module.training,
-            _value_key(args),
-            _value_key(kwargs),
-        )
+        sid = self.signatures[id(module)]
+        key = (sid, module.training, _value_key(args), _value_key(kwargs) if kwargs else None)
         hit = self.memo.get(key)
         if hit is not None:
             shapes, spec, flops, subtree = hit
-            for t, shape in zip(self._originals(module), shapes, strict=True):
-                _fill_and_stand_in(self, t, shape)
-            for m, record in zip(self._tree(module), subtree, strict=True):
-                if record is not None:  # the descendants' calls, as in the run replayed
-                    self.records[id(m)] = record
-            self.records[id(module)] = (spec, flops)
-            self.replayed_flops += flops  # the counter never sees a replayed module's ops
+            if shapes is not None:  # None: the module's own entry, its shapes are its own
+                for t, shape in zip(self._originals(module), shapes, strict=True):
+                    if isinstance(t, Parameter):
+                        self._fill(t, shape)
+            if self.flops:
+                for m, record in zip(self._tree(module), subtree, strict=True):
+                    if record is not None:  # the descendants' calls, as in the run replayed
+                        self.records[id(m)] = record
+                self.records[id(module)] = (spec, flops)
+                self.replayed_flops += flops  # the counter never sees a replayed module's ops
             return _from_spec(spec)
         if isinstance(module, Block):
             for _, p in module._infer_own(args, kwargs):
                 self.stand_in(p)
         elif isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
             module.initialize_parameters(*args, **kwargs)  # torch's Lazy*, on meta
-        before = self._flops_so_far()
-        tree = self._tree(module)
-        previous = {id(m): self.records.get(id(m)) for m in tree}
+        if self.flops:
+            before = self._flops_so_far()
+            tree = self._tree(module)
+            previous = {id(m): self.records.get(id(m)) for m in tree}
         try:
             out = type(module).forward(module, *args, **kwargs)
         except (RuntimeError, NotImplementedError) as err:
@@ -265,32 +356,32 @@ class Inference:
             if wrapped is err:
                 raise
             raise wrapped from err
-        flops = self._flops_so_far() - before
         spec = _to_spec(out)
-        shapes = [tuple(t.shape) if t is not None else () for t in self._originals(module)]
-        subtree = [
-            r if r is not previous[id(m)] else None
-            for m in tree
-            for r in (self.records.get(id(m)),)
-        ]
+        shapes = None  # a module alone with its signature: only itself can replay this
+        if self.sharing[sid] > 1:
+            shapes = [tuple(t.shape) if t is not None else () for t in self._originals(module)]
+        if self.flops:
+            flops = self._flops_so_far() - before
+            subtree = [
+                r if r is not previous[id(m)] else None
+                for m in tree
+                for r in (self.records.get(id(m)),)
+            ]
+            self.records[id(module)] = (spec, flops)
+        else:
+            flops, subtree = 0.0, []
         self.memo[key] = (shapes, spec, flops, subtree)
-        self.records[id(module)] = (spec, flops)
         return out
 
-
-def _fill_and_stand_in(ctx: Inference, t: torch.Tensor | None, shape: tuple[int, ...]) -> None:
-    """Replay a memoized module: fill a deferred tensor's shape and stand in for it (READY
-    tensors, and deferred ones shared with a module already run, are stand-ins already)."""
-    if isinstance(t, Parameter):
-        t.shape = shape
-        ctx.stand_in(t)
-
-
-def _bound(ctx: Inference, module: torch.nn.Module) -> Any:
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        return ctx.call(module, args, kwargs)
-
-    return forward
+    def _fill(self, t: Parameter, shape: tuple[int, ...]) -> None:
+        """Replay a memoized module: fill a deferred tensor's shape and stand in for it
+        (one that already has a stand-in of that shape, from an earlier call or pass, or
+        shared with a module already run, keeps it)."""
+        if tuple(t.shape) != shape:
+            t.shape = shape
+        elif id(t) in self.stood_in:
+            return
+        self.stand_in(t)
 
 
 class _NeedsValuesError(RuntimeError):
@@ -325,20 +416,31 @@ class Replica:
     """
 
     def __init__(self, root: torch.nn.Module) -> None:
-        self.live_ids = {id(m) for m in root.modules()}
+        self._root = root
+        self._live_ids: set[int] | None = None  # ids of the tree's modules, when needed
         self.replicas: dict[int, torch.nn.Module] = {}
         self.live_of: dict[int, torch.nn.Module] = {}  # id(replica) -> live module
         self.copies: dict[int, Parameter] = {}  # id(live deferred tensor) -> private copy
         self.pairs: list[tuple[Parameter, Parameter]] = []  # (live, copy)
-        self.root = self._module(root)
+        with torch._C.DisableTorchFunctionSubclass():  # copying reads skip the gate
+            self.root = self._module(root)
+
+    @property
+    def live_ids(self) -> set[int]:
+        """The ids of the live tree's modules."""
+        if self._live_ids is None:
+            self._live_ids = {id(m) for m in self._root.modules()}
+        return self._live_ids
 
     def _tensor(self, t: Any) -> Any:
-        if is_lazy(t):  # torch's Lazy* modules: a private uninitialized copy on meta
-            kind = (
-                UninitializedParameter if isinstance(t, torch.nn.Parameter) else UninitializedBuffer
-            )
-            return kind(t.requires_grad, device="meta", dtype=t.dtype)
         if not isinstance(t, Parameter):
+            if is_lazy(t):  # torch's Lazy* modules: a private uninitialized copy on meta
+                kind = (
+                    UninitializedParameter
+                    if isinstance(t, torch.nn.Parameter)
+                    else UninitializedBuffer
+                )
+                return kind(t.requires_grad, device="meta", dtype=t.dtype)
             return t
         copy = self.copies.get(id(t))
         if copy is None:
@@ -354,17 +456,20 @@ class Replica:
         found = self.replicas.get(id(module))
         if found is not None:
             return found
-        clone = type(module).__new__(type(module))
+        cls = type(module)
+        clone = cls.__new__(cls)
         self.replicas[id(module)] = clone
         self.live_of[id(clone)] = module
-        state = dict(module.__dict__)
+        state = module.__dict__.copy()
         state.pop("forward", None)  # a live Block's first-call wrapper is bound to it
         if "_compiled_call_impl" in state:
             state["_compiled_call_impl"] = None  # hybridize: the compiled live module
         if "_lateinit" in state:
             state["_lateinit"] = state["_lateinit"].copy()
-        state["_parameters"] = {k: self._tensor(v) for k, v in module._parameters.items()}
-        state["_buffers"] = {k: self._tensor(v) for k, v in module._buffers.items()}
+        tensor = self._tensor
+        params, buffers = state["_parameters"], state["_buffers"]
+        state["_parameters"] = {k: tensor(v) for k, v in params.items()} if params else {}
+        state["_buffers"] = {k: tensor(v) for k, v in buffers.items()} if buffers else {}
         if isinstance(module, LazyModuleMixin):
             # Without torch's lazy hook, whose removal would reach the live module's hook
             # table: Inference.call infers the replica's sizes itself.
@@ -372,13 +477,15 @@ class Replica:
             state["_forward_pre_hooks"] = type(module._forward_pre_hooks)(
                 (k, v) for k, v in module._forward_pre_hooks.items() if hook is None or k != hook.id
             )
+        children = state["_modules"]
         state["_modules"] = {
-            k: (self._module(v) if v is not None else None) for k, v in module._modules.items()
+            k: (self._module(v) if v is not None else None) for k, v in children.items()
         }
-        for key, value in state.items():  # e.g. a layer that reads a sibling's sizes
+        for key in _plain_keys(state):  # e.g. a layer that reads a sibling's sizes
+            value = state[key]
             if isinstance(value, torch.nn.Module) and id(value) in self.live_ids:
                 state[key] = self._module(value)
-        clone.__dict__.update(state)
+        object.__setattr__(clone, "__dict__", state)  # not Module.__setattr__'s checks
         return clone
 
     def live_records(self, records: dict[int, Any]) -> dict[int, Any]:
@@ -508,19 +615,18 @@ def infer_shape(root: torch.nn.Module, *inputs: Any, flops: bool = False) -> Any
     replica = Replica(root)
     try:
         ctx = Inference(replica.root, flops=flops)
-        for i, size in enumerate(sizes):
-            meta_inputs = to_meta(inputs, size)
-            with ctx, torch.no_grad():
+        with ctx, torch.no_grad():  # one context for both runs: the stand-ins stay
+            for i, size in enumerate(sizes):
+                meta_inputs = to_meta(inputs, size)
                 if flops and i == 0:
                     with FlopCounterMode(display=False) as counter:
                         ctx.counter = counter
                         out = replica.root(*meta_inputs)
                     ctx.counter = None
+                    record = replica.live_records(ctx.records)
                 else:
                     out = replica.root(*meta_inputs)
-            specs.append(_to_spec(out))
-            if i == 0:
-                record = replica.live_records(ctx.records)
+                specs.append(_to_spec(out))
     except Exception as err:
         if len(specs) == 1:  # the second run failed where the first passed
             culprit = _sized_by_none(root, inputs, replica)
