@@ -350,7 +350,12 @@ class Inference:
             tree = self._tree(module)
             previous = {id(m): self.records.get(id(m)) for m in tree}
         try:
-            out = type(module).forward(module, *args, **kwargs)
+            out = NotImplemented
+            shortcut = getattr(type(module), "_meta_forward", None)
+            if shortcut is not None and self._shortcuts_allowed():
+                out = shortcut(module, *args, **kwargs)  # a layer's output from the shapes
+            if out is NotImplemented:
+                out = type(module).forward(module, *args, **kwargs)
         except (RuntimeError, NotImplementedError) as err:
             wrapped = _data_dependent(module, err)
             if wrapped is err:
@@ -372,6 +377,18 @@ class Inference:
             flops, subtree = 0.0, []
         self.memo[key] = (shapes, spec, flops, subtree)
         return out
+
+    def _shortcuts_allowed(self) -> bool:
+        """Whether a layer's ``_meta_forward`` may stand for its forward
+        (``nn.basic.meta_output``): not under a dispatch or torch-function mode, which
+        would miss the kernels (the FLOP count of summaries), nor with grad on (the
+        output would require grad)."""
+        return (
+            not self.flops
+            and not torch.is_grad_enabled()
+            and not torch._C._len_torch_dispatch_stack()
+            and not torch._C._is_torch_function_mode_enabled()
+        )
 
     def _fill(self, t: Parameter, shape: tuple[int, ...]) -> None:
         """Replay a memoized module: fill a deferred tensor's shape and stand in for it

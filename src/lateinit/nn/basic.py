@@ -151,6 +151,38 @@ def explain_call(
     return block._explain(err, *inputs)
 
 
+def meta_input(x: Any) -> bool:
+    """Whether ``x`` is a plain, contiguous meta tensor: an input a layer's
+    ``_meta_forward`` answers for (see :func:`meta_output`)."""
+    return type(x) is torch.Tensor and x.is_meta and x.is_contiguous()
+
+
+def meta_stand_in(t: Any, dtype: torch.dtype, shape: tuple[int, ...] | None = None) -> bool:
+    """Whether a layer's parameter or buffer is a meta stand-in (what data-free inference
+    puts in the tables of the module it runs) of this dtype (and shape)."""
+    return (
+        (type(t) is torch.nn.Parameter or type(t) is torch.Tensor)
+        and t.is_meta
+        and t.dtype is dtype
+        and (shape is None or tuple(t.shape) == shape)
+    )
+
+
+def meta_output(shape: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A layer's output in data-free inference, from the shapes alone: a contiguous meta
+    tensor.
+
+    Layers whose meta kernel is slow (torch runs its Python decomposition op by op:
+    ``rms_norm`` ~0.4 ms, ``layer_norm`` ~0.7 ms on meta) define ``_meta_forward(*inputs)``:
+    the output ``forward`` gives on meta inputs, or ``NotImplemented`` for any call it
+    does not answer (then ``forward`` runs, and raises what it raises). Only
+    ``inference.Inference`` calls it, after the layer's ``infer_param_shapes`` and with
+    meta stand-ins in its tables, never with a dispatch mode (a FLOP count) or grad on:
+    the READY path never sees it. It must give what ``forward`` gives (shape, dtype,
+    strides: ``tests/test_meta_forward.py`` compares them on a table of cases)."""
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
 def feature_count(size: int, axis: str) -> int:
     """A feature/channel count read from an input in a hook: an input with none (a
     zero-size axis) would create a zero-size weight, so it is a ShapeMismatchError."""
@@ -304,6 +336,26 @@ class Dense(Block, torch.nn.Linear):
             raise explain_call(self, err, x)
         return out if self._act is None else self._act(out)
 
+    def _meta_forward(self, x: Any) -> Any:
+        """``forward`` on a meta input, from the shapes (see :func:`meta_output`)."""
+        if not meta_input(x) or not x.is_floating_point() or x.dim() == 0:
+            return NotImplemented
+        params = self._parameters
+        weight, bias = params["weight"], params.get("bias")
+        if not meta_stand_in(weight, x.dtype) or weight.dim() != 2:
+            return NotImplemented
+        units, n_in = weight.shape
+        if self._flatten and x.dim() > 2:
+            lead, features = (x.shape[0],), math.prod(x.shape[1:])
+        else:
+            lead, features = tuple(x.shape[:-1]), x.shape[-1]
+        if n_in != features or (bias is not None and not meta_stand_in(bias, x.dtype, (units,))):
+            return NotImplemented
+        out = meta_output((*lead, units), x.dtype)
+        if self._act is None or isinstance(self._activation, str):
+            return out  # a named activation keeps the shape, dtype and layout
+        return self._act(out)
+
     def extra_repr(self) -> str:
         in_units = self.weight.shape[1]
         act = act_name(self._activation)
@@ -353,6 +405,13 @@ class Activation(Block):
             if error is None:
                 raise
             raise error from err
+
+    def _meta_forward(self, x: Any) -> Any:
+        """``forward`` on a meta input, from the shapes (see :func:`meta_output`): a named
+        activation keeps the input's shape, dtype and layout."""
+        if not meta_input(x) or not x.is_floating_point() or not isinstance(self._activation, str):
+            return NotImplemented
+        return meta_output(x.shape, x.dtype)
 
     def extra_repr(self) -> str:
         return act_name(self._activation)
@@ -592,6 +651,20 @@ class Embedding(Block, torch.nn.Embedding):
             return F.embedding(x, self.weight, sparse=self._sparse)
         except KERNEL_ERRORS as err:
             raise self._explain_indices(err, x)
+
+    def _meta_forward(self, x: Any) -> Any:
+        """``forward`` on meta indices, from the shapes (see :func:`meta_output`)."""
+        weight = self._parameters["weight"]
+        if (
+            type(x) is not torch.Tensor
+            or not x.is_meta
+            or x.dtype not in (torch.int64, torch.int32)
+            or type(weight) not in (torch.nn.Parameter, torch.Tensor)
+            or not weight.is_meta
+            or weight.dim() != 2
+        ):
+            return NotImplemented
+        return meta_output((*x.shape, weight.shape[1]), weight.dtype)
 
     def _explain_indices(self, err: BaseException, x: Any) -> BaseException:
         if not isinstance(x, torch.Tensor):

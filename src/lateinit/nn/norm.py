@@ -30,7 +30,16 @@ from ..block import Block
 from ..explain import autocast_on, dtype_error, layer_label, locate
 from ..parameter import Parameter, ParamRecord, deferred_buffer, is_deferred
 from ..shapes import ShapeMismatchError, fmt_shape, in_size
-from .basic import KERNEL_ERRORS, check_flag, check_float_inputs, explain_call, feature_count
+from .basic import (
+    KERNEL_ERRORS,
+    check_flag,
+    check_float_inputs,
+    explain_call,
+    feature_count,
+    meta_input,
+    meta_output,
+    meta_stand_in,
+)
 
 __all__ = ["BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm"]
 
@@ -51,6 +60,19 @@ def _batch_counter(device: torch.device | str | None) -> Parameter:
     record.device_explicit = device is not None
     empty = torch.empty(0, dtype=torch.long, device=device)
     return Parameter.from_record(record, empty, requires_grad=False)
+
+
+def _last_axis_meta(x: Any, weight: Any, bias: Any) -> Any:
+    """LayerNorm's and RMSNorm's output on a meta input (``_meta_forward``): the input's
+    shape and dtype, or NotImplemented unless every per-channel tensor is a stand-in of
+    the input's dtype sized by its last axis."""
+    if not meta_input(x) or not x.is_floating_point() or x.dim() == 0:
+        return NotImplemented
+    channels = (x.shape[-1],)
+    for t in (weight, bias):
+        if t is not None and not meta_stand_in(t, x.dtype, channels):
+            return NotImplemented
+    return meta_output(x.shape, x.dtype)
 
 
 class _Norm(Block):
@@ -517,6 +539,10 @@ class LayerNorm(_Norm, torch.nn.LayerNorm):
         except KERNEL_ERRORS as err:
             raise explain_call(self, err, x)
 
+    def _meta_forward(self, x: Any) -> Any:
+        """``forward`` on a meta input, from the shapes (``nn.basic.meta_output``)."""
+        return _last_axis_meta(x, self._parameters.get("weight"), self._parameters.get("bias"))
+
     def _repr_parts(self) -> list[str]:
         return [f"eps={self.eps}"]
 
@@ -608,6 +634,10 @@ class RMSNorm(_Norm, torch.nn.RMSNorm):
             return F.rms_norm(x, x.shape[-1:], weight, self.eps)
         except KERNEL_ERRORS as err:
             raise explain_call(self, err, x)
+
+    def _meta_forward(self, x: Any) -> Any:
+        """``forward`` on a meta input, from the shapes (``nn.basic.meta_output``)."""
+        return _last_axis_meta(x, self._parameters.get("weight"), None)
 
     def _repr_parts(self) -> list[str]:
         return [f"eps={self.eps}"]
