@@ -19,7 +19,13 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "lateinit"
 #: Bottom to top. A module may import modules of its own layer or below; within a layer
 #: the imports must still form no cycle.
 LAYERS: list[set[str]] = [
-    {"lateinit.shapes", "lateinit.version", "lateinit.progress", "lateinit.tensorfile"},  # leaf
+    {
+        "lateinit.shapes",
+        "lateinit.version",
+        "lateinit.progress",
+        "lateinit.tensorfile",
+        "lateinit.fastmeta",
+    },  # leaf
     {"lateinit.init"},
     {"lateinit.parameter"},
     {"lateinit.explain", "lateinit.paramdict", "lateinit.compiled"},

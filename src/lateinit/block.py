@@ -930,8 +930,7 @@ class Block(torch.nn.Module):
         """
         from .inference import infer_shape
 
-        self._name_params()
-        return infer_shape(self, *inputs)
+        return infer_shape(self, *inputs)  # names the parameters by path, as _name_params
 
     def export(self, path: str | os.PathLike[str], *example_inputs: Any) -> tuple[str, str]:
         """Gluon's `export`: write the READY network so that it reloads and runs without

@@ -21,8 +21,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .block import Block
 from .explain import layer_label, locate
+from .fastmeta import FastMeta, only_fast_modes
 from .parameter import Parameter, transaction
-from .shapes import NONE_SIZES, ShapeMismatchError, Spec
+from .shapes import NONE_SIZES, UNKNOWN, ShapeMismatchError, Spec
 
 __all__ = ["infer_shape", "to_meta", "has_none", "merge_specs", "Inference", "Replica"]
 
@@ -159,59 +160,132 @@ def _value_key(value: Any) -> Any:
 _MISSING = object()
 
 
+class _LazyChildren(dict):  # type: ignore[type-arg]
+    """The ``_modules`` of a clone whose forward has not run (it was replayed, or not
+    called yet): filled with the children's clones on first access, then a plain dict
+    takes its place (:meth:`Inference._populate`). Only code that reaches into a
+    module that did not run (an error message's search for a layer's path, a parent
+    reading a replayed child's parts) ever sees it."""
+
+    __slots__ = ("_fill",)
+
+    def __init__(self, fill: Any) -> None:
+        super().__init__()
+        self._fill = fill
+
+    def _real(self) -> dict[str, Any]:
+        return self._fill()  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._real()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._real()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._real()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._real()[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._real())
+
+    def __len__(self) -> int:
+        return len(self._real())
+
+    def __repr__(self) -> str:
+        return repr(self._real())
+
+    def __eq__(self, other: object) -> bool:
+        return self._real() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._real().get(key, default)
+
+    def keys(self) -> Any:
+        return self._real().keys()
+
+    def values(self) -> Any:
+        return self._real().values()
+
+    def items(self) -> Any:
+        return self._real().items()
+
+    def pop(self, *args: Any) -> Any:
+        return self._real().pop(*args)
+
+    def setdefault(self, *args: Any) -> Any:
+        return self._real().setdefault(*args)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._real().update(*args, **kwargs)
+
+    def copy(self) -> dict[str, Any]:
+        return self._real().copy()
+
+
 class Inference:
-    """One data-free pass over a network (see :func:`infer_shape`).
+    """One data-free inference over a network (see :func:`infer_shape`): its passes run
+    on a private replica built lazily, and the shapes found are applied to the live
+    deferred parameters at the end (:meth:`apply_shapes`).
 
-    Every module gets a temporary per-instance ``forward`` that infers its own deferred
-    parameters' shapes (``infer_param_shapes``), swaps meta stand-ins in for its parameters
-    and buffers, and runs the real forward on meta tensors. Modules of identical structure
-    called on identical input specs (the 32 decoder layers of a Llama) run once: the others
-    replay the recorded parameter shapes and output spec.
-
-    A module's structure is its *signature* (class, plain attributes, tensors' shapes,
-    dtypes and ``requires_grad``, children's signatures), interned as a small int so that
-    a memo key costs the same for a decoder layer as for the whole network. The context
-    may be entered for several passes (``infer_shape`` runs two for a ``None`` dim): the
-    stand-ins of the first stay in place for the next (a deferred parameter is SHAPED by
-    then, and its stand-in has that shape, as a fresh stand-in would).
+    One walk of the live tree computes each module's *signature* (class, plain
+    attributes, tensors' shapes, dtypes and ``requires_grad``, children's signatures),
+    interned as a small int, and names the deferred parameters by their structural path.
+    A pass calls the root's clone; a module's clone is a shallow copy with its own tables
+    (deferred tensors as private copies, READY ones as meta stand-ins) and a
+    per-instance ``forward`` that runs :meth:`call`. Modules of identical structure
+    called on identical input specs (the 32 decoder layers of a Llama) run once: the
+    others replay the recorded shapes and output spec, and their subtrees are never
+    cloned (a clone's children are cloned when its forward runs, or when something
+    reaches into them). Nothing a live module holds changes before
+    :meth:`apply_shapes` (``docs/design.md``, "Inspecting never mutates").
     """
 
     def __init__(self, root: torch.nn.Module, flops: bool = False) -> None:
         self.root = root
+        self.flops = flops
         self.modules: list[torch.nn.Module] = []  # root.modules(): pre-order, each once
+        self.paths: dict[int, str] = {}  # id(module) -> structural path (first use)
         self.signatures: dict[int, int] = {}  # id(module) -> interned signature
-        self._interned: dict[Any, int] = {}
         self.sharing: dict[int, int] = {}  # interned signature -> how many modules have it
+        self._interned: dict[Any, int] = {}
+        self.deferred: list[Parameter] = []  # the live deferred tensors, walk order
+        self.owner_of: dict[int, tuple[torch.nn.Module, str]] = {}  # their first owner
         self.tensor_info: dict[int, tuple[torch.dtype, bool, bool]] = {}
         with torch._C.DisableTorchFunctionSubclass():  # dtype reads skip the gate
-            self._signature(root)
-        self.owners: dict[int, list[tuple[dict[str, Any], str]]] = {}
-        self.memo: dict[Any, tuple[list[tuple[int, ...]] | None, Any, float, list[Any]]] = {}
-        self.subtrees: dict[int, list[tuple[int, str, str]]] = {}
+            self._walk(root, "")
+        # the lazy replica
+        self.clones: dict[int, torch.nn.Module] = {}  # id(live module) -> its clone
+        self.copies: dict[int, Parameter] = {}  # id(live deferred tensor) -> private copy
+        self.live_of_copy: dict[int, Parameter] = {}
+        self.found: dict[int, tuple[int, ...]] = {}  # replayed shapes of uncopied tensors
+        self.standins: dict[int, torch.Tensor] = {}  # id(live tensor) -> meta stand-in
+        self.owners: dict[int, list[tuple[dict[str, Any], str]]] = {}  # clone tables
+        # the passes
+        self.memo: dict[Any, tuple[list[Any] | None, Any, float, list[Any]]] = {}
+        self.subtree_tensors: dict[int, list[Any]] = {}
         self.trees: dict[int, list[torch.nn.Module]] = {}  # module.modules(), walked once
-        self.saved_tables: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
-        self.saved_forwards: dict[int, Any] = {}
-        self.stood_in: dict[int, torch.Tensor] = {}  # id(tensor) -> its stand-in
-        self.records: dict[int, tuple[Any, float]] = {}  # per module: output spec, FLOPs
-        self.flops = flops
+        self.records: dict[int, tuple[Any, float]] = {}  # id(live module): spec, FLOPs
         self.counter: Any = None
         self.replayed_flops = 0  # FLOPs of replayed (memoized) calls
-        self._entered = 0
 
-    def _flops_so_far(self) -> float:
-        counted = self.counter.get_total_flops() if self.counter is not None else 0
-        return counted + self.replayed_flops
-
-    def _signature(self, module: torch.nn.Module) -> int:
-        """The interned signature of ``module`` (children first; each module once, also
-        one shared by two parents)."""
+    # -- the walk ------------------------------------------------------------------------
+    def _walk(self, module: torch.nn.Module, path: str) -> int:
+        """Interned signature of ``module`` (children first; each module once, also one
+        shared by two parents); names its deferred tensors by their path."""
         found = self.signatures.get(id(module))
         if found is not None:
             return found
         self.modules.append(module)
+        self.paths[id(module)] = path
         state = module.__dict__
+        dot = path + "." if path else ""
         children = tuple(
-            (n, self._signature(c)) for n, c in state["_modules"].items() if c is not None
+            (n, self._walk(c, dot + n)) for n, c in state["_modules"].items() if c is not None
         )
         attrs = tuple((k, _value_key(state[k])) for k in _signature_keys(state))
         tensors = []
@@ -220,8 +294,13 @@ class Inference:
             for name, t in table.items():
                 if t is None:
                     continue
-                dtype, requires_grad = t.dtype, t.requires_grad
-                info[id(t)] = (dtype, requires_grad, isinstance(t, torch.nn.Parameter))
+                if id(t) not in info:
+                    info[id(t)] = (t.dtype, t.requires_grad, isinstance(t, torch.nn.Parameter))
+                    if isinstance(t, Parameter):
+                        t.record.path = dot + name  # structural names, for messages
+                        self.deferred.append(t)
+                        self.owner_of[id(t)] = (module, name)
+                dtype, requires_grad, _ = info[id(t)]
                 shape = "lazy" if is_lazy(t) else tuple(t.shape)
                 tensors.append((name, shape, dtype, requires_grad))
         key = (type(module), attrs, tuple(tensors), children)
@@ -232,114 +311,235 @@ class Inference:
         self.sharing[sid] = self.sharing.get(sid, 0) + 1
         return sid
 
-    # -- stand-ins -----------------------------------------------------------------------
-    def stand_in(self, t: torch.Tensor) -> None:
-        """Put a meta tensor of ``t``'s (full) shape wherever ``t`` is held."""
-        shape = tuple(t.shape)
+    # -- the lazy replica ----------------------------------------------------------------
+    def clone(self, live: torch.nn.Module) -> torch.nn.Module:
+        """The private clone of a live module of the tree (made on first request)."""
+        found = self.clones.get(id(live))
+        if found is not None:
+            return found
+        cls = type(live)
+        clone = cls.__new__(cls)
+        self.clones[id(live)] = clone
+        state = live.__dict__.copy()
+        if "_compiled_call_impl" in state:
+            state["_compiled_call_impl"] = None  # hybridize: the compiled live module
+        if "_lateinit" in state:
+            state["_lateinit"] = state["_lateinit"].copy()
+        for key in ("_parameters", "_buffers"):
+            table = state[key]
+            if table:
+                state[key] = own = {}
+                for name, t in table.items():
+                    own[name] = self._tensor(t, own, name)
+            else:
+                state[key] = {}
+        if isinstance(live, LazyModuleMixin):
+            # Without torch's lazy hook, whose removal would reach the live module's hook
+            # table: call() infers the clone's sizes itself.
+            hook = getattr(live, "_initialize_hook", None)
+            state["_forward_pre_hooks"] = type(live._forward_pre_hooks)(
+                (k, v) for k, v in live._forward_pre_hooks.items() if hook is None or k != hook.id
+            )
+        children = state["_modules"]
+        state["_modules"] = _LazyChildren(partial(self._populate, clone, live)) if children else {}
+        for key in _plain_keys(state):  # e.g. a layer that reads a sibling's sizes
+            value = state[key]
+            if isinstance(value, torch.nn.Module) and id(value) in self.signatures:
+                state[key] = self.clone(value)
+        state["forward"] = partial(self._forward, clone, live)  # replaces a live first-call
+        object.__setattr__(clone, "__dict__", state)  # not Module.__setattr__'s checks
+        return clone
+
+    def _populate(self, clone: torch.nn.Module, live: torch.nn.Module) -> dict[str, Any]:
+        """Give ``clone`` its children's clones (before its forward runs)."""
+        modules = clone.__dict__["_modules"]
+        if type(modules) is not _LazyChildren:
+            return modules  # type: ignore[no-any-return]
+        real = {k: (self.clone(v) if v is not None else None) for k, v in live._modules.items()}
+        clone.__dict__["_modules"] = real
+        return real
+
+    def _tensor(self, t: Any, table: dict[str, Any], name: str) -> Any:
+        """What a clone's table holds for the live tensor ``t``: its stand-in once it has
+        one (READY tensors get theirs now), else a private copy (deferred) or a private
+        uninitialized one (torch's Lazy* modules)."""
+        if t is None:
+            return None
+        held = self.standins.get(id(t))
+        if held is None:
+            if isinstance(t, Parameter):
+                held = self.copies.get(id(t))
+                if held is None:
+                    shape = self.found.get(id(t))
+                    if shape is not None and UNKNOWN not in shape:
+                        held = self._new_stand_in(t, shape)
+                    else:
+                        held = self._copy(t)
+            elif is_lazy(t):
+                kind = (
+                    UninitializedParameter
+                    if isinstance(t, torch.nn.Parameter)
+                    else UninitializedBuffer
+                )
+                return kind(t.requires_grad, device="meta", dtype=t.dtype)
+            else:
+                held = self._new_stand_in(t, tuple(t.shape))
+        self.owners.setdefault(id(t), []).append((table, name))
+        return held
+
+    def _copy(self, t: Parameter) -> Any:
+        """A private copy of a live deferred tensor, with the shape found so far."""
+        try:
+            with torch._C.DisableTorchFunctionSubclass():  # copying reads skip the gate
+                copy = t.private_copy()
+        except AttributeError:  # another thread's first pass made it READY just now
+            return self._new_stand_in(t, tuple(t.shape))
+        shape = self.found.pop(id(t), None)
+        if shape is not None:
+            copy.shape = shape
+        self.copies[id(t)] = copy
+        self.live_of_copy[id(copy)] = t
+        return copy
+
+    def _new_stand_in(self, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """A meta tensor of ``shape`` standing in for the live ``t`` (a Parameter for a
+        parameter), put wherever a clone holds ``t``."""
         info = self.tensor_info.get(id(t))
-        if info is None:  # created during the pass (a torch Lazy* module's parameters)
-            with torch._C.DisableTorchFunctionSubclass():  # dtype reads skip the gate
+        if info is None:  # not seen by the walk (made READY and replaced meanwhile)
+            with torch._C.DisableTorchFunctionSubclass():
                 info = (t.dtype, t.requires_grad, isinstance(t, torch.nn.Parameter))
-            self.tensor_info[id(t)] = info
         dtype, requires_grad, is_param = info
         meta = torch.empty(shape, dtype=dtype, device="meta")
         if is_param:  # what torch.nn.Parameter(meta, requires_grad) makes
             meta = torch.Tensor._make_subclass(torch.nn.Parameter, meta, requires_grad)
+        self.standins[id(t)] = meta
         for table, name in self.owners.get(id(t), ()):
             table[name] = meta
-        self.stood_in[id(t)] = meta
+        return meta
 
-    def __enter__(self) -> Inference:
-        if self._entered:  # stand-ins and forwards already in place
-            self._entered += 1
-            return self
-        owners = self.owners
-        for module in self.modules:
-            state = module.__dict__
-            params, buffers = state["_parameters"], state["_buffers"]
-            self.saved_tables[id(module)] = (params, buffers)
-            self.saved_forwards[id(module)] = state.get("forward", _MISSING)
-            for key, table in (("_parameters", params), ("_buffers", buffers)):
-                if not table:
-                    continue
-                state[key] = table = dict(table)  # the pass's own table
-                for name, t in table.items():
-                    if t is not None:
-                        owners.setdefault(id(t), []).append((table, name))
-            state["forward"] = partial(self._forward, module)
-        done: set[int] = set()
-        for module in self.modules:
-            for table in self.saved_tables[id(module)]:
-                for t in table.values():
-                    if (
-                        t is not None
-                        and id(t) not in done
-                        and not isinstance(t, Parameter)
-                        and not is_lazy(t)
-                    ):
-                        done.add(id(t))
-                        self.stand_in(t)
-        self._entered = 1
-        return self
+    def stand_in(self, t: torch.Tensor) -> None:
+        """Put a meta stand-in of a private copy's (full) shape wherever a clone holds
+        the live tensor it copies (after the hook of the layer owning it shaped it)."""
+        live = self.live_of_copy.get(id(t))
+        if live is not None:
+            self._new_stand_in(live, tuple(t.shape))
 
-    def __exit__(self, *exc: Any) -> None:
-        self._entered -= 1
-        if self._entered:
+    # -- shapes found --------------------------------------------------------------------
+    def current_shape(self, t: Any) -> tuple[int, ...]:
+        """The shape of a live tensor as this inference knows it (``-1``: unknown)."""
+        copy = self.copies.get(id(t))
+        if copy is not None:
+            return tuple(copy.shape)
+        shape = self.found.get(id(t))
+        if shape is not None:
+            return shape
+        return tuple(t.record.shape) if isinstance(t, Parameter) else tuple(t.shape)
+
+    def _fill(self, t: Parameter, shape: tuple[int, ...]) -> None:
+        """Replay a memoized module onto a live deferred tensor of another: fill its
+        shape (known dims must agree, as ``Parameter.shape``'s setter says) and stand in
+        for it where a clone holds it."""
+        copy = self.copies.get(id(t))
+        if copy is not None:
+            if tuple(copy.shape) != shape:
+                copy.shape = shape  # a conflict raises the setter's ShapeMismatchError
+                if copy.is_shaped:
+                    self._new_stand_in(t, tuple(copy.shape))
+            elif id(t) not in self.standins and copy.is_shaped:
+                self._new_stand_in(t, shape)
             return
-        for module in self.modules:
-            state = module.__dict__
-            state["_parameters"], state["_buffers"] = self.saved_tables[id(module)]
-            previous = self.saved_forwards[id(module)]
-            if previous is _MISSING:
-                state.pop("forward", None)
-            else:
-                state["forward"] = previous
-        self.owners.clear()
-        self.stood_in.clear()
+        current = self.current_shape(t)
+        if current == shape:
+            self.found[id(t)] = shape  # replayed: a clone made later holds a stand-in
+            return
+        merged = tuple(a if a != UNKNOWN else b for a, b in zip(current, shape, strict=False))
+        if len(current) != len(shape) or any(
+            a != UNKNOWN and b != UNKNOWN and a != b for a, b in zip(current, shape, strict=True)
+        ):  # the setter's error, from a throwaway copy
+            probe = self._copy(t)
+            probe.shape = shape
+        self.found[id(t)] = merged
+        if self.owners.get(id(t)) and UNKNOWN not in merged:
+            self._new_stand_in(t, merged)
 
-    def _originals(self, module: torch.nn.Module) -> list[torch.Tensor | None]:
-        """The subtree's parameters and buffers (the objects, not their stand-ins), in a
-        fixed order that modules of equal signature share."""
-        where = self.subtrees.get(id(module))
-        if where is None:
-            where = [
-                (id(m), kind, name)
-                for m in self._tree(module)
-                for kind, table in enumerate(self.saved_tables[id(m)])
-                for name in table
+    def apply_shapes(self) -> None:
+        """Fill the live deferred tensors' shapes (and size-dependent default initializers)
+        with what the passes found, holding their locks, atomically (a conflict with a
+        shape another thread filled meanwhile is a ShapeMismatchError and changes no
+        shape)."""
+        touched = [t for t in self.deferred if id(t) in self.copies or id(t) in self.found]
+        with transaction(touched):
+            for t in touched:
+                if not isinstance(t, Parameter):  # READY meanwhile (another thread)
+                    continue
+                shape = self.current_shape(t)
+                if shape != tuple(t.record.shape):
+                    t.shape = shape
+                # a layer whose default initializer depends on the sizes it learned
+                # (MultiHeadAttention's packed projections) set it on the copy
+                copy = self.copies.get(id(t))
+                if copy is not None and copy.default_init is not t.default_init:
+                    t.default_init = copy.default_init
+
+    # -- a pass ----------------------------------------------------------------------------
+    def run(self, inputs: tuple[Any, ...]) -> Any:
+        """One pass: call the root's clone on these (meta) inputs."""
+        return self.clone(self.root)(*inputs)
+
+    def _flops_so_far(self) -> float:
+        counted = self.counter.get_total_flops() if self.counter is not None else 0
+        return counted + self.replayed_flops
+
+    def _subtree(self, live: torch.nn.Module) -> list[Any]:
+        """The live subtree's parameters and buffers, in a fixed order that modules of
+        equal signature share."""
+        found = self.subtree_tensors.get(id(live))
+        if found is None:
+            found = self.subtree_tensors[id(live)] = [
+                t
+                for m in self._tree(live)
+                for table in (m._parameters, m._buffers)
+                for t in table.values()
             ]
-            self.subtrees[id(module)] = where
-        saved = self.saved_tables
-        return [saved[mid][kind][name] for mid, kind, name in where]
+        return found
 
     def _tree(self, module: torch.nn.Module) -> list[torch.nn.Module]:
-        """``list(module.modules())``, walked once per module."""
+        """``list(module.modules())`` of a live module, walked once per module."""
         tree = self.trees.get(id(module))
         if tree is None:
             tree = self.trees[id(module)] = list(module.modules())
         return tree
 
-    # -- one module call -----------------------------------------------------------------
-    def _forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        return self.call(module, args, kwargs)
+    def _forward(
+        self, clone: torch.nn.Module, live: torch.nn.Module, *args: Any, **kwargs: Any
+    ) -> Any:
+        return self.call(clone, live, args, kwargs)
 
-    def call(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        sid = self.signatures[id(module)]
+    def call(
+        self,
+        module: torch.nn.Module,
+        live: torch.nn.Module,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A call of a clone (``module``) of the live module ``live``."""
+        sid = self.signatures[id(live)]
         key = (sid, module.training, _value_key(args), _value_key(kwargs) if kwargs else None)
         hit = self.memo.get(key)
         if hit is not None:
             shapes, spec, flops, subtree = hit
             if shapes is not None:  # None: the module's own entry, its shapes are its own
-                for t, shape in zip(self._originals(module), shapes, strict=True):
+                for t, shape in zip(self._subtree(live), shapes, strict=True):
                     if isinstance(t, Parameter):
                         self._fill(t, shape)
             if self.flops:
-                for m, record in zip(self._tree(module), subtree, strict=True):
+                for m, record in zip(self._tree(live), subtree, strict=True):
                     if record is not None:  # the descendants' calls, as in the run replayed
                         self.records[id(m)] = record
-                self.records[id(module)] = (spec, flops)
+                self.records[id(live)] = (spec, flops)
                 self.replayed_flops += flops  # the counter never sees a replayed module's ops
             return _from_spec(spec)
+        self._populate(module, live)
         if isinstance(module, Block):
             for _, p in module._infer_own(args, kwargs):
                 self.stand_in(p)
@@ -347,7 +547,7 @@ class Inference:
             module.initialize_parameters(*args, **kwargs)  # torch's Lazy*, on meta
         if self.flops:
             before = self._flops_so_far()
-            tree = self._tree(module)
+            tree = self._tree(live)
             previous = {id(m): self.records.get(id(m)) for m in tree}
         try:
             out = NotImplemented
@@ -364,7 +564,8 @@ class Inference:
         spec = _to_spec(out)
         shapes = None  # a module alone with its signature: only itself can replay this
         if self.sharing[sid] > 1:
-            shapes = [tuple(t.shape) if t is not None else () for t in self._originals(module)]
+            current = self.current_shape
+            shapes = [current(t) if t is not None else () for t in self._subtree(live)]
         if self.flops:
             flops = self._flops_so_far() - before
             subtree = [
@@ -372,7 +573,7 @@ class Inference:
                 for m in tree
                 for r in (self.records.get(id(m)),)
             ]
-            self.records[id(module)] = (spec, flops)
+            self.records[id(live)] = (spec, flops)
         else:
             flops, subtree = 0.0, []
         self.memo[key] = (shapes, spec, flops, subtree)
@@ -387,18 +588,8 @@ class Inference:
             not self.flops
             and not torch.is_grad_enabled()
             and not torch._C._len_torch_dispatch_stack()
-            and not torch._C._is_torch_function_mode_enabled()
+            and only_fast_modes()
         )
-
-    def _fill(self, t: Parameter, shape: tuple[int, ...]) -> None:
-        """Replay a memoized module: fill a deferred tensor's shape and stand in for it
-        (one that already has a stand-in of that shape, from an earlier call or pass, or
-        shared with a module already run, keeps it)."""
-        if tuple(t.shape) != shape:
-            t.shape = shape
-        elif id(t) in self.stood_in:
-            return
-        self.stand_in(t)
 
 
 class _NeedsValuesError(RuntimeError):
@@ -568,7 +759,7 @@ def _shown_none(err: BaseException) -> BaseException:
 
 
 def _sized_by_none(
-    root: torch.nn.Module, inputs: tuple[Any, ...], first: Replica
+    root: torch.nn.Module, inputs: tuple[Any, ...], first: Inference
 ) -> ShapeMismatchError | None:
     """The error for a deferred tensor whose shape depends on a ``None`` input dim, or
     ``None`` if there is none (error path only).
@@ -576,42 +767,35 @@ def _sized_by_none(
     Inputs with ``None`` dims run twice with two stand-in sizes; a parameter that takes a
     size from such a dim (a Dense reading its features from a ``None`` axis) makes the
     second run fail with a mismatch between the two stand-ins, which would read as
-    "expects None, got None". A fresh replica run with the second stand-in alone shows
+    "expects None, got None". A fresh inference with the second stand-in alone shows
     which shapes changed with it; the first of them is named, with the fix.
     """
-    second = Replica(root)
+    second = Inference(root)
     try:
-        with Inference(second.root), torch.no_grad():
-            second.root(*to_meta(inputs, NONE_SIZES[1]))
+        with torch.no_grad():
+            second.run(to_meta(inputs, NONE_SIZES[1]))
     except Exception:
         pass  # the shapes filled before a later failure still tell
-    paths = {id(m): name for name, m in root.named_modules()}
-    owners = {
-        id(t): (replica_id, name)
-        for replica_id, clone in first.replicas.items()
-        for name, t in [*clone._parameters.items(), *clone._buffers.items()]
-    }
-    for live, copy in first.pairs:
-        other = second.copies.get(id(live))
-        if other is None or id(copy) not in owners:
-            continue
+    for live in first.deferred:
+        mine, other = first.current_shape(live), second.current_shape(live)
+        known = tuple(live.record.shape) if isinstance(live, Parameter) else mine
         dims = {
             i
-            for i, (a, b, known) in enumerate(zip(copy.shape, other.shape, live.shape, strict=True))
-            if known < 0 and a != b
+            for i, (a, b, k) in enumerate(zip(mine, other, known, strict=True))
+            if k < 0 and a != b
         }
         if not dims:
             continue
-        live_id, name = owners[id(copy)]
-        module = first.live_of[id(first.replicas[live_id])]
-        shown = ", ".join("None" if i in dims else str(d) for i, d in enumerate(copy.shape))
+        module, name = first.owner_of[id(live)]
+        path = first.paths[id(module)]
+        shown = ", ".join("None" if i in dims else str(d) for i, d in enumerate(mine))
         return ShapeMismatchError(
-            f"{layer_label(module, paths.get(live_id, ''))} would take its {name}'s shape "
+            f"{layer_label(module, path)} would take its {name}'s shape "
             f"({shown}) from an input dim given as None (any size), but a parameter's shape "
             "must be fixed. Fix: give that input dim a size in the input spec (None is for "
             "dims the parameters do not depend on, such as the batch or a sequence length)",
             param=name,
-            layer=paths.get(live_id, ""),
+            layer=path,
         )
     return None
 
@@ -619,34 +803,40 @@ def _sized_by_none(
 def infer_shape(root: torch.nn.Module, *inputs: Any, flops: bool = False) -> Any:
     """Infer every parameter's shape of ``root`` without data; see ``Block.infer_shape``.
 
-    The forward runs on a private :class:`Replica` of the modules, without a lock; the
-    shapes found are then applied to the live deferred parameters under their locks.
-    With ``flops=True`` also returns the per-module records (output spec, FLOPs) keyed by
-    ``id(module)``, for summaries.
+    The forward runs on a private replica of the modules (:class:`Inference`), without
+    a lock; the shapes found are then applied to the live deferred parameters under
+    their locks. Names the deferred parameters by their structural path in ``root``
+    (for messages). With ``flops=True`` also returns the per-module records (output
+    spec, FLOPs) keyed by ``id(module)``, for summaries.
     """
+    ctx = Inference(root, flops=flops)  # names the deferred parameters, inputs or not
     _check_inputs(inputs)
     sizes = NONE_SIZES if has_none(inputs) else NONE_SIZES[:1]
     rng = torch.random.get_rng_state()
     specs: list[Any] = []
     record: dict[int, tuple[Any, float]] = {}
-    replica = Replica(root)
     try:
-        ctx = Inference(replica.root, flops=flops)
-        with ctx, torch.no_grad():  # one context for both runs: the stand-ins stay
+        # Torch functions answered from the shapes (fastmeta), unless a mode is active:
+        # a FLOP count (summaries) or the caller's own must see torch's kernels.
+        fast = not flops and not torch._C._len_torch_dispatch_stack() and only_fast_modes()
+        with torch.no_grad():
             for i, size in enumerate(sizes):
                 meta_inputs = to_meta(inputs, size)
                 if flops and i == 0:
                     with FlopCounterMode(display=False) as counter:
                         ctx.counter = counter
-                        out = replica.root(*meta_inputs)
+                        out = ctx.run(meta_inputs)
                     ctx.counter = None
-                    record = replica.live_records(ctx.records)
+                    record = dict(ctx.records)
+                elif fast:
+                    with FastMeta():
+                        out = ctx.run(meta_inputs)
                 else:
-                    out = replica.root(*meta_inputs)
+                    out = ctx.run(meta_inputs)
                 specs.append(_to_spec(out))
     except Exception as err:
         if len(specs) == 1:  # the second run failed where the first passed
-            culprit = _sized_by_none(root, inputs, replica)
+            culprit = _sized_by_none(root, inputs, ctx)
             if culprit is not None:
                 raise culprit from None
         shown = _shown_none(err)
@@ -655,6 +845,6 @@ def infer_shape(root: torch.nn.Module, *inputs: Any, flops: bool = False) -> Any
         raise shown from None
     finally:
         torch.random.set_rng_state(rng)  # meta ops draw nothing; be sure of it
-    replica.apply_shapes()
+    ctx.apply_shapes()
     result = specs[0] if len(specs) == 1 else merge_specs(specs[0], specs[1])
     return (result, record) if flops else result  # record: id(module) -> (spec, FLOPs)
