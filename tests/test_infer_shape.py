@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import lateinit
 from lateinit import ShapeMismatchError, Spec, init, nn, zoo
@@ -787,6 +788,43 @@ def test_memo_block_shared_by_two_parents():
     assert tuple(net[1][1].weight.shape) == (2, 4)
     net.initialize()
     assert net(torch.randn(5, 3)).shape == (5, 2)
+
+
+class Twin(nn.Block):
+    """Two identical children; the forward reaches into the second after calling it."""
+
+    def __init__(self, reach: str) -> None:
+        super().__init__()
+        self.reach = reach
+        self.a = nn.Sequential(nn.Dense(6, flatten=False), nn.Dense(4, flatten=False))
+        self.b = nn.Sequential(nn.Dense(6, flatten=False), nn.Dense(4, flatten=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x) + self.b(x)  # b replays a's run
+        if self.reach == "shape":  # the replayed child's parts, read
+            return y[..., : self.b[1].weight.shape[0] - 1]
+        if self.reach == "op":  # ... and computed with
+            first = self.b[0]
+            return y + F.linear(x, first.weight, first.bias).mean(-1, keepdim=True)
+        return torch.cat([y, *(m.bias.expand(*y.shape[:-1], -1) for m in self.b)], -1)
+
+
+@pytest.mark.parametrize(("reach", "width"), [("shape", 3), ("op", 4), ("children", 14)])
+def test_memo_a_replayed_block_reached_into(reach, width):
+    """The replayed block was never cloned nor run: reaching into it (its children, a
+    parameter's shape, a parameter in an op) sees what a run would have left there."""
+    net = Twin(reach)
+    before = forwards(net)
+    assert net.infer_shape(Spec((None, 3, 5))) == Spec((None, 3, width))
+    assert shapes(net) == {
+        **{f"{c}.0.weight": (6, 5) for c in "ab"},
+        **{f"{c}.0.bias": (6,) for c in "ab"},
+        **{f"{c}.1.weight": (4, 6) for c in "ab"},
+        **{f"{c}.1.bias": (4,) for c in "ab"},
+    }
+    assert forwards(net) == before
+    net.initialize()
+    assert net(torch.randn(2, 3, 5)).shape == (2, 3, width)
 
 
 def test_memo_lambda_functions_differ():

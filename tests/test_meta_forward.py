@@ -17,7 +17,7 @@ import torch
 
 import lateinit
 from lateinit import Spec, nn, zoo
-from lateinit.inference import Inference, Replica
+from lateinit.inference import Inference
 
 
 def meta(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -26,15 +26,15 @@ def meta(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
 
 def both(layer: torch.nn.Module, x: torch.Tensor) -> tuple[Any, torch.Tensor]:
     """``(_meta_forward(x), forward(x))`` of the layer as data-free inference runs it: on
-    a private replica whose parameters are meta stand-ins (shaped by the layer's hook)."""
-    replica = Replica(layer).root
-    ctx = Inference(replica)
-    with ctx, torch.no_grad():
-        for _, p in replica._infer_own((x,), {}):
+    its private clone, whose parameters are meta stand-ins (shaped by the layer's hook)."""
+    ctx = Inference(layer)
+    clone = ctx.clone(layer)
+    with torch.no_grad():
+        for _, p in clone._infer_own((x,), {}):
             ctx.stand_in(p)
         assert ctx._shortcuts_allowed()
-        fast = type(replica)._meta_forward(replica, x)
-        slow = type(replica).forward(replica, x)
+        fast = type(clone)._meta_forward(clone, x)
+        slow = type(clone).forward(clone, x)
     return fast, slow
 
 
@@ -123,15 +123,15 @@ def test_meta_forward_equals_the_meta_forward(build, x):
 @pytest.mark.parametrize(("build", "x"), [c[1:] for c in DECLINED], ids=[c[0] for c in DECLINED])
 def test_meta_forward_declines_what_it_does_not_answer(build, x):
     layer = build()
-    replica = Replica(layer).root
-    ctx = Inference(replica)
-    with ctx, torch.no_grad():
+    ctx = Inference(layer)
+    clone = ctx.clone(layer)
+    with torch.no_grad():
         try:
-            for _, p in replica._infer_own((x,), {}):
+            for _, p in clone._infer_own((x,), {}):
                 ctx.stand_in(p)
         except (TypeError, ValueError):
             pass  # the hook refuses it: the forward would raise
-        assert type(replica)._meta_forward(replica, x) is NotImplemented
+        assert type(clone)._meta_forward(clone, x) is NotImplemented
 
 
 def test_meta_forward_needs_stand_ins():
