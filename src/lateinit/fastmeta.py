@@ -63,15 +63,16 @@ def _empty(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device=_META)
 
 
-def _broadcast(operands: Sequence[Any]) -> torch.Tensor | Any:
+def _broadcast(operands: Sequence[Any], any_layout: bool = True) -> torch.Tensor | Any:
     """The output of an elementwise op on meta tensors of one floating dtype (and Python
-    numbers, which do not change it), one of them having the broadcast shape.
+    numbers, which do not change it).
 
-    torch lays the output out by sorting the dims by the operands' strides (broadcast
-    dims aside): when every operand is row-major contiguous, or when no dim of the
-    output has size 1 and every operand's strides decrease from the first dim to the
-    last (a slice such as ``x[..., ::2]``), that order is the row-major one, and the
-    output is contiguous. Any other layout is left to torch.
+    Row-major contiguous operands give a contiguous output. Other layouts (a transposed
+    or sliced operand: ``x.transpose(1, 2)[..., ::2] * cos``) are laid out as torch's
+    meta kernels do for float32/float64 (:func:`_output_perm`, on the operands as
+    broadcast); float16/bfloat16 ones, computed in float32 and converted, go to torch,
+    as all of them do without ``any_layout`` (``add``/``sub`` with ``alpha``, which
+    scale one operand first).
     """
     dtype = None
     tensors = []
@@ -106,34 +107,122 @@ def _broadcast(operands: Sequence[Any]) -> torch.Tensor | Any:
                 elif size != 1:
                     return NotImplemented  # torch raises its broadcasting error
         out = tuple(merged)
-    if out not in shapes:  # both sides broadcast: torch's layout rules, not ours
+    if contiguous and out in shapes:
+        return _empty(out, dtype)
+    if not any_layout or (dtype is not torch.float32 and dtype is not torch.float64):
         return NotImplemented
-    if not contiguous and not _row_major(tensors, shapes, out):
+    if 0 in out or 1 in out:  # size-1 dims: torch's tie-breaks, not reproduced here
         return NotImplemented
-    return _empty(out, dtype)
+    strides = [
+        _broadcast_strides(shape, t.stride(), out) for t, shape in zip(tensors, shapes, strict=True)
+    ]
+    return torch.empty_permuted(out, _output_perm(out, strides), dtype=dtype, device=_META)
 
 
-def _row_major(tensors: list[Any], shapes: list[tuple[int, ...]], out: tuple[int, ...]) -> bool:
-    """Whether torch's stride sort keeps the row-major order for these operands: no
-    output dim of size 0 or 1, and each operand's strides (but those of its broadcast
-    dims) strictly decrease, positive."""
-    if 0 in out or 1 in out:
-        return False
-    for t, shape in zip(tensors, shapes, strict=True):
-        last = None
-        for size, stride in zip(shape, t.stride(), strict=True):
-            if size == 1:  # broadcast (the output has no size-1 dim)
-                continue
-            if stride <= 0 or (last is not None and stride >= last):
-                return False
-            last = stride
+def _broadcast_strides(
+    shape: tuple[int, ...], stride: tuple[int, ...], out: tuple[int, ...]
+) -> tuple[int, ...]:
+    """An operand's strides as broadcast to ``out`` (``expand``: 0 on new and broadcast
+    dims), left as they are when its shape is ``out``."""
+    if shape == out:
+        return tuple(stride)
+    lead = len(out) - len(shape)
+    return (0,) * lead + tuple(
+        0 if size == 1 and want != 1 else st
+        for size, want, st in zip(shape, out[lead:], stride, strict=True)
+    )
+
+
+def _row_major(shape: tuple[int, ...], stride: tuple[int, ...], order: Sequence[int]) -> bool:
+    """torch's contiguity test (``is_contiguous``, ``is_channels_last_contiguous``) for
+    the dims in ``order``, innermost first; size-1 dims are skipped."""
+    expected = 1
+    for d in order:
+        size = shape[d]
+        if size == 1:
+            continue
+        if stride[d] != expected:
+            return False
+        expected *= size
     return True
+
+
+def _output_perm(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> list[int]:
+    """The logical-to-physical permutation of an elementwise op's output: a port, for
+    concrete non-empty sizes, of ``torch._prims_common``'s
+    ``compute_elementwise_output_logical_to_physical_perm`` (what the meta kernels lay
+    their outputs out by): row-major if every operand is contiguous, channels-last if
+    every one is that instead, else the dims sorted by the operands' strides."""
+    ndim = len(shape)
+    if ndim <= 1:
+        return list(range(ndim))
+    inner = list(reversed(range(ndim)))
+    contiguous = all(_row_major(shape, s, inner) for s in strides)
+    channels_last = ndim == 4 and all(_row_major(shape, s, (1, 3, 2, 0)) for s in strides)
+    if contiguous and not channels_last:
+        return list(range(ndim))
+    if channels_last and not contiguous:
+        return [0, *range(2, ndim), 1]
+
+    def ge(a: int, b: int) -> bool:
+        return b == 0 or (a != 0 and (a >= b or a % b == 0))
+
+    def should_swap(a: int, b: int) -> int:
+        for s in strides:
+            sa, sb = s[a], s[b]
+            if sa == 0 or sb == 0:
+                continue
+            if sa == sb:
+                if ge(shape[b], shape[a]):
+                    continue
+                return 1
+            if ge(sb, sa):
+                return -1
+            if ge(sa, sb):
+                return 1
+        return 0
+
+    perm = inner
+    for i in range(1, ndim):
+        dim1 = i
+        for dim0 in reversed(range(i)):
+            comparison = should_swap(perm[dim0], perm[dim1])
+            if comparison > 0:
+                perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
+                dim1 = dim0
+            elif comparison < 0:
+                break
+    return list(reversed(perm))
 
 
 def _binary(*args: Any, **kwargs: Any) -> Any:
     if len(args) != 2 or (kwargs and (set(kwargs) != {"alpha"} or not _number(kwargs["alpha"]))):
         return NotImplemented
-    return _broadcast(args)
+    return _broadcast(args, any_layout=not kwargs)
+
+
+def _method(*args: Any, **kwargs: Any) -> Any:
+    """A binary Tensor method: ``self`` must be the tensor (``Tensor.__pow__(2, t)``
+    is torch's NotImplemented, not a power)."""
+    if not args or type(args[0]) not in _TENSOR_TYPES:
+        return NotImplemented
+    return _binary(*args, **kwargs)
+
+
+def _reflected(*args: Any, **kwargs: Any) -> Any:
+    """``Tensor.__rsub__(a, b)`` and ``__rpow__``: torch computes ``op(b, a)`` (the order
+    of the operands picks between equal layouts)."""
+    if len(args) != 2 or kwargs:
+        return NotImplemented
+    return _broadcast(args[::-1])
+
+
+def _reflected_div(*args: Any, **kwargs: Any) -> Any:
+    """``Tensor.__rdiv__(a, b)``: torch computes ``a.reciprocal() * b``."""
+    if len(args) != 2 or kwargs:
+        return NotImplemented
+    inverse = _broadcast(args[:1])
+    return NotImplemented if inverse is NotImplemented else _broadcast((inverse, args[1]))
 
 
 def _unary(*args: Any, **kwargs: Any) -> Any:
@@ -183,36 +272,65 @@ def _outer(*args: Any, **kwargs: Any) -> Any:
 
 
 def _joined(tensors: Any, dim: Any, new_dim: bool) -> Any:
-    """``stack`` (``new_dim``) or ``cat`` of contiguous meta tensors of one dtype."""
+    """``stack`` (``new_dim``) or ``cat`` of meta tensors of one floating dtype: torch's
+    output is contiguous unless every input is laid out channels-last (then it declines,
+    as it does for anything torch would refuse)."""
     if type(dim) is not int or not isinstance(tensors, (list, tuple)) or not tensors:
         return NotImplemented
     first = tensors[0]
-    if not _contiguous(first) or first.dtype not in _FLOATS:
+    if type(first) not in _TENSOR_TYPES or not first.is_meta or first.dtype not in _FLOATS:
         return NotImplemented
-    shape = tuple(first.shape)
+    dtype, shape = first.dtype, tuple(first.shape)
     ndim = len(shape) + (1 if new_dim else 0)
     if not (-ndim <= dim < ndim) or ndim == 0:
         return NotImplemented
     dim %= ndim
+    unsqueezed = new_dim and dim == len(shape)  # stack's last dim: a cat of unsqueezed
     total = 0
+    channels_last = True
     for t in tensors:
-        if not _contiguous(t) or t.dtype is not first.dtype:
+        if type(t) not in _TENSOR_TYPES or not t.is_meta or t.dtype is not dtype:
             return NotImplemented
         other = tuple(t.shape)
+        if 0 in other:
+            return NotImplemented
         if new_dim:
             if other != shape:
                 return NotImplemented
-        elif (
-            len(other) != len(shape)
-            or other[:dim] != shape[:dim]
-            or other[dim + 1 :] != shape[dim + 1 :]
+        elif len(other) != len(shape) or any(
+            a != b for i, (a, b) in enumerate(zip(other, shape, strict=True)) if i != dim
         ):
             return NotImplemented
         else:
             total += other[dim]
+        stride = tuple(t.stride())
+        if unsqueezed:
+            other, stride = (*other, 1), (*stride, 1)
+        channels_last = channels_last and _like_channels_last(other, stride)
+    if channels_last:
+        return NotImplemented  # torch keeps the channels-last layout
     if new_dim:
-        return _empty((*shape[:dim], len(tensors), *shape[dim:]), first.dtype)
-    return _empty((*shape[:dim], total, *shape[dim + 1 :]), first.dtype)
+        return _empty((*shape[:dim], len(tensors), *shape[dim:]), dtype)
+    return _empty((*shape[:dim], total, *shape[dim + 1 :]), dtype)
+
+
+def _like_channels_last(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    """A port of ``torch._prims_common.are_strides_like_channels_last_or_false`` (what
+    ``cat`` picks its output's memory format by), for concrete non-empty sizes."""
+    if len(shape) == 4:
+        order: tuple[int, ...] = (1, 3, 2, 0)
+    elif len(shape) == 5:
+        order = (1, 4, 3, 2, 0)
+    else:
+        return False
+    if stride[1] == 0:
+        return False
+    low = 0
+    for d in order:
+        if stride[d] < low or (d == 0 and low == stride[1]):
+            return False
+        low = stride[d] * shape[d]
+    return True
 
 
 def _stack(tensors: Any, dim: Any = 0, **kwargs: Any) -> Any:
@@ -274,6 +392,8 @@ _BINARY: list[Callable[..., Any]] = [
     torch.div,
     torch.true_divide,
     torch.pow,
+]
+_METHODS: list[Callable[..., Any]] = [
     _T.add,
     _T.sub,
     _T.mul,
@@ -286,10 +406,6 @@ _BINARY: list[Callable[..., Any]] = [
     _T.__rmul__,
     _T.__truediv__,
     _T.__pow__,
-    _T.__rsub__,
-    _T.__rdiv__,
-    _T.__rtruediv__,
-    _T.__rpow__,
 ]
 _UNARY: list[Callable[..., Any]] = [
     getattr(owner, name)
@@ -313,7 +429,12 @@ _UNARY: list[Callable[..., Any]] = [
 #: ``NotImplemented`` to let torch compute it.
 RULES: dict[Any, Callable[..., Any]] = {
     **dict.fromkeys(_BINARY, _binary),
+    **dict.fromkeys(_METHODS, _method),
     **dict.fromkeys(_UNARY, _unary),
+    _T.__rsub__: _reflected,
+    _T.__rpow__: _reflected,
+    _T.__rdiv__: _reflected_div,
+    _T.__rtruediv__: _reflected_div,
     F.relu: _activation,
     F.silu: _activation,
     F.gelu: _gelu,

@@ -16,7 +16,12 @@ from typing import Any
 
 import torch
 from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+from torch.nn.parameter import (
+    UninitializedBuffer,
+    UninitializedParameter,
+    UninitializedTensorMixin,
+    is_lazy,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from .block import Block
@@ -158,6 +163,28 @@ def _value_key(value: Any) -> Any:
 
 
 _MISSING = object()
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, str, torch.dtype, torch.device})
+
+
+def _is_deferred(t: Any) -> bool:
+    """``isinstance(t, Parameter)`` (lateinit's), without torch's Python
+    ``__instancecheck__`` for the usual exact types."""
+    cls = type(t)
+    if cls is Parameter:
+        return True
+    if cls is torch.Tensor or cls is torch.nn.Parameter:
+        return False
+    return isinstance(t, Parameter)
+
+
+def _is_param(t: Any) -> bool:
+    """``isinstance(t, torch.nn.Parameter)``, likewise."""
+    cls = type(t)
+    if cls is torch.nn.Parameter or cls is Parameter:
+        return True
+    if cls is torch.Tensor:
+        return False
+    return isinstance(t, torch.nn.Parameter)
 
 
 class _LazyChildren(dict):  # type: ignore[type-arg]
@@ -250,12 +277,14 @@ class Inference:
         self.flops = flops
         self.modules: list[torch.nn.Module] = []  # root.modules(): pre-order, each once
         self.paths: dict[int, str] = {}  # id(module) -> structural path (first use)
+        self.children: dict[int, list[torch.nn.Module]] = {}  # id(module) -> children
+        self.own: dict[int, list[Any]] = {}  # id(module) -> its own tensors (None included)
         self.signatures: dict[int, int] = {}  # id(module) -> interned signature
         self.sharing: dict[int, int] = {}  # interned signature -> how many modules have it
         self._interned: dict[Any, int] = {}
         self.deferred: list[Parameter] = []  # the live deferred tensors, walk order
         self.owner_of: dict[int, tuple[torch.nn.Module, str]] = {}  # their first owner
-        self.tensor_info: dict[int, tuple[torch.dtype, bool, bool]] = {}
+        self.tensor_info: dict[int, tuple[Any, ...]] = {}  # dtype, grad, is param, signature
         with torch._C.DisableTorchFunctionSubclass():  # dtype reads skip the gate
             self._walk(root, "")
         # the lazy replica
@@ -268,6 +297,7 @@ class Inference:
         # the passes
         self.memo: dict[Any, tuple[list[Any] | None, Any, float, list[Any]]] = {}
         self.subtree_tensors: dict[int, list[Any]] = {}
+        self.replayed: dict[int, list[Any]] = {}  # id(live module) -> shapes it replayed
         self.trees: dict[int, list[torch.nn.Module]] = {}  # module.modules(), walked once
         self.records: dict[int, tuple[Any, float]] = {}  # id(live module): spec, FLOPs
         self.counter: Any = None
@@ -284,26 +314,48 @@ class Inference:
         self.paths[id(module)] = path
         state = module.__dict__
         dot = path + "." if path else ""
-        children = tuple(
-            (n, self._walk(c, dot + n)) for n, c in state["_modules"].items() if c is not None
+        kids = []
+        children = []
+        for n, c in state["_modules"].items():
+            if c is not None:
+                kids.append(c)
+                children.append((n, self._walk(c, dot + n)))
+        self.children[id(module)] = kids
+        params, buffers = state["_parameters"], state["_buffers"]
+        self.own[id(module)] = (
+            [*params.values(), *buffers.values()] if buffers else [*params.values()]
         )
-        attrs = tuple((k, _value_key(state[k])) for k in _signature_keys(state))
+        attrs = tuple(
+            [
+                (k, v if type(v) in _PLAIN_TYPES else _value_key(v))
+                for k in _signature_keys(state)
+                for v in (state[k],)
+            ]
+        )
         tensors = []
         info = self.tensor_info
-        for table in (state["_parameters"], state["_buffers"]):
+        for table in (params, buffers):
+            if not table:
+                continue
             for name, t in table.items():
                 if t is None:
                     continue
-                if id(t) not in info:
-                    info[id(t)] = (t.dtype, t.requires_grad, isinstance(t, torch.nn.Parameter))
-                    if isinstance(t, Parameter):
-                        t.record.path = dot + name  # structural names, for messages
+                entry = info.get(id(t))
+                if entry is None:
+                    dtype, requires_grad = t.dtype, t.requires_grad
+                    if _is_deferred(t):
+                        record = t.record
+                        record.path = dot + name  # structural names, for messages
                         self.deferred.append(t)
                         self.owner_of[id(t)] = (module, name)
-                dtype, requires_grad, _ = info[id(t)]
-                shape = "lazy" if is_lazy(t) else tuple(t.shape)
-                tensors.append((name, shape, dtype, requires_grad))
-        key = (type(module), attrs, tuple(tensors), children)
+                        item = (record.shape, dtype, requires_grad)
+                        entry = info[id(t)] = (dtype, requires_grad, True, item)
+                    else:
+                        lazy = isinstance(t, UninitializedTensorMixin)
+                        item = ("lazy" if lazy else tuple(t.shape), dtype, requires_grad)
+                        entry = info[id(t)] = (dtype, requires_grad, _is_param(t), item)
+                tensors.append((name, entry[3]))
+        key = (type(module), attrs, tuple(tensors), tuple(children))
         sid = self._interned.get(key)
         if sid is None:
             sid = self._interned[key] = len(self._interned)
@@ -367,7 +419,7 @@ class Inference:
             return None
         held = self.standins.get(id(t))
         if held is None:
-            if isinstance(t, Parameter):
+            if _is_deferred(t):
                 held = self.copies.get(id(t))
                 if held is None:
                     shape = self.found.get(id(t))
@@ -407,8 +459,8 @@ class Inference:
         info = self.tensor_info.get(id(t))
         if info is None:  # not seen by the walk (made READY and replaced meanwhile)
             with torch._C.DisableTorchFunctionSubclass():
-                info = (t.dtype, t.requires_grad, isinstance(t, torch.nn.Parameter))
-        dtype, requires_grad, is_param = info
+                info = (t.dtype, t.requires_grad, _is_param(t))
+        dtype, requires_grad, is_param = info[:3]
         meta = torch.empty(shape, dtype=dtype, device="meta")
         if is_param:  # what torch.nn.Parameter(meta, requires_grad) makes
             meta = torch.Tensor._make_subclass(torch.nn.Parameter, meta, requires_grad)
@@ -433,33 +485,41 @@ class Inference:
         shape = self.found.get(id(t))
         if shape is not None:
             return shape
-        return tuple(t.record.shape) if isinstance(t, Parameter) else tuple(t.shape)
+        return tuple(t.record.shape) if _is_deferred(t) else tuple(t.shape)
 
     def _fill(self, t: Parameter, shape: tuple[int, ...]) -> None:
         """Replay a memoized module onto a live deferred tensor of another: fill its
         shape (known dims must agree, as ``Parameter.shape``'s setter says) and stand in
         for it where a clone holds it."""
-        copy = self.copies.get(id(t))
+        key = id(t)
+        copy = self.copies.get(key)
         if copy is not None:
             if tuple(copy.shape) != shape:
                 copy.shape = shape  # a conflict raises the setter's ShapeMismatchError
                 if copy.is_shaped:
                     self._new_stand_in(t, tuple(copy.shape))
-            elif id(t) not in self.standins and copy.is_shaped:
+            elif key not in self.standins and copy.is_shaped:
                 self._new_stand_in(t, shape)
             return
-        current = self.current_shape(t)
+        current = self.found.get(key)
+        if current is None:
+            current = t.record.shape
         if current == shape:
-            self.found[id(t)] = shape  # replayed: a clone made later holds a stand-in
+            self.found[key] = shape  # replayed: a clone made later holds a stand-in
             return
-        merged = tuple(a if a != UNKNOWN else b for a, b in zip(current, shape, strict=False))
-        if len(current) != len(shape) or any(
-            a != UNKNOWN and b != UNKNOWN and a != b for a, b in zip(current, shape, strict=True)
-        ):  # the setter's error, from a throwaway copy
+        merged: tuple[int, ...] | None = None
+        if len(current) == len(shape):
+            merged = tuple(b if a == UNKNOWN else a for a, b in zip(current, shape, strict=True))
+            for a, b in zip(merged, shape, strict=True):
+                if a != b and b != UNKNOWN:
+                    merged = None
+                    break
+        if merged is None:  # the setter's error, from a throwaway copy
             probe = self._copy(t)
             probe.shape = shape
-        self.found[id(t)] = merged
-        if self.owners.get(id(t)) and UNKNOWN not in merged:
+            return
+        self.found[key] = merged
+        if self.owners.get(key) and UNKNOWN not in merged:
             self._new_stand_in(t, merged)
 
     def apply_shapes(self) -> None:
@@ -470,7 +530,7 @@ class Inference:
         touched = [t for t in self.deferred if id(t) in self.copies or id(t) in self.found]
         with transaction(touched):
             for t in touched:
-                if not isinstance(t, Parameter):  # READY meanwhile (another thread)
+                if not _is_deferred(t):  # READY meanwhile (another thread)
                     continue
                 shape = self.current_shape(t)
                 if shape != tuple(t.record.shape):
@@ -491,23 +551,32 @@ class Inference:
         return counted + self.replayed_flops
 
     def _subtree(self, live: torch.nn.Module) -> list[Any]:
-        """The live subtree's parameters and buffers, in a fixed order that modules of
-        equal signature share."""
+        """The live subtree's parameters and buffers (``None`` entries included), in a
+        fixed order that modules of equal signature share."""
         found = self.subtree_tensors.get(id(live))
         if found is None:
+            own = self.own
             found = self.subtree_tensors[id(live)] = [
-                t
-                for m in self._tree(live)
-                for table in (m._parameters, m._buffers)
-                for t in table.values()
+                t for m in self._tree(live) for t in own[id(m)]
             ]
         return found
 
     def _tree(self, module: torch.nn.Module) -> list[torch.nn.Module]:
-        """``list(module.modules())`` of a live module, walked once per module."""
+        """``list(module.modules())`` of a live module (pre-order, each once), from the
+        walk's children lists, made once per module."""
         tree = self.trees.get(id(module))
         if tree is None:
-            tree = self.trees[id(module)] = list(module.modules())
+            tree = self.trees[id(module)] = []
+            seen: set[int] = set()
+            stack = [module]
+            children = self.children
+            while stack:
+                m = stack.pop()
+                if id(m) in seen:
+                    continue
+                seen.add(id(m))
+                tree.append(m)
+                stack.extend(reversed(children[id(m)]))
         return tree
 
     def _forward(
@@ -528,10 +597,13 @@ class Inference:
         hit = self.memo.get(key)
         if hit is not None:
             shapes, spec, flops, subtree = hit
-            if shapes is not None:  # None: the module's own entry, its shapes are its own
+            # shapes None: the module's own entry, its shapes are its own; the shapes it
+            # was last replayed with: known already (they only ever get more known)
+            if shapes is not None and self.replayed.get(id(live)) != shapes:
                 for t, shape in zip(self._subtree(live), shapes, strict=True):
-                    if isinstance(t, Parameter):
+                    if _is_deferred(t):
                         self._fill(t, shape)
+                self.replayed[id(live)] = shapes
             if self.flops:
                 for m, record in zip(self._tree(live), subtree, strict=True):
                     if record is not None:  # the descendants' calls, as in the run replayed
