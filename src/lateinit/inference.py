@@ -275,10 +275,9 @@ class Inference:
     def __init__(self, root: torch.nn.Module, flops: bool = False) -> None:
         self.root = root
         self.flops = flops
-        self.modules: list[torch.nn.Module] = []  # root.modules(): pre-order, each once
-        self.paths: dict[int, str] = {}  # id(module) -> structural path (first use)
         self.children: dict[int, list[torch.nn.Module]] = {}  # id(module) -> children
         self.own: dict[int, list[Any]] = {}  # id(module) -> its own tensors (None included)
+        self.shared_below: set[int] = set()  # modules with a module twice in their subtree
         self.signatures: dict[int, int] = {}  # id(module) -> interned signature
         self.sharing: dict[int, int] = {}  # interned signature -> how many modules have it
         self._interned: dict[Any, int] = {}
@@ -307,60 +306,64 @@ class Inference:
     def _walk(self, module: torch.nn.Module, path: str) -> int:
         """Interned signature of ``module`` (children first; each module once, also one
         shared by two parents); names its deferred tensors by their path."""
-        found = self.signatures.get(id(module))
+        signatures = self.signatures
+        found = signatures.get(id(module))
         if found is not None:
             return found
-        self.modules.append(module)
-        self.paths[id(module)] = path
         state = module.__dict__
         dot = path + "." if path else ""
         kids = []
         children = []
+        shared = self.shared_below
         for n, c in state["_modules"].items():
             if c is not None:
+                if id(c) in signatures:
+                    shared.add(id(module))  # modules() would skip a repeat
                 kids.append(c)
                 children.append((n, self._walk(c, dot + n)))
-        self.children[id(module)] = kids
+                if id(c) in shared:
+                    shared.add(id(module))
+        key = id(module)
+        self.children[key] = kids
         params, buffers = state["_parameters"], state["_buffers"]
-        self.own[id(module)] = (
-            [*params.values(), *buffers.values()] if buffers else [*params.values()]
-        )
-        attrs = tuple(
-            [
-                (k, v if type(v) in _PLAIN_TYPES else _value_key(v))
-                for k in _signature_keys(state)
-                for v in (state[k],)
-            ]
-        )
+        own = [*params.values(), *buffers.values()] if buffers else [*params.values()]
+        self.own[key] = own
+        names = _signature_keys(state)
+        values = []
+        for k in names:
+            v = state[k]
+            values.append(v if type(v) in _PLAIN_TYPES else _value_key(v))
         tensors = []
-        info = self.tensor_info
-        for table in (params, buffers):
-            if not table:
-                continue
-            for name, t in table.items():
-                if t is None:
-                    continue
-                entry = info.get(id(t))
-                if entry is None:
-                    dtype, requires_grad = t.dtype, t.requires_grad
-                    if _is_deferred(t):
-                        record = t.record
-                        record.path = dot + name  # structural names, for messages
-                        self.deferred.append(t)
-                        self.owner_of[id(t)] = (module, name)
-                        item = (record.shape, dtype, requires_grad)
-                        entry = info[id(t)] = (dtype, requires_grad, True, item)
-                    else:
-                        lazy = isinstance(t, UninitializedTensorMixin)
-                        item = ("lazy" if lazy else tuple(t.shape), dtype, requires_grad)
-                        entry = info[id(t)] = (dtype, requires_grad, _is_param(t), item)
-                tensors.append((name, entry[3]))
-        key = (type(module), attrs, tuple(tensors), tuple(children))
-        sid = self._interned.get(key)
+        if own:
+            info = self.tensor_info
+            for table in (params, buffers):
+                for name, t in table.items():
+                    if t is None:
+                        continue
+                    entry = info.get(id(t))
+                    if entry is None:
+                        dtype, requires_grad = t.dtype, t.requires_grad
+                        if _is_deferred(t):
+                            record = t.record
+                            record.path = dot + name  # structural names, for messages
+                            self.deferred.append(t)
+                            self.owner_of[id(t)] = (module, name)
+                            item = (record.shape, dtype, requires_grad)
+                            entry = info[id(t)] = (dtype, requires_grad, True, item)
+                        else:
+                            lazy = isinstance(t, UninitializedTensorMixin)
+                            item = ("lazy" if lazy else tuple(t.shape), dtype, requires_grad)
+                            entry = info[id(t)] = (dtype, requires_grad, _is_param(t), item)
+                    tensors.append(name)
+                    tensors.append(entry[3])
+        signature = (type(module), names, tuple(values), tuple(tensors), tuple(children))
+        interned = self._interned
+        sid = interned.get(signature)
         if sid is None:
-            sid = self._interned[key] = len(self._interned)
-        self.signatures[id(module)] = sid
-        self.sharing[sid] = self.sharing.get(sid, 0) + 1
+            sid = interned[signature] = len(interned)
+        signatures[key] = sid
+        sharing = self.sharing
+        sharing[sid] = sharing.get(sid, 0) + 1
         return sid
 
     # -- the lazy replica ----------------------------------------------------------------
@@ -519,8 +522,33 @@ class Inference:
             probe.shape = shape
             return
         self.found[key] = merged
-        if self.owners.get(key) and UNKNOWN not in merged:
+        if key in self.owners and UNKNOWN not in merged:
             self._new_stand_in(t, merged)
+
+    def _replay(self, live: torch.nn.Module, shapes: list[Any]) -> None:
+        """Fill the shapes a memoized module recorded into ``live``'s subtree."""
+        found, copies, owners = self.found, self.copies, self.owners
+        for t, shape in zip(self._subtree(live), shapes, strict=True):
+            if type(t) is not Parameter:
+                if _is_deferred(t):  # a subclass
+                    self._fill(t, shape)
+                continue
+            key = id(t)
+            if key in found or key in copies or key in owners or UNKNOWN in shape:
+                self._fill(t, shape)
+                continue
+            current = t.record.shape  # untouched yet: known dims must agree
+            if current != shape:
+                agree = len(current) == len(shape)
+                if agree:
+                    for a, b in zip(current, shape, strict=True):
+                        if a != b and a != UNKNOWN:
+                            agree = False
+                            break
+                if not agree:
+                    self._fill(t, shape)  # raises the setter's error
+                    continue
+            found[key] = shape
 
     def apply_shapes(self) -> None:
         """Fill the live deferred tensors' shapes (and size-dependent default initializers)
@@ -551,14 +579,18 @@ class Inference:
         return counted + self.replayed_flops
 
     def _subtree(self, live: torch.nn.Module) -> list[Any]:
-        """The live subtree's parameters and buffers (``None`` entries included), in a
-        fixed order that modules of equal signature share."""
+        """The live subtree's parameters and buffers (``None`` entries included), module
+        by module in ``modules()`` order: an order that modules of equal signature share."""
         found = self.subtree_tensors.get(id(live))
         if found is None:
             own = self.own
-            found = self.subtree_tensors[id(live)] = [
-                t for m in self._tree(live) for t in own[id(m)]
-            ]
+            if id(live) in self.shared_below:
+                found = [t for m in self._tree(live) for t in own[id(m)]]
+            else:
+                found = list(own[id(live)])
+                for child in self.children[id(live)]:
+                    found += self._subtree(child)
+            self.subtree_tensors[id(live)] = found
         return found
 
     def _tree(self, module: torch.nn.Module) -> list[torch.nn.Module]:
@@ -566,17 +598,20 @@ class Inference:
         walk's children lists, made once per module."""
         tree = self.trees.get(id(module))
         if tree is None:
-            tree = self.trees[id(module)] = []
-            seen: set[int] = set()
-            stack = [module]
-            children = self.children
-            while stack:
-                m = stack.pop()
-                if id(m) in seen:
-                    continue
-                seen.add(id(m))
-                tree.append(m)
-                stack.extend(reversed(children[id(m)]))
+            children = self.children[id(module)]
+            if id(module) in self.shared_below:  # a module reached twice: skip repeats
+                tree, seen, stack = [], set(), [module]
+                while stack:
+                    m = stack.pop()
+                    if id(m) not in seen:
+                        seen.add(id(m))
+                        tree.append(m)
+                        stack.extend(reversed(self.children[id(m)]))
+            else:
+                tree = [module]
+                for child in children:
+                    tree += self._tree(child)
+            self.trees[id(module)] = tree
         return tree
 
     def _forward(
@@ -593,16 +628,18 @@ class Inference:
     ) -> Any:
         """A call of a clone (``module``) of the live module ``live``."""
         sid = self.signatures[id(live)]
-        key = (sid, module.training, _value_key(args), _value_key(kwargs) if kwargs else None)
+        if not kwargs and len(args) == 1 and type(args[0]) is torch.Tensor:  # the usual call
+            x = args[0]
+            key: Any = (sid, module.training, tuple(x.shape), x.dtype)
+        else:
+            key = (sid, module.training, _value_key(args), _value_key(kwargs))
         hit = self.memo.get(key)
         if hit is not None:
             shapes, spec, flops, subtree = hit
             # shapes None: the module's own entry, its shapes are its own; the shapes it
             # was last replayed with: known already (they only ever get more known)
             if shapes is not None and self.replayed.get(id(live)) != shapes:
-                for t, shape in zip(self._subtree(live), shapes, strict=True):
-                    if _is_deferred(t):
-                        self._fill(t, shape)
+                self._replay(live, shapes)
                 self.replayed[id(live)] = shapes
             if self.flops:
                 for m, record in zip(self._tree(live), subtree, strict=True):
@@ -859,7 +896,7 @@ def _sized_by_none(
         if not dims:
             continue
         module, name = first.owner_of[id(live)]
-        path = first.paths[id(module)]
+        path = next((n for n, m in root.named_modules() if m is module), "")
         shown = ", ".join("None" if i in dims else str(d) for i, d in enumerate(mine))
         return ShapeMismatchError(
             f"{layer_label(module, path)} would take its {name}'s shape "
