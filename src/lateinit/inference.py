@@ -278,6 +278,7 @@ class Inference:
         self.children: dict[int, list[torch.nn.Module]] = {}  # id(module) -> children
         self.own: dict[int, list[Any]] = {}  # id(module) -> its own tensors (None included)
         self.shared_below: set[int] = set()  # modules with a module twice in their subtree
+        self.subtree_tensors: dict[int, list[Any]] = {}  # id(module) -> _subtree()
         self.signatures: dict[int, int] = {}  # id(module) -> interned signature
         self.sharing: dict[int, int] = {}  # interned signature -> how many modules have it
         self._interned: dict[Any, int] = {}
@@ -295,7 +296,6 @@ class Inference:
         self.owners: dict[int, list[tuple[dict[str, Any], str]]] = {}  # clone tables
         # the passes
         self.memo: dict[Any, tuple[list[Any] | None, Any, float, list[Any]]] = {}
-        self.subtree_tensors: dict[int, list[Any]] = {}
         self.replayed: dict[int, list[Any]] = {}  # id(live module) -> shapes it replayed
         self.trees: dict[int, list[torch.nn.Module]] = {}  # module.modules(), walked once
         self.records: dict[int, tuple[Any, float]] = {}  # id(live module): spec, FLOPs
@@ -315,19 +315,25 @@ class Inference:
         kids = []
         children = []
         shared = self.shared_below
+        key = id(module)
         for n, c in state["_modules"].items():
             if c is not None:
                 if id(c) in signatures:
-                    shared.add(id(module))  # modules() would skip a repeat
+                    shared.add(key)  # modules() would skip a repeat
                 kids.append(c)
                 children.append((n, self._walk(c, dot + n)))
                 if id(c) in shared:
-                    shared.add(id(module))
-        key = id(module)
+                    shared.add(key)
         self.children[key] = kids
         params, buffers = state["_parameters"], state["_buffers"]
         own = [*params.values(), *buffers.values()] if buffers else [*params.values()]
         self.own[key] = own
+        if key not in shared:  # the subtree's tensors, as modules() lists them
+            subtrees = self.subtree_tensors
+            below = own
+            for c in kids:
+                below = below + subtrees[id(c)]
+            subtrees[key] = below
         names = _signature_keys(state)
         values = []
         for k in names:
@@ -582,14 +588,9 @@ class Inference:
         """The live subtree's parameters and buffers (``None`` entries included), module
         by module in ``modules()`` order: an order that modules of equal signature share."""
         found = self.subtree_tensors.get(id(live))
-        if found is None:
+        if found is None:  # made by the walk, but where a module repeats below
             own = self.own
-            if id(live) in self.shared_below:
-                found = [t for m in self._tree(live) for t in own[id(m)]]
-            else:
-                found = list(own[id(live)])
-                for child in self.children[id(live)]:
-                    found += self._subtree(child)
+            found = [t for m in self._tree(live) for t in own[id(m)]]
             self.subtree_tensors[id(live)] = found
         return found
 
