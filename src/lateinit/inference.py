@@ -10,7 +10,10 @@ See ``docs/design.md``, "Shapes without data".
 
 from __future__ import annotations
 
+import operator
 import re
+import types
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -114,17 +117,26 @@ def _skipped_attr(k: str) -> bool:
 
 #: A module's attribute names (in ``__dict__`` order) -> the sorted names its signature
 #: keeps. Modules of one class built alike share one entry; bounded (cleared when full).
-_SIGNATURE_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SIGNATURE_KEYS: dict[tuple[str, ...], tuple[tuple[str, ...], Callable[..., Any]]] = {}
 _CACHE_LIMIT = 4096
 
 
-def _signature_keys(state: dict[str, Any]) -> tuple[str, ...]:
+def _signature_keys(state: dict[str, Any]) -> tuple[tuple[str, ...], Callable[..., Any]]:
+    """The sorted names of a module's attributes that its signature keeps, and a getter
+    of their values as a tuple."""
     names = tuple(state)
     kept = _SIGNATURE_KEYS.get(names)
     if kept is None:
         if len(_SIGNATURE_KEYS) >= _CACHE_LIMIT:
             _SIGNATURE_KEYS.clear()
-        kept = _SIGNATURE_KEYS[names] = tuple(sorted(k for k in names if not _skipped_attr(k)))
+        keys = tuple(sorted(k for k in names if not _skipped_attr(k)))
+        if len(keys) == 1:
+            getter: Callable[..., Any] = lambda d, k=keys[0]: (d[k],)  # noqa: E731
+        elif keys:
+            getter = operator.itemgetter(*keys)
+        else:
+            getter = lambda d: ()  # noqa: E731
+        kept = _SIGNATURE_KEYS[names] = (keys, getter)
     return kept
 
 
@@ -163,7 +175,21 @@ def _value_key(value: Any) -> Any:
 
 
 _MISSING = object()
-_PLAIN_TYPES = frozenset({type(None), bool, int, float, str, torch.dtype, torch.device})
+#: Values a signature keeps as they are: compared by value, or (functions) by identity,
+#: as ``_value_key``'s ``("id", id(f))`` would.
+_PLAIN_TYPES = frozenset(
+    {
+        type(None),
+        bool,
+        int,
+        float,
+        str,
+        torch.dtype,
+        torch.device,
+        types.FunctionType,
+        types.BuiltinFunctionType,
+    }
+)
 
 
 def _is_deferred(t: Any) -> bool:
@@ -334,11 +360,10 @@ class Inference:
             for c in kids:
                 below = below + subtrees[id(c)]
             subtrees[key] = below
-        names = _signature_keys(state)
-        values = []
-        for k in names:
-            v = state[k]
-            values.append(v if type(v) in _PLAIN_TYPES else _value_key(v))
+        names, getter = _signature_keys(state)
+        values = getter(state)
+        if not _PLAIN_TYPES.issuperset(map(type, values)):
+            values = tuple([v if type(v) in _PLAIN_TYPES else _value_key(v) for v in values])
         tensors = []
         if own:
             info = self.tensor_info
@@ -362,7 +387,7 @@ class Inference:
                             entry = info[id(t)] = (dtype, requires_grad, _is_param(t), item)
                     tensors.append(name)
                     tensors.append(entry[3])
-        signature = (type(module), names, tuple(values), tuple(tensors), tuple(children))
+        signature = (type(module), names, values, tuple(tensors), tuple(children))
         interned = self._interned
         sid = interned.get(signature)
         if sid is None:
