@@ -308,8 +308,8 @@ class Inference:
         self.signatures: dict[int, int] = {}  # id(module) -> interned signature
         self.sharing: dict[int, int] = {}  # interned signature -> how many modules have it
         self._interned: dict[Any, int] = {}
-        self.deferred: list[Parameter] = []  # the live deferred tensors, walk order
-        self.owner_of: dict[int, tuple[torch.nn.Module, str]] = {}  # their first owner
+        # the live deferred tensors in walk order, with their first owner and its name
+        self.deferred: list[tuple[Parameter, torch.nn.Module, str]] = []
         self.tensor_info: dict[int, tuple[Any, ...]] = {}  # dtype, grad, is param, signature
         with torch._C.DisableTorchFunctionSubclass():  # dtype reads skip the gate
             self._walk(root, "")
@@ -377,8 +377,7 @@ class Inference:
                         if _is_deferred(t):
                             record = t.record
                             record.path = dot + name  # structural names, for messages
-                            self.deferred.append(t)
-                            self.owner_of[id(t)] = (module, name)
+                            self.deferred.append((t, module, name))
                             item = (record.shape, dtype, requires_grad)
                             entry = info[id(t)] = (dtype, requires_grad, True, item)
                         else:
@@ -586,17 +585,18 @@ class Inference:
         with what the passes found, holding their locks, atomically (a conflict with a
         shape another thread filled meanwhile is a ShapeMismatchError and changes no
         shape)."""
-        touched = [t for t in self.deferred if id(t) in self.copies or id(t) in self.found]
+        copies, found = self.copies, self.found
+        touched = [t for t, _, _ in self.deferred if id(t) in found or id(t) in copies]
         with transaction(touched):
             for t in touched:
                 if not _is_deferred(t):  # READY meanwhile (another thread)
                     continue
-                shape = self.current_shape(t)
-                if shape != tuple(t.record.shape):
+                copy = copies.get(id(t))
+                shape = found[id(t)] if copy is None else tuple(copy.shape)
+                if shape != t.record.shape:
                     t.shape = shape
                 # a layer whose default initializer depends on the sizes it learned
                 # (MultiHeadAttention's packed projections) set it on the copy
-                copy = self.copies.get(id(t))
                 if copy is not None and copy.default_init is not t.default_init:
                     t.default_init = copy.default_init
 
@@ -911,7 +911,7 @@ def _sized_by_none(
             second.run(to_meta(inputs, NONE_SIZES[1]))
     except Exception:
         pass  # the shapes filled before a later failure still tell
-    for live in first.deferred:
+    for live, module, name in first.deferred:
         mine, other = first.current_shape(live), second.current_shape(live)
         known = tuple(live.record.shape) if isinstance(live, Parameter) else mine
         dims = {
@@ -921,7 +921,6 @@ def _sized_by_none(
         }
         if not dims:
             continue
-        module, name = first.owner_of[id(live)]
         path = next((n for n, m in root.named_modules() if m is module), "")
         shown = ", ".join("None" if i in dims else str(d) for i, d in enumerate(mine))
         return ShapeMismatchError(
