@@ -459,17 +459,15 @@ class FastMeta(TorchFunctionMode):
         args: Sequence[Any] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        kwargs = kwargs or {}
         rule = RULES.get(func)
-        if (
-            rule is not None
-            and not torch.is_grad_enabled()
-            and not torch._C._len_torch_dispatch_stack()
-        ):
-            out = rule(*args, **kwargs)
+        if rule is not None and not torch.is_grad_enabled() and not _dispatch_modes():
+            out = rule(*args, **kwargs) if kwargs else rule(*args)
             if out is not NotImplemented:
                 return out
-        return func(*args, **kwargs)
+        return func(*args, **kwargs) if kwargs else func(*args)
+
+
+_dispatch_modes = torch._C._len_torch_dispatch_stack
 
 
 def only_fast_modes() -> bool:
