@@ -175,6 +175,7 @@ def _value_key(value: Any) -> Any:
 
 
 _MISSING = object()
+_NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 #: Values a signature keeps as they are: compared by value, or (functions) by identity,
 #: as ``_value_key``'s ``("id", id(f))`` would.
 _PLAIN_TYPES = frozenset(
@@ -652,28 +653,31 @@ class Inference:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        """A call of a clone (``module``) of the live module ``live``."""
+        """A call of a clone (``module``) of the live module ``live``. The bookkeeping
+        runs without torch functions' Python handlers (the passes' FastMeta mode would
+        see every shape read); the layer's hook and forward run with them."""
         sid = self.signatures[id(live)]
-        if not kwargs and len(args) == 1 and type(args[0]) is torch.Tensor:  # the usual call
-            x = args[0]
-            key: Any = (sid, module.training, tuple(x.shape), x.dtype)
-        else:
-            key = (sid, module.training, _value_key(args), _value_key(kwargs))
-        hit = self.memo.get(key)
-        if hit is not None:
-            shapes, spec, flops, subtree = hit
-            # shapes None: the module's own entry, its shapes are its own; the shapes it
-            # was last replayed with: known already (they only ever get more known)
-            if shapes is not None and self.replayed.get(id(live)) != shapes:
-                self._replay(live, shapes)
-                self.replayed[id(live)] = shapes
-            if self.flops:
-                for m, record in zip(self._tree(live), subtree, strict=True):
-                    if record is not None:  # the descendants' calls, as in the run replayed
-                        self.records[id(m)] = record
-                self.records[id(live)] = (spec, flops)
-                self.replayed_flops += flops  # the counter never sees a replayed module's ops
-            return _from_spec(spec)
+        with _NO_TORCH_FUNCTION():
+            if not kwargs and len(args) == 1 and type(args[0]) is torch.Tensor:  # usual
+                x = args[0]
+                key: Any = (sid, module.training, tuple(x.shape), x.dtype)
+            else:
+                key = (sid, module.training, _value_key(args), _value_key(kwargs))
+            hit = self.memo.get(key)
+            if hit is not None:
+                shapes, spec, flops, subtree = hit
+                # shapes None: the module's own entry, its shapes are its own; the shapes
+                # it was last replayed with: known already (they only get more known)
+                if shapes is not None and self.replayed.get(id(live)) != shapes:
+                    self._replay(live, shapes)
+                    self.replayed[id(live)] = shapes
+                if self.flops:
+                    for m, record in zip(self._tree(live), subtree, strict=True):
+                        if record is not None:  # the descendants' calls, as in that run
+                            self.records[id(m)] = record
+                    self.records[id(live)] = (spec, flops)
+                    self.replayed_flops += flops  # the counter never saw its ops
+                return _from_spec(spec)
         self._populate(module, live)
         if isinstance(module, Block):
             for _, p in module._infer_own(args, kwargs):
@@ -688,7 +692,8 @@ class Inference:
             out = NotImplemented
             shortcut = getattr(type(module), "_meta_forward", None)
             if shortcut is not None and self._shortcuts_allowed():
-                out = shortcut(module, *args, **kwargs)  # a layer's output from the shapes
+                with _NO_TORCH_FUNCTION():  # lateinit's own code, on stand-ins only
+                    out = shortcut(module, *args, **kwargs)  # the output from the shapes
             if out is NotImplemented:
                 out = type(module).forward(module, *args, **kwargs)
         except (RuntimeError, NotImplementedError) as err:
@@ -696,11 +701,12 @@ class Inference:
             if wrapped is err:
                 raise
             raise wrapped from err
-        spec = _to_spec(out)
-        shapes = None  # a module alone with its signature: only itself can replay this
-        if self.sharing[sid] > 1:
-            current = self.current_shape
-            shapes = [current(t) if t is not None else () for t in self._subtree(live)]
+        with _NO_TORCH_FUNCTION():
+            spec = _to_spec(out)
+            shapes = None  # a module alone with its signature: only itself replays this
+            if self.sharing[sid] > 1:
+                current = self.current_shape
+                shapes = [current(t) if t is not None else () for t in self._subtree(live)]
         if self.flops:
             flops = self._flops_so_far() - before
             subtree = [

@@ -177,9 +177,10 @@ def meta_output(shape: Any, dtype: torch.dtype) -> torch.Tensor:
     the output ``forward`` gives on meta inputs, or ``NotImplemented`` for any call it
     does not answer (then ``forward`` runs, and raises what it raises). Only
     ``inference.Inference`` calls it, after the layer's ``infer_param_shapes`` and with
-    meta stand-ins in its tables, never with a dispatch mode (a FLOP count) or grad on:
-    the READY path never sees it. It must give what ``forward`` gives (shape, dtype,
-    strides: ``tests/test_meta_forward.py`` compares them on a table of cases)."""
+    meta stand-ins in its tables, never with a dispatch mode (a FLOP count) or grad on,
+    and with torch functions' Python handlers off (so it must run no user code): the
+    READY path never sees it. It must give what ``forward`` gives (shape, dtype, strides:
+    ``tests/test_meta_forward.py`` compares them on a table of cases)."""
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
@@ -351,10 +352,9 @@ class Dense(Block, torch.nn.Linear):
             lead, features = tuple(x.shape[:-1]), x.shape[-1]
         if n_in != features or (bias is not None and not meta_stand_in(bias, x.dtype, (units,))):
             return NotImplemented
-        out = meta_output((*lead, units), x.dtype)
-        if self._act is None or isinstance(self._activation, str):
-            return out  # a named activation keeps the shape, dtype and layout
-        return self._act(out)
+        if self._act is not None and not isinstance(self._activation, str):
+            return NotImplemented  # a callable activation: the forward runs it
+        return meta_output((*lead, units), x.dtype)  # a named one keeps shape and layout
 
     def extra_repr(self) -> str:
         in_units = self.weight.shape[1]
