@@ -3,9 +3,11 @@
 :func:`infer_shape` (``Block.infer_shape``) fills every deferred parameter's shape
 without data and without allocating: each module's forward runs on meta tensors, with
 meta stand-ins for its parameters and buffers; modules of identical structure called on
-identical input specs run once and are replayed. ``None`` dims of a :class:`Spec` are
-found by two runs with different stand-in sizes (:data:`lateinit.shapes.NONE_SIZES`).
-See ``docs/design.md``, "Shapes without data".
+identical input specs run once and are replayed, on a private replica built lazily
+(:class:`Inference`). ``None`` dims of a :class:`Spec` are found by two runs with
+different stand-in sizes (:data:`lateinit.shapes.NONE_SIZES`). Layers with a slow meta
+kernel answer from the shapes (``_meta_forward``), and so do common torch functions
+(:class:`lateinit.fastmeta.FastMeta`). See ``docs/design.md``, "Shapes without data".
 """
 
 from __future__ import annotations
