@@ -559,7 +559,10 @@ class Inference:
             self._new_stand_in(t, merged)
 
     def _replay(self, live: torch.nn.Module, shapes: list[Any]) -> None:
-        """Fill the shapes a memoized module recorded into ``live``'s subtree."""
+        """Fill the shapes a memoized module recorded into ``live``'s subtree. A tensor
+        this inference has not touched yet takes the recorded shape as it is: equal
+        signatures mean equal live shapes, so the recorded one (its twin's, filled from
+        them) agrees with its known dims."""
         found, copies, owners = self.found, self.copies, self.owners
         for t, shape in zip(self._subtree(live), shapes, strict=True):
             if type(t) is not Parameter:
@@ -567,21 +570,10 @@ class Inference:
                     self._fill(t, shape)
                 continue
             key = id(t)
-            if key in found or key in copies or key in owners or UNKNOWN in shape:
+            if key in found or key in copies or key in owners:
                 self._fill(t, shape)
-                continue
-            current = t.record.shape  # untouched yet: known dims must agree
-            if current != shape:
-                agree = len(current) == len(shape)
-                if agree:
-                    for a, b in zip(current, shape, strict=True):
-                        if a != b and a != UNKNOWN:
-                            agree = False
-                            break
-                if not agree:
-                    self._fill(t, shape)  # raises the setter's error
-                    continue
-            found[key] = shape
+            else:
+                found[key] = shape
 
     def apply_shapes(self) -> None:
         """Fill the live deferred tensors' shapes (and size-dependent default initializers)
