@@ -747,7 +747,8 @@ def _data_dependent(module: torch.nn.Module, err: BaseException) -> BaseExceptio
 
 
 class Replica:
-    """A private replica of a module tree, for inspecting it without touching it.
+    """A private replica of a whole module tree, built at once (``plot`` draws a summary
+    taken on one: the shapes found fill its private copies, not the network's).
 
     Each module is a shallow copy with its own ``_parameters``/``_buffers``/``_modules``
     tables (and its own Block state); deferred parameters and buffers are private copies
@@ -764,7 +765,6 @@ class Replica:
         self.replicas: dict[int, torch.nn.Module] = {}
         self.live_of: dict[int, torch.nn.Module] = {}  # id(replica) -> live module
         self.copies: dict[int, Parameter] = {}  # id(live deferred tensor) -> private copy
-        self.pairs: list[tuple[Parameter, Parameter]] = []  # (live, copy)
         with torch._C.DisableTorchFunctionSubclass():  # copying reads skip the gate
             self.root = self._module(root)
 
@@ -792,7 +792,6 @@ class Replica:
             except AttributeError:  # another thread's first pass made it READY just now
                 return t
             self.copies[id(t)] = copy
-            self.pairs.append((t, copy))
         return copy
 
     def _module(self, module: torch.nn.Module) -> torch.nn.Module:
@@ -830,29 +829,6 @@ class Replica:
                 state[key] = self._module(value)
         object.__setattr__(clone, "__dict__", state)  # not Module.__setattr__'s checks
         return clone
-
-    def live_records(self, records: dict[int, Any]) -> dict[int, Any]:
-        """Per-module records keyed by the live modules' ids instead of the replicas'."""
-        return {
-            id(self.live_of[key]): value for key, value in records.items() if key in self.live_of
-        }
-
-    def apply_shapes(self) -> None:
-        """Fill the live deferred tensors' shapes (and size-dependent default initializers)
-        with what the replica found, holding their locks, atomically (a conflict with a
-        shape another thread filled meanwhile is a ShapeMismatchError and changes no
-        shape)."""
-        live = [t for t, _ in self.pairs]
-        with transaction(live):
-            for t, found in self.pairs:
-                if not isinstance(t, Parameter):  # READY meanwhile (another thread)
-                    continue
-                if tuple(found.shape) != tuple(t.shape):
-                    t.shape = tuple(found.shape)
-                # a layer whose default initializer depends on the sizes it learned
-                # (MultiHeadAttention's packed projections) set it on the copy
-                if found.default_init is not t.default_init:
-                    t.default_init = found.default_init
 
 
 def _check_inputs(inputs: tuple[Any, ...]) -> None:
