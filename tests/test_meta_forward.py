@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 import lateinit
 from lateinit import Spec, nn, zoo
@@ -145,8 +146,12 @@ def test_meta_forward_needs_stand_ins():
     assert norm._meta_forward(meta(2, 8)) is NotImplemented
 
 
-def _no_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Inference, "_shortcuts_allowed", lambda self: False)
+class Passthrough(TorchFunctionMode):
+    """A caller's own torch function mode: infer_shape then runs every kernel (no
+    FastMeta, no layer shortcut), as it did before either existed."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        return func(*args, **(kwargs or {}))
 
 
 def shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -181,21 +186,55 @@ def _mlp() -> torch.nn.Module:
         (_mlp, Spec((None, 4, 6))),
         (_mlp, Spec((3, 6))),
         (lambda: zoo.lenet(), Spec((None, 1, 28, 28))),
+        (lambda: zoo.resnet18(num_classes=7), Spec((None, 3, 32, 32))),
+        (lambda: zoo.llama(97, 32, 2, 4, 48, rope_layout="half"), Spec((3, 5), torch.long)),
+        (lambda: zoo.llama(97, 32, 2, 4, 48, positions="learned"), Spec((None, 5), torch.long)),
     ],
-    ids=["llama", "llama None seq", "transformer", "mlp", "mlp no None", "lenet"],
+    ids=[
+        "llama",
+        "llama None seq",
+        "transformer",
+        "mlp",
+        "mlp no None",
+        "lenet",
+        "resnet18",
+        "llama half rotary",
+        "llama learned positions",
+    ],
 )
 def test_infer_shape_same_with_and_without_shortcuts(build, spec, monkeypatch):
     torch.manual_seed(0)
     fast_net = build()
     fast = fast_net.infer_shape(spec)
-    with monkeypatch.context() as m:
-        _no_shortcuts(m)
-        torch.manual_seed(0)
-        slow_net = build()
+    torch.manual_seed(0)
+    slow_net = build()
+    with Passthrough():
         slow = slow_net.infer_shape(spec)
     assert fast == slow
     assert shapes(fast_net) == shapes(slow_net)
     assert all(lateinit.is_deferred(p) for p in fast_net.parameters())
+    with monkeypatch.context() as m:  # FastMeta alone, without the layers' shortcuts
+        m.setattr(Inference, "_shortcuts_allowed", lambda self: False)
+        torch.manual_seed(0)
+        mixed_net = build()
+        assert mixed_net.infer_shape(spec) == fast
+    assert shapes(mixed_net) == shapes(fast_net)
+
+
+def test_a_callers_mode_sees_every_kernel():
+    """Under the caller's own torch function mode, infer_shape adds none of its own and
+    skips the shortcuts: the caller's mode sees the layers' kernels."""
+    seen: list[str] = []
+
+    class Recording(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            seen.append(getattr(func, "__name__", ""))
+            return func(*args, **(kwargs or {}))
+
+    net = nn.Sequential(nn.Dense(8, flatten=False), nn.RMSNorm())
+    with Recording():
+        assert net.infer_shape(Spec((None, 3, 6))) == Spec((None, 3, 8))
+    assert "linear" in seen and "rms_norm" in seen
 
 
 def test_summary_counts_flops_through_the_kernels():
