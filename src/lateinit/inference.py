@@ -408,11 +408,7 @@ class Inference:
         cls = type(live)
         clone = cls.__new__(cls)
         self.clones[id(live)] = clone
-        state = live.__dict__.copy()
-        if "_compiled_call_impl" in state:
-            state["_compiled_call_impl"] = None  # hybridize: the compiled live module
-        if "_lateinit" in state:
-            state["_lateinit"] = state["_lateinit"].copy()
+        state = _private_state(live)
         for key in ("_parameters", "_buffers"):
             table = state[key]
             if table:
@@ -421,13 +417,6 @@ class Inference:
                     own[name] = self._tensor(t, own, name)
             else:
                 state[key] = {}
-        if isinstance(live, LazyModuleMixin):
-            # Without torch's lazy hook, whose removal would reach the live module's hook
-            # table: call() infers the clone's sizes itself.
-            hook = getattr(live, "_initialize_hook", None)
-            state["_forward_pre_hooks"] = type(live._forward_pre_hooks)(
-                (k, v) for k, v in live._forward_pre_hooks.items() if hook is None or k != hook.id
-            )
         children = state["_modules"]
         state["_modules"] = _LazyChildren(partial(self._populate, clone, live)) if children else {}
         for key in _plain_keys(state):  # e.g. a layer that reads a sibling's sizes
@@ -802,23 +791,12 @@ class Replica:
         clone = cls.__new__(cls)
         self.replicas[id(module)] = clone
         self.live_of[id(clone)] = module
-        state = module.__dict__.copy()
+        state = _private_state(module)
         state.pop("forward", None)  # a live Block's first-call wrapper is bound to it
-        if "_compiled_call_impl" in state:
-            state["_compiled_call_impl"] = None  # hybridize: the compiled live module
-        if "_lateinit" in state:
-            state["_lateinit"] = state["_lateinit"].copy()
         tensor = self._tensor
         params, buffers = state["_parameters"], state["_buffers"]
         state["_parameters"] = {k: tensor(v) for k, v in params.items()} if params else {}
         state["_buffers"] = {k: tensor(v) for k, v in buffers.items()} if buffers else {}
-        if isinstance(module, LazyModuleMixin):
-            # Without torch's lazy hook, whose removal would reach the live module's hook
-            # table: Inference.call infers the replica's sizes itself.
-            hook = getattr(module, "_initialize_hook", None)
-            state["_forward_pre_hooks"] = type(module._forward_pre_hooks)(
-                (k, v) for k, v in module._forward_pre_hooks.items() if hook is None or k != hook.id
-            )
         children = state["_modules"]
         state["_modules"] = {
             k: (self._module(v) if v is not None else None) for k, v in children.items()
@@ -829,6 +807,25 @@ class Replica:
                 state[key] = self._module(value)
         object.__setattr__(clone, "__dict__", state)  # not Module.__setattr__'s checks
         return clone
+
+
+def _private_state(live: torch.nn.Module) -> dict[str, Any]:
+    """A copy of a live module's ``__dict__`` for its private clone (the lazy one of
+    ``Inference`` and ``Replica``'s): without the compiled call ``hybridize`` bound to the
+    live module, with its own ``BlockState``, and without torch's lazy-module hook, whose
+    removal would reach the live module's hook table (the inference infers a lazy
+    module's sizes itself). The tensor tables and children are the caller's to replace."""
+    state = live.__dict__.copy()
+    if "_compiled_call_impl" in state:
+        state["_compiled_call_impl"] = None
+    if "_lateinit" in state:
+        state["_lateinit"] = state["_lateinit"].copy()
+    if isinstance(live, LazyModuleMixin):
+        hook = getattr(live, "_initialize_hook", None)
+        state["_forward_pre_hooks"] = type(live._forward_pre_hooks)(
+            (k, v) for k, v in live._forward_pre_hooks.items() if hook is None or k != hook.id
+        )
+    return state
 
 
 def _check_inputs(inputs: tuple[Any, ...]) -> None:
