@@ -124,3 +124,19 @@ def test_parameter_cannot_be_subclassed() -> None:
 
         class Mine(lateinit.Parameter):
             pass
+
+
+def test_gate_takes_an_unhashable_callable_from_user_code() -> None:
+    class Op:  # defines __eq__ without __hash__: unhashable
+        __name__ = "op"
+
+        def __eq__(self, other: object) -> bool:
+            return self is other
+
+        def __call__(self, t: torch.Tensor) -> torch.Tensor:
+            return t
+
+    p = lateinit.Parameter((2, -1))
+    with pytest.raises(lateinit.DeferredInitializationError):
+        torch.overrides.handle_torch_function(Op(), (p,), p)
+    assert p.is_leaf and p.dtype == torch.float32  # the getters answered first

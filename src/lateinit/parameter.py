@@ -1005,7 +1005,11 @@ class Parameter(torch.nn.Parameter):
     # -- torch function gate -----------------------------------------------------------
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):  # type: ignore[override]
-        if func in _PLAIN_GETTERS:  # e.g. p.is_leaf, read by every optimizer: answered now
+        try:
+            plain = func in _PLAIN_GETTERS  # e.g. p.is_leaf, read by every optimizer
+        except TypeError:  # an unhashable callable handed over by user code
+            plain = False
+        if plain:
             return torch._C._disabled_torch_function_impl(func, (), args, kwargs or {})
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
