@@ -506,8 +506,7 @@ class Block(torch.nn.Module):
         state = block_state(child)
         if state is not None:  # count uses, to tell them apart in messages
             state.uses += 1
-        params, buffers = _named_tensors(child)
-        deferred = [(n, t) for n, t in (*params, *buffers) if type(t) is Parameter]
+        deferred = _deferred_under(child)
         for path, t in deferred:
             t._record.path = f"{name}.{path}"
         if deferred:
@@ -665,11 +664,12 @@ class Block(torch.nn.Module):
                 raise error
         device = self._creation_device(tensors)
         for _, p in own:
-            if device is not None and not p._record.device_explicit:
-                with torch._C.DisableTorchFunctionSubclass():
-                    moved = p.device != device
-                if moved:
-                    move_placeholder(p, device, None)
+            if (
+                device is not None
+                and not p._record.device_explicit
+                and placeholder(p).device != device
+            ):
+                move_placeholder(p, device, None)
             materialize(p)
 
     def _infer_own(

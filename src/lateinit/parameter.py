@@ -198,13 +198,9 @@ class ParamRecord:
     def effective_init(self) -> _init.Initializer:
         """The initializer materializing runs: its own, else the registered one, else the
         layer's default, else ``torch.nn.Linear``'s distribution."""
-        # each is resolved when it is set (Parameter(), initialize(), the setter)
-        if self.init is not None:
-            return _init.resolve(self.init)
-        if self.registered is not None:
-            return _init.resolve(self.registered)
-        if self.default is not None:
-            return _init.resolve(self.default)
+        for candidate in (self.init, self.registered, self.default):
+            if candidate is not None:
+                return _init.resolve(candidate)
         return _init.linear_default()
 
     @property
@@ -298,7 +294,7 @@ class hold:
         last = -1
         ordered = True  # a tree's records usually come in creation order already
         for t in tensors:
-            rec = getattr(t, "__dict__", _EMPTY).get("_record")
+            rec = record_of(t)
             if rec is not None:
                 records.append(rec)
                 if rec.order <= last:
@@ -324,9 +320,6 @@ class hold:
             for lock in reversed(self._locks[: self._taken]):
                 lock.release()
             self._taken = 0
-
-
-_EMPTY: dict[str, Any] = {}
 
 
 def _order_of(rec: ParamRecord) -> int:
@@ -1537,7 +1530,10 @@ def state(tensor: Any) -> State:
 def record_of(tensor: Any) -> ParamRecord | None:
     """lateinit's record of a parameter it declared (deferred, or READY since), else
     ``None`` (e.g. a plain torch module's parameter)."""
-    return getattr(tensor, "__dict__", {}).get("_record")
+    return getattr(tensor, "__dict__", _NO_DICT).get("_record")
+
+
+_NO_DICT: dict[str, Any] = {}
 
 
 def is_deferred(tensor: Any) -> bool:
@@ -1569,9 +1565,8 @@ def materialize(param: Parameter) -> None:
     rec = param._record
     if UNKNOWN in rec.shape:
         raise use_error(param, "materialize()")
-    with torch._C.DisableTorchFunctionSubclass():
-        dtype, device = param.dtype, param.device
-    commit_storage(param, initialized(rec, rec.shape, dtype, device, rec.path or rec.name))
+    raw = placeholder(param)
+    commit_storage(param, initialized(rec, rec.shape, raw.dtype, raw.device, rec.path or rec.name))
 
 
 def initialized(
@@ -1647,17 +1642,9 @@ def commit_storage(param: Parameter, data: torch.Tensor) -> None:
     """Make ``param`` READY with ``data`` as its values (journaled for rollback)."""
     journal = getattr(_journal, "value", None)
     rec = param._record
-    cls = torch.Tensor if rec.buffer else torch.nn.Parameter
-    with torch._C.DisableTorchFunctionSubclass():  # set_storage's fast case, inlined
-        if journal is not None:
-            journal.record_storage(param, param.data, Parameter)
-        same_kind = torch._has_compatible_shallow_copy_type(param, data)
-        if same_kind:
-            param.data = data
-    if not same_kind:
-        set_storage(param, data, cls)
-    elif type(param) is not cls:
-        param.__class__ = cls
+    if journal is not None:
+        journal.record_storage(param, placeholder(param), Parameter)
+    set_storage(param, data, torch.Tensor if rec.buffer else torch.nn.Parameter)
     # A READY parameter is a plain torch.nn.Parameter (a buffer a plain tensor); the
     # metadata stays in its __dict__ (for force_reinit) and `is_deferred` now reads False.
     d = param.__dict__

@@ -130,8 +130,6 @@ def float_input_error(block: torch.nn.Module, x: Any) -> TypeError | None:
 def check_float_inputs(block: torch.nn.Module, *inputs: Any) -> None:
     """Raise ``float_input_error`` for the first input that is not a floating tensor."""
     for x in inputs:
-        if isinstance(x, torch.Tensor) and x.is_floating_point():
-            continue
         error = float_input_error(block, x)
         if error is not None:
             raise error
@@ -315,9 +313,8 @@ class Dense(Block, torch.nn.Linear):
             )
         flat = self._flatten and x.dim() > 2
         in_units = math.prod(x.shape[1:]) if flat else x.shape[-1]
-        if in_units < 1:
-            axes = "axes after the first" if flat else "last axis"
-            feature_count(in_units, f"input features ({axes})")
+        axes = "axes after the first" if flat else "last axis"
+        feature_count(in_units, f"input features ({axes})")
         self._parameters["weight"].shape = (self._units, in_units)
 
     def _describe_expected(self, param: str, dim: int, size: int) -> str:
